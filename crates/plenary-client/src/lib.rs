@@ -1,0 +1,1 @@
+//! Plenary native client (in progress).

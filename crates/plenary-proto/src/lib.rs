@@ -1,0 +1,269 @@
+//! Plenary signaling protocol: the messages a client and the server exchange
+//! over the WebSocket at `/ws`, one JSON object per text frame.
+//!
+//! Every message is an object with a `"type"` field in `snake_case`. The
+//! server never needs to understand a participant's profile: it is an opaque
+//! string (today a small JSON document, tomorrow MLS ciphertext) that the
+//! server relays unchanged and never logs.
+//!
+//! A session goes like this:
+//!
+//! 1. client → `join` (room id, opaque profile), server → `joined`
+//!    (own participant id, who is there).
+//! 2. client → `offer` (its SDP, with the tracks it publishes),
+//!    server → `answer`.
+//! 3. whenever other participants' tracks appear or disappear, server →
+//!    `offer` with a fresh `track_map`, client → `answer`.
+//! 4. client → `layer_preference` for each remote video it renders, with the
+//!    size it renders at, so the SFU forwards a fitting simulcast layer.
+//!
+//! ```
+//! use plenary_proto::{ClientMsg, decode_client_msg};
+//! let msg = decode_client_msg(r#"{"type":"join","room":"abc-123","profile":"x"}"#).unwrap();
+//! assert!(matches!(msg, ClientMsg::Join { .. }));
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+mod error;
+mod ids;
+
+pub use error::{DecodeError, ErrorCode};
+pub use ids::{ParticipantId, RoomId, RoomIdError};
+
+/// Version of this protocol. A client sends it in `join`; the server refuses
+/// versions it does not speak with [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest client message the server accepts, in bytes of UTF-8 JSON.
+/// An SDP answer for a room of a few hundred tracks fits comfortably.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Largest opaque profile, in bytes.
+pub const MAX_PROFILE_BYTES: usize = 4096;
+
+/// Kind of media of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// Opus audio.
+    Audio,
+    /// VP8 (or H.264/VP9) video, possibly simulcast.
+    Video,
+}
+
+/// A message from a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// Enter a room, creating it if it does not exist. Must be the first
+    /// message of a connection, and sent once.
+    Join {
+        /// Room to join; see [`RoomId`] for the allowed characters.
+        room: String,
+        /// Opaque profile relayed to the other participants, at most
+        /// [`MAX_PROFILE_BYTES`]. Never logged by the server.
+        profile: String,
+        /// Protocol version the client speaks; absent means 1.
+        #[serde(default = "default_version")]
+        version: u32,
+    },
+    /// The client's SDP offer (RFC 8829 JSEP). The first one sets up the
+    /// transport and the client's published tracks.
+    Offer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// The client's SDP answer to a server `offer`.
+    Answer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// The client muted or unmuted its microphone or camera (UI state only;
+    /// a muted track also stops sending media).
+    SetMuted {
+        /// Which of the client's tracks.
+        kind: MediaKind,
+        /// New state.
+        muted: bool,
+    },
+    /// The size at which the client renders the remote video received on
+    /// `mid`; the SFU forwards the simulcast layer that fits it best.
+    /// `0 × 0` means the video is not shown at all.
+    LayerPreference {
+        /// MID of the client's receiving transceiver (from the `track_map`).
+        mid: String,
+        /// Rendered width, in device pixels.
+        width: u32,
+        /// Rendered height, in device pixels.
+        height: u32,
+    },
+    /// Keep-alive; the server answers `pong` with the same id.
+    Ping {
+        /// Echoed back.
+        #[serde(default)]
+        id: u64,
+    },
+    /// Leave the room. Closing the WebSocket does the same.
+    Leave,
+}
+
+fn default_version() -> u32 {
+    1
+}
+
+/// One participant as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Server-assigned id, unique within the server's lifetime.
+    pub id: ParticipantId,
+    /// Opaque profile as the participant sent it.
+    pub profile: String,
+    /// Microphone muted.
+    pub audio_muted: bool,
+    /// Camera muted.
+    pub video_muted: bool,
+}
+
+/// One remote track as received by a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// MID of the subscriber's receiving transceiver.
+    pub mid: String,
+    /// Participant who publishes the track.
+    pub participant_id: ParticipantId,
+    /// Audio or video.
+    pub kind: MediaKind,
+}
+
+/// An ICE server (STUN/TURN) the client should use; empty unless the
+/// operator configured one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` or `turn:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// A message from the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Answer to `join`: the client is in the room.
+    Joined {
+        /// The client's own participant id.
+        participant_id: ParticipantId,
+        /// Room id, normalised.
+        room: String,
+        /// Everyone else already in the room.
+        participants: Vec<ParticipantInfo>,
+        /// ICE servers for the client's `RTCPeerConnection`; usually empty.
+        ice_servers: Vec<IceServer>,
+    },
+    /// Someone entered the room.
+    ParticipantJoined {
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// Someone changed mute state.
+    ParticipantUpdated {
+        /// New state.
+        participant: ParticipantInfo,
+    },
+    /// Someone left the room (or their connection died).
+    ParticipantLeft {
+        /// Who.
+        participant_id: ParticipantId,
+    },
+    /// The server's SDP answer to the client's offer.
+    Answer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// A server SDP offer adding or stopping remote tracks; the client
+    /// answers with `answer`. `track_map` lists every remote track the
+    /// client receives once this offer is applied.
+    Offer {
+        /// SDP text.
+        sdp: String,
+        /// All current remote tracks of this subscriber.
+        track_map: Vec<TrackInfo>,
+    },
+    /// The simulcast layer now forwarded on `mid` changed.
+    Layer {
+        /// MID of the subscriber's receiving transceiver.
+        mid: String,
+        /// RID of the forwarded layer (`q`, `h`, `f`), absent without simulcast.
+        rid: Option<String>,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The ping's id.
+        id: u64,
+    },
+    /// A request failed. The connection stays open unless the error says
+    /// otherwise (`fatal`).
+    Error {
+        /// Machine-readable cause.
+        code: ErrorCode,
+        /// Human-readable detail (never contains user data).
+        message: String,
+        /// The server closes the connection after this message.
+        fatal: bool,
+    },
+}
+
+/// Parses one client message, enforcing [`MAX_CLIENT_MESSAGE_BYTES`].
+///
+/// # Errors
+/// [`DecodeError::TooLarge`], [`DecodeError::UnknownType`] for a well-formed
+/// object with a `type` we do not know, [`DecodeError::Malformed`] otherwise.
+pub fn decode_client_msg(text: &str) -> Result<ClientMsg, DecodeError> {
+    if text.len() > MAX_CLIENT_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge { len: text.len(), max: MAX_CLIENT_MESSAGE_BYTES });
+    }
+    match serde_json::from_str::<ClientMsg>(text) {
+        Ok(msg) => Ok(msg),
+        Err(err) => Err(classify(text, err)),
+    }
+}
+
+/// Parses one server message (used by native clients).
+///
+/// # Errors
+/// [`DecodeError::UnknownType`] or [`DecodeError::Malformed`].
+pub fn decode_server_msg(text: &str) -> Result<ServerMsg, DecodeError> {
+    serde_json::from_str::<ServerMsg>(text).map_err(|err| classify(text, err))
+}
+
+fn classify(text: &str, err: serde_json::Error) -> DecodeError {
+    #[derive(Deserialize)]
+    struct Tagged {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    const KNOWN: &[&str] = &[
+        "join", "offer", "answer", "set_muted", "layer_preference", "ping", "leave", "joined",
+        "participant_joined", "participant_updated", "participant_left", "layer", "pong", "error",
+    ];
+    match serde_json::from_str::<Tagged>(text) {
+        Ok(t) if !KNOWN.contains(&t.kind.as_str()) => {
+            DecodeError::UnknownType { kind: t.kind.chars().take(64).collect() }
+        }
+        _ => DecodeError::Malformed { detail: err.to_string() },
+    }
+}
+
+/// Encodes a message as one JSON text frame.
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    // Serialising these plain data types cannot fail.
+    serde_json::to_string(msg).unwrap_or_else(|_| String::from("{}"))
+}
+
+#[cfg(test)]
+mod tests;

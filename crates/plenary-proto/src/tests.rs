@@ -1,0 +1,44 @@
+use super::*;
+
+#[test]
+fn join_roundtrip() {
+    let m = ClientMsg::Join { room: "r1".into(), profile: "{}".into(), version: 1 };
+    assert_eq!(decode_client_msg(&encode(&m)).unwrap(), m);
+}
+
+#[test]
+fn unknown_type_is_typed() {
+    let e = decode_client_msg(r#"{"type":"launch_missiles"}"#).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UnknownType);
+}
+
+#[test]
+fn malformed_is_typed() {
+    for bad in ["", "null", "[]", "{", r#"{"type":"offer"}"#, r#"{"type":"offer","sdp":1}"#] {
+        assert_eq!(decode_client_msg(bad).unwrap_err().code(), ErrorCode::Malformed, "{bad}");
+    }
+}
+
+#[test]
+fn oversized_is_typed() {
+    let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_CLIENT_MESSAGE_BYTES));
+    assert_eq!(decode_client_msg(&big).unwrap_err().code(), ErrorCode::TooLarge);
+}
+
+#[test]
+fn room_ids() {
+    assert!(RoomId::parse("abc-DEF_123").is_ok());
+    assert_eq!(RoomId::parse(""), Err(RoomIdError::Empty));
+    assert_eq!(RoomId::parse(&"a".repeat(65)), Err(RoomIdError::TooLong));
+    assert_eq!(RoomId::parse("../etc"), Err(RoomIdError::BadCharacter));
+    assert_eq!(RoomId::parse("a b"), Err(RoomIdError::BadCharacter));
+}
+
+#[test]
+fn server_msgs_decode() {
+    let m = ServerMsg::Offer {
+        sdp: "v=0".into(),
+        track_map: vec![TrackInfo { mid: "3".into(), participant_id: ParticipantId(7), kind: MediaKind::Video }],
+    };
+    assert_eq!(decode_server_msg(&encode(&m)).unwrap(), m);
+}

@@ -1,0 +1,1 @@
+//! Plenary SFU core (in progress).

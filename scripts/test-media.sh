@@ -1,0 +1,2 @@
+#!/usr/bin/env bash
+echo "test media script: pending"
