@@ -1,0 +1,219 @@
+// The participant grid: one tile per participant (own tile first, mirrored
+// and muted), laid out to use the stage as well as possible, plus one hidden
+// <audio> element per remote audio track.
+//
+// It reports the size at which each remote video is rendered, in device
+// pixels (0x0 when hidden), through `onRenderSize(mid, width, height)`, so the
+// SFU can forward the simulcast layer that fits. User data (names) is only
+// ever written with textContent.
+
+import { icon } from './icons.js';
+
+/** Width over height of a tile. */
+const TILE_ASPECT = 16 / 9;
+/** Gap between tiles, CSS pixels (matches style.css). */
+const GAP = 10;
+
+/** Up to two initials of a name, for the avatar shown without video. */
+export function initials(name) {
+  const words = String(name).trim().split(/\s+/).filter(Boolean);
+  if (!words.length) return '?';
+  const letters = words.length === 1 ? Array.from(words[0]).slice(0, 1) : [Array.from(words[0])[0], Array.from(words[words.length - 1])[0]];
+  return letters.join('').toUpperCase();
+}
+
+/** A stable hue (0-359) for a name, so an avatar keeps its colour. */
+export function hue(name) {
+  let h = 0;
+  for (const ch of String(name)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  return h % 360;
+}
+
+export class Grid {
+  /**
+   * @param {{grid: HTMLElement, stage: HTMLElement, audioSink: HTMLElement,
+   *          template: HTMLTemplateElement,
+   *          onRenderSize: (mid: string, w: number, h: number) => void,
+   *          onAutoplayBlocked: () => void}} opts
+   */
+  constructor({ grid, stage, audioSink, template, onRenderSize, onAutoplayBlocked }) {
+    this.gridEl = grid;
+    this.stage = stage;
+    this.audioSink = audioSink;
+    this.template = template;
+    this.onRenderSize = onRenderSize;
+    this.onAutoplayBlocked = onAutoplayBlocked;
+    /** @type {Map<string, {el: HTMLElement, video: HTMLVideoElement, track: MediaStreamTrack|null, mid: string|null}>} */
+    this.tiles = new Map();
+    /** @type {Map<string, {el: HTMLAudioElement, track: MediaStreamTrack}>} */
+    this.audios = new Map();
+    this.videoMids = new WeakMap();
+    this.sizeObserver = new ResizeObserver((entries) => this.onVideoResize(entries));
+    this.stageObserver = new ResizeObserver(() => this.layout());
+    this.stageObserver.observe(stage);
+  }
+
+  /**
+   * Brings the tiles in line with the meeting.
+   * @param {{self: {name: string, track: MediaStreamTrack|null, micMuted: boolean, cameraOff: boolean},
+   *          remotes: Array<{id: number, name: string, audioMuted: boolean, videoMuted: boolean,
+   *                          video?: {mid: string, track: MediaStreamTrack}, audio?: {mid: string, track: MediaStreamTrack}}>}} view
+   */
+  update({ self, remotes }) {
+    const seen = new Set(['self']);
+    this.renderTile('self', {
+      name: self.name,
+      label: `${self.name} (You)`,
+      track: self.cameraOff ? null : self.track,
+      mid: null,
+      audioMuted: self.micMuted,
+      videoMuted: self.cameraOff || !self.track,
+      isSelf: true,
+    });
+    for (const p of remotes) {
+      const key = `p${p.id}`;
+      seen.add(key);
+      this.renderTile(key, {
+        name: p.name,
+        label: p.name || 'Guest',
+        track: p.video?.track ?? null,
+        mid: p.video?.mid ?? null,
+        audioMuted: p.audioMuted,
+        videoMuted: p.videoMuted || !p.video,
+        isSelf: false,
+        participantId: p.id,
+      });
+    }
+    for (const [key, tile] of this.tiles) {
+      if (seen.has(key)) continue;
+      this.sizeObserver.unobserve(tile.video);
+      tile.video.srcObject = null;
+      tile.el.remove();
+      this.tiles.delete(key);
+    }
+    this.updateAudio(remotes);
+    this.layout();
+  }
+
+  renderTile(key, t) {
+    let tile = this.tiles.get(key);
+    if (!tile) {
+      const el = this.template.content.firstElementChild.cloneNode(true);
+      const video = el.querySelector('video');
+      tile = { el, video, track: null, mid: null };
+      if (t.isSelf) {
+        el.classList.add('tile-self');
+        video.classList.add('mirror');
+      } else {
+        this.sizeObserver.observe(video, { box: 'device-pixel-content-box' });
+        video.addEventListener('resize', () => el.classList.toggle('has-frames', video.videoWidth > 0));
+      }
+      this.tiles.set(key, tile);
+      this.gridEl.appendChild(el);
+    }
+    const { el, video } = tile;
+    el.dataset.participant = t.isSelf ? 'self' : String(t.participantId);
+    el.classList.toggle('video-off', t.videoMuted);
+    el.classList.toggle('audio-off', t.audioMuted);
+    el.querySelector('.tile-name').textContent = t.label;
+    const avatar = el.querySelector('.avatar');
+    avatar.textContent = initials(t.name || 'Guest');
+    avatar.style.setProperty('--hue', String(hue(t.name || '')));
+    const mic = el.querySelector('.tile-mic');
+    mic.hidden = !t.audioMuted;
+    if (t.audioMuted && !mic.firstChild) mic.appendChild(icon('mic-off', 14));
+    mic.setAttribute('aria-label', t.audioMuted ? 'Microphone off' : '');
+
+    if (tile.track !== t.track) {
+      tile.track = t.track;
+      el.classList.remove('has-frames');
+      video.srcObject = t.track ? new MediaStream([t.track]) : null;
+      if (t.track) {
+        video.play().catch(() => {});
+        if (t.isSelf) el.classList.add('has-frames');
+      }
+    }
+    if (tile.mid !== t.mid) {
+      tile.mid = t.mid;
+      if (t.mid) this.videoMids.set(video, t.mid);
+      else this.videoMids.delete(video);
+      this.reportSize(video);
+    }
+  }
+
+  /** One <audio> per remote audio track (video elements stay muted). */
+  updateAudio(remotes) {
+    const want = new Map();
+    for (const p of remotes) if (p.audio) want.set(p.audio.mid, p.audio.track);
+    for (const [mid, a] of this.audios) {
+      if (want.get(mid) === a.track) continue;
+      a.el.srcObject = null;
+      a.el.remove();
+      this.audios.delete(mid);
+    }
+    for (const [mid, track] of want) {
+      if (this.audios.has(mid)) continue;
+      const el = document.createElement('audio');
+      el.autoplay = true;
+      el.srcObject = new MediaStream([track]);
+      this.audioSink.appendChild(el);
+      this.audios.set(mid, { el, track });
+      el.play().catch(() => this.onAutoplayBlocked());
+    }
+  }
+
+  /** Retries playing remote audio after a user gesture. */
+  resumeAudio() {
+    for (const a of this.audios.values()) a.el.play().catch(() => {});
+  }
+
+  onVideoResize(entries) {
+    for (const entry of entries) {
+      const mid = this.videoMids.get(entry.target);
+      if (!mid) continue;
+      const box = entry.devicePixelContentBoxSize?.[0];
+      const w = box ? box.inlineSize : entry.contentRect.width * devicePixelRatio;
+      const h = box ? box.blockSize : entry.contentRect.height * devicePixelRatio;
+      this.onRenderSize(mid, w, h);
+    }
+  }
+
+  reportSize(video) {
+    const mid = this.videoMids.get(video);
+    if (!mid) return;
+    const r = video.getBoundingClientRect();
+    this.onRenderSize(mid, r.width * devicePixelRatio, r.height * devicePixelRatio);
+  }
+
+  /**
+   * Chooses the number of columns that gives the largest tiles for the
+   * stage's size, and sizes the tiles to it.
+   */
+  layout() {
+    const n = this.tiles.size;
+    if (!n) return;
+    const style = getComputedStyle(this.stage);
+    const W = this.stage.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const H = this.stage.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+    if (W <= 0 || H <= 0) return;
+    let best = { cols: 1, w: 0 };
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols);
+      const w = Math.min((W - GAP * (cols - 1)) / cols, ((H - GAP * (rows - 1)) / rows) * TILE_ASPECT);
+      if (w > best.w) best = { cols, w };
+    }
+    this.gridEl.style.setProperty('--cols', String(best.cols));
+    this.gridEl.style.setProperty('--tile-w', `${Math.floor(best.w)}px`);
+    this.gridEl.dataset.count = String(n);
+  }
+
+  clear() {
+    this.update({ self: { name: '', track: null, micMuted: false, cameraOff: true }, remotes: [] });
+    const self = this.tiles.get('self');
+    if (self) {
+      self.video.srcObject = null;
+      self.el.remove();
+      this.tiles.delete('self');
+    }
+  }
+}

@@ -1,0 +1,303 @@
+// The meeting page (/m/<room>): switches between its views (pre-join,
+// meeting, left, failed), wires the controls to the MeetingSession, and
+// renders the grid, the participant list and the connection state.
+//
+// `?name=NAME&autojoin=1` skips the pre-join screen and joins at once with
+// the default devices (or none, if they cannot be opened).
+//
+// For tests and diagnostics, `window.plenary` exposes the session:
+// `await plenary.stats()` gives the connection state and, per remote
+// participant, name and inbound-rtp counters (see MeetingSession.stats).
+
+import { roomFromPath } from './room.js';
+import { LocalMedia } from './local-media.js';
+import { MeetingSession, cleanName } from './session.js';
+import { PreJoin } from './prejoin.js';
+import { Grid } from './grid.js';
+import { renderPeople } from './people.js';
+import { fillIcons, setIcon } from './icons.js';
+
+const $ = (id) => document.getElementById(id);
+
+const STATE_TEXT = {
+  idle: 'Not connected',
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  reconnecting: 'Reconnecting…',
+  failed: 'Connection failed',
+  left: 'Left',
+};
+
+/** Shows one of the page's views: prejoin, meeting, left, failed, bad-room. */
+function showView(name) {
+  document.body.dataset.view = name;
+  for (const id of ['prejoin', 'meeting', 'left', 'failed', 'bad-room']) $(id).hidden = id !== name;
+  $('controls').hidden = name !== 'meeting';
+}
+
+/** A short message at the bottom of the screen; `action` adds a button. */
+function toast(text, { kind = 'info', ms = 4000, action = null } = {}) {
+  const el = document.createElement('div');
+  el.className = `toast toast-${kind}`;
+  el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  const span = document.createElement('span');
+  span.textContent = text;
+  el.appendChild(span);
+  if (action) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'btn btn-sm btn-secondary';
+    b.textContent = action.label;
+    b.addEventListener('click', () => {
+      action.run();
+      el.remove();
+    });
+    el.appendChild(b);
+  }
+  $('toasts').appendChild(el);
+  if (ms) setTimeout(() => el.remove(), ms);
+  return el;
+}
+
+/** Copies the meeting link (with its fragment) to the clipboard. */
+async function copyLink(room) {
+  const link = `${location.origin}/m/${encodeURIComponent(room)}${location.hash}`;
+  try {
+    await navigator.clipboard.writeText(link);
+    toast('Meeting link copied');
+  } catch {
+    toast(`Meeting link: ${link}`, { ms: 10000 });
+  }
+}
+
+function formatElapsed(ms) {
+  const s = Math.floor(ms / 1000);
+  const hh = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(hh ? 2 : 1, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return hh ? `${hh}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+class MeetingPage {
+  constructor(room) {
+    this.room = room;
+    this.local = new LocalMedia();
+    /** @type {MeetingSession|null} */
+    this.session = null;
+    this.name = '';
+    this.soundToast = null;
+    this.joinedAt = 0;
+    this.clockTimer = 0;
+    this.grid = new Grid({
+      grid: $('grid'),
+      stage: $('stage'),
+      audioSink: $('audio-sink'),
+      template: $('tile-template'),
+      onRenderSize: (mid, w, h) => this.session?.setRenderSize(mid, w, h),
+      onAutoplayBlocked: () => this.askForSound(),
+    });
+    this.wireControls();
+    this.local.addEventListener('tracks', () => this.render());
+  }
+
+  wireControls() {
+    $('mic-button').addEventListener('click', () => this.toggleMic());
+    $('cam-button').addEventListener('click', () => this.toggleCamera());
+    $('leave-button').addEventListener('click', () => this.leave());
+    $('people-button').addEventListener('click', () => this.togglePeople());
+    $('people-close').addEventListener('click', () => this.togglePeople(false));
+    for (const id of ['copy-link', 'copy-link-top', 'copy-link-alone']) {
+      $(id).addEventListener('click', () => copyLink(this.room));
+    }
+    $('rejoin-button').addEventListener('click', () => this.rejoin());
+    $('retry-button').addEventListener('click', () => this.rejoin());
+    document.addEventListener('keydown', (ev) => {
+      if (document.body.dataset.view !== 'meeting' || !(ev.ctrlKey || ev.metaKey)) return;
+      const key = ev.key.toLowerCase();
+      if (key === 'd') {
+        ev.preventDefault();
+        this.toggleMic();
+      } else if (key === 'e') {
+        ev.preventDefault();
+        this.toggleCamera();
+      }
+    });
+  }
+
+  /** Pre-join screen, then the meeting. */
+  async runPreJoin() {
+    showView('prejoin');
+    const name = await new PreJoin(this.local).run();
+    this.join(name);
+  }
+
+  /** Joins without the pre-join screen, with default devices (or none). */
+  async autoJoin(name) {
+    showView('meeting');
+    this.setConnState('connecting');
+    await this.local.start();
+    this.join(name);
+  }
+
+  join(name) {
+    this.name = cleanName(name) || 'Guest';
+    showView('meeting');
+    const session = new MeetingSession({ room: this.room, name: this.name, local: this.local });
+    this.session = session;
+    session.addEventListener('state', (ev) => this.onState(ev.detail));
+    session.addEventListener('participants', () => this.render());
+    session.addEventListener('error', (ev) => this.onError(ev.detail));
+    this.joinedAt = Date.now();
+    window.clearInterval(this.clockTimer);
+    this.clockTimer = window.setInterval(() => this.tickClock(), 1000);
+    this.tickClock();
+    session.join();
+    this.render();
+  }
+
+  tickClock() {
+    $('clock').textContent = formatElapsed(Date.now() - this.joinedAt);
+  }
+
+  onState(state) {
+    this.setConnState(state);
+    if (state === 'failed') {
+      const err = this.session?.lastError;
+      $('failed-message').textContent = err?.message || 'The server cannot be reached.';
+      this.grid.clear();
+      showView('failed');
+    }
+  }
+
+  setConnState(state) {
+    const el = $('conn-state');
+    el.dataset.state = state;
+    $('conn-text').textContent = STATE_TEXT[state] || state;
+  }
+
+  onError(err) {
+    if (err.fatal) return; // shown by the failed view
+    toast(err.message, { kind: 'error', ms: 6000 });
+  }
+
+  askForSound() {
+    if (this.soundToast?.isConnected) return;
+    this.soundToast = toast('Your browser blocked sound from the meeting.', {
+      kind: 'warn',
+      ms: 0,
+      action: { label: 'Enable sound', run: () => this.grid.resumeAudio() },
+    });
+  }
+
+  toggleMic() {
+    if (!this.session) return;
+    if (!this.local.audio && this.local.micMuted === false) {
+      toast('No microphone is available.', { kind: 'warn' });
+    }
+    this.session.setMicMuted(!this.local.micMuted);
+    this.render();
+  }
+
+  async toggleCamera() {
+    if (!this.session) return;
+    const track = await this.session.setCameraOff(!this.local.cameraOff);
+    if (!this.local.cameraOff && !track) {
+      toast('The camera could not be started.', { kind: 'warn' });
+      await this.session.setCameraOff(true);
+    }
+    this.render();
+  }
+
+  togglePeople(open) {
+    const panel = $('people-panel');
+    const show = open ?? panel.hidden;
+    panel.hidden = !show;
+    $('people-button').setAttribute('aria-pressed', String(show));
+    $('people-button').setAttribute('aria-label', show ? 'Hide participants' : 'Show participants');
+    this.grid.layout();
+  }
+
+  leave() {
+    this.session?.leave();
+    this.session = null;
+    this.local.stop();
+    window.clearInterval(this.clockTimer);
+    this.grid.clear();
+    this.setConnState('left');
+    showView('left');
+  }
+
+  /** From the left or failed view: open devices again and join. */
+  async rejoin() {
+    this.session?.leave();
+    this.session = null;
+    showView('meeting');
+    this.setConnState('connecting');
+    await this.local.start();
+    this.join(this.name);
+  }
+
+  /** Renders everything that depends on the session: grid, list, buttons. */
+  render() {
+    const s = this.session;
+    if (!s) return;
+    const micMuted = this.local.micMuted || !this.local.audio;
+    const cameraOff = this.local.cameraOff || !this.local.video;
+    const remotes = [...s.participants.values()].map((p) => ({ ...p, ...s.tracksOf(p.id) }));
+    const self = { name: this.name, track: this.local.video, micMuted, cameraOff };
+    this.grid.update({ self, remotes });
+    renderPeople($('people-list'), self, remotes);
+    const count = String(remotes.length + 1);
+    $('people-count').textContent = count;
+    $('people-badge').textContent = count;
+    $('alone').hidden = remotes.length > 0 || s.state !== 'connected';
+    document.body.classList.toggle('is-alone', remotes.length === 0);
+
+    const mic = $('mic-button');
+    mic.setAttribute('aria-pressed', String(micMuted));
+    mic.setAttribute('aria-label', micMuted ? 'Unmute microphone' : 'Mute microphone');
+    mic.classList.toggle('off', micMuted);
+    setIcon(mic, micMuted ? 'mic-off' : 'mic');
+    const cam = $('cam-button');
+    cam.setAttribute('aria-pressed', String(cameraOff));
+    cam.setAttribute('aria-label', cameraOff ? 'Turn on camera' : 'Turn off camera');
+    cam.classList.toggle('off', cameraOff);
+    setIcon(cam, cameraOff ? 'video-off' : 'video');
+  }
+}
+
+function main() {
+  fillIcons();
+  const room = roomFromPath(location.pathname);
+  if (!room) {
+    showView('bad-room');
+    return;
+  }
+  $('room-id').textContent = room;
+  $('prejoin-room').textContent = room;
+  document.title = `${room} · Plenary`;
+  const page = new MeetingPage(room);
+
+  window.plenary = {
+    /** Connection state and per-participant receive statistics. */
+    stats: async () => (page.session ? page.session.stats() : { state: 'idle', participants: [] }),
+    get state() {
+      return page.session?.state ?? 'idle';
+    },
+    setMicMuted: (muted) => {
+      if (page.local.micMuted !== muted) page.toggleMic();
+    },
+    setCameraOff: async (off) => {
+      if (page.local.cameraOff !== off) await page.toggleCamera();
+    },
+    leave: () => page.leave(),
+  };
+
+  const params = new URLSearchParams(location.search);
+  const name = cleanName(params.get('name') || '');
+  if (params.get('autojoin') === '1' && name) page.autoJoin(name);
+  else page.runPreJoin();
+  window.addEventListener('pagehide', () => page.session?.leave());
+}
+
+main();

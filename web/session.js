@@ -1,0 +1,290 @@
+// A meeting as the client sees it, without any DOM: who is in the room,
+// which remote tracks belong to whom, and the connection state. It owns the
+// Signaling (WebSocket) and the PeerSession (RTCPeerConnection), and
+// reconnects both when either dies.
+//
+// Connection states (the `state` event; detail: the state):
+//   idle -> connecting -> connected <-> reconnecting -> failed
+//   and `left` after leave().
+// `connected` means the WebSocket is open and the PeerConnection connected.
+//
+// Other events: `participants` (someone joined, left, changed, or got or lost
+// a track), `error` (detail: {code, message, fatal} from the server, or a
+// local failure with code 'client').
+
+import { Signaling, signalingUrl } from './signaling.js';
+import { PeerSession } from './peer.js';
+
+/** Longest display name, in characters. */
+export const MAX_NAME_CHARS = 64;
+
+/** Reconnection back-off, milliseconds; after the last step the meeting fails. */
+const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000];
+
+/** How long the PeerConnection may stay `disconnected` before a full rejoin. */
+const DISCONNECTED_GRACE_MS = 8000;
+
+/** Cuts a name to MAX_NAME_CHARS characters (code points), trimmed. */
+export function cleanName(name) {
+  return Array.from(String(name ?? '').trim()).slice(0, MAX_NAME_CHARS).join('').trim();
+}
+
+/** The opaque profile string sent to the server: `{"name": "..."}`. */
+export function encodeProfile(name) {
+  return JSON.stringify({ name: cleanName(name) });
+}
+
+/** Reads a participant's profile; anything unexpected yields an empty name. */
+export function decodeProfile(profile) {
+  try {
+    const p = JSON.parse(profile);
+    if (p && typeof p.name === 'string') return { name: cleanName(p.name) };
+  } catch {
+    // Not JSON: treat as anonymous.
+  }
+  return { name: '' };
+}
+
+export class MeetingSession extends EventTarget {
+  /**
+   * @param {{room: string, name: string, local: import('./local-media.js').LocalMedia}} opts
+   */
+  constructor({ room, name, local }) {
+    super();
+    this.room = room;
+    this.name = cleanName(name);
+    this.local = local;
+    this.state = 'idle';
+    /** Our participant id in the current connection. */
+    this.selfId = null;
+    /** @type {Map<number, {id: number, name: string, audioMuted: boolean, videoMuted: boolean}>} */
+    this.participants = new Map();
+    /** Remote tracks from the latest server offer. */
+    this.remoteTracks = [];
+    /** @type {Signaling|null} */
+    this.signaling = null;
+    /** @type {PeerSession|null} */
+    this.peer = null;
+    this.attempt = 0;
+    this.retryTimer = 0;
+    this.graceTimer = 0;
+    this.lastError = null;
+    this.onLocalTracks = (ev) => this.sendLocalTracks(ev.detail);
+    local.addEventListener('tracks', this.onLocalTracks);
+  }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('state', { detail: state }));
+  }
+
+  emitParticipants() {
+    this.dispatchEvent(new CustomEvent('participants'));
+  }
+
+  emitError(err) {
+    this.lastError = err;
+    this.dispatchEvent(new CustomEvent('error', { detail: err }));
+  }
+
+  /** Joins the room; reconnects by itself on failure until it gives up. */
+  join() {
+    this.attempt = 0;
+    this.setState('connecting');
+    this.connect();
+  }
+
+  /** One connection attempt: WebSocket, `join`, then the PeerConnection. */
+  async connect() {
+    this.teardown();
+    const sig = new Signaling(signalingUrl());
+    this.signaling = sig;
+    sig.addEventListener('joined', (ev) => this.onJoined(ev.detail));
+    sig.addEventListener('participant_joined', (ev) => this.upsert(ev.detail.participant));
+    sig.addEventListener('participant_updated', (ev) => this.upsert(ev.detail.participant));
+    sig.addEventListener('participant_left', (ev) => this.onLeft(ev.detail.participant_id));
+    sig.addEventListener('error', (ev) => this.onServerError(ev.detail));
+    sig.addEventListener('close', (ev) => {
+      if (this.signaling !== sig || ev.detail.byUser) return;
+      this.connectionLost();
+    });
+    try {
+      await sig.connect();
+    } catch {
+      if (this.signaling === sig) this.connectionLost();
+      return;
+    }
+    sig.join(this.room, encodeProfile(this.name));
+  }
+
+  onJoined(msg) {
+    this.selfId = msg.participant_id;
+    this.participants.clear();
+    for (const p of msg.participants || []) this.upsert(p, false);
+    this.emitParticipants();
+    const peer = new PeerSession(this.signaling, {
+      iceServers: msg.ice_servers || [],
+      audio: this.local.audio,
+      video: this.local.cameraOff ? null : this.local.video,
+    });
+    this.peer = peer;
+    peer.addEventListener('state', (ev) => this.onPeerState(peer, ev.detail));
+    peer.addEventListener('remote', (ev) => {
+      this.remoteTracks = ev.detail;
+      this.emitParticipants();
+    });
+    peer.addEventListener('error', (ev) => {
+      this.emitError({ code: 'client', message: `Media negotiation failed: ${ev.detail.message}`, fatal: false });
+    });
+    peer.start();
+    // The server assumes unmuted; tell it otherwise.
+    if (this.local.micMuted || !this.local.audio) this.signaling.setMuted('audio', true);
+    if (this.local.cameraOff || !this.local.video) this.signaling.setMuted('video', true);
+  }
+
+  onPeerState(peer, pcState) {
+    if (peer !== this.peer) return;
+    window.clearTimeout(this.graceTimer);
+    if (pcState === 'connected') {
+      this.attempt = 0;
+      this.setState('connected');
+    } else if (pcState === 'disconnected') {
+      // ICE may recover by itself; rejoin if it does not.
+      this.setState('reconnecting');
+      this.graceTimer = window.setTimeout(() => this.connectionLost(), DISCONNECTED_GRACE_MS);
+    } else if (pcState === 'failed') {
+      this.connectionLost();
+    }
+  }
+
+  upsert(p, emit = true) {
+    if (!p || p.id === this.selfId) return;
+    this.participants.set(p.id, {
+      id: p.id,
+      name: decodeProfile(p.profile).name,
+      audioMuted: !!p.audio_muted,
+      videoMuted: !!p.video_muted,
+    });
+    if (emit) this.emitParticipants();
+  }
+
+  onLeft(id) {
+    if (this.participants.delete(id)) this.emitParticipants();
+  }
+
+  onServerError(msg) {
+    const err = { code: msg.code || 'internal', message: msg.message || 'Server error', fatal: !!msg.fatal };
+    this.emitError(err);
+    if (err.fatal) this.fail();
+  }
+
+  /** The WebSocket or PeerConnection died: start over after a back-off. */
+  connectionLost() {
+    if (this.state === 'left' || this.state === 'failed') return;
+    this.teardown();
+    if (this.attempt >= RECONNECT_DELAYS_MS.length) {
+      this.emitError({ code: 'client', message: 'Could not reach the server.', fatal: true });
+      this.fail();
+      return;
+    }
+    const delay = RECONNECT_DELAYS_MS[this.attempt++];
+    this.setState(this.selfId === null && this.state === 'connecting' ? 'connecting' : 'reconnecting');
+    this.retryTimer = window.setTimeout(() => this.connect(), delay);
+  }
+
+  fail() {
+    this.teardown();
+    this.setState('failed');
+  }
+
+  /** Closes the current WebSocket and PeerConnection, keeps local media. */
+  teardown() {
+    window.clearTimeout(this.retryTimer);
+    window.clearTimeout(this.graceTimer);
+    if (this.peer) this.peer.close();
+    this.peer = null;
+    if (this.signaling) this.signaling.close();
+    this.signaling = null;
+    if (this.remoteTracks.length || this.participants.size) {
+      this.remoteTracks = [];
+      this.participants.clear();
+      this.emitParticipants();
+    }
+  }
+
+  /** Leaves the meeting for good (the caller stops local media). */
+  leave() {
+    this.teardown();
+    this.selfId = null;
+    this.local.removeEventListener('tracks', this.onLocalTracks);
+    this.setState('left');
+  }
+
+  /** Local tracks changed (device switch, camera on/off): swap them in. */
+  async sendLocalTracks({ audio, video }) {
+    if (!this.peer) return;
+    await this.peer.setTrack('audio', audio);
+    await this.peer.setTrack('video', this.local.cameraOff ? null : video);
+  }
+
+  setMicMuted(muted) {
+    this.local.setMicMuted(muted);
+    this.signaling?.setMuted('audio', muted || !this.local.audio);
+  }
+
+  async setCameraOff(off) {
+    const track = await this.local.setCameraOff(off);
+    this.signaling?.setMuted('video', off || !track);
+    return track;
+  }
+
+  /** Remote tracks of participant `id`: {audio, video}, each {mid, track} or undefined. */
+  tracksOf(id) {
+    const out = {};
+    for (const t of this.remoteTracks) if (t.participantId === id) out[t.kind] = t;
+    return out;
+  }
+
+  /** Tells the SFU the size the video on `mid` is rendered at (device pixels). */
+  setRenderSize(mid, width, height) {
+    this.peer?.setRenderSize(mid, width, height);
+  }
+
+  /**
+   * Statistics for tests and diagnostics: connection state, own id, and per
+   * remote participant their name and inbound-rtp counters.
+   */
+  async stats() {
+    const remote = this.peer ? await this.peer.remoteStats() : [];
+    const local = this.peer ? await this.peer.localStats().catch(() => null) : null;
+    const participants = [...this.participants.values()].map((p) => {
+      const mine = remote.filter((r) => r.participantId === p.id);
+      const video = mine.find((r) => r.kind === 'video');
+      const audio = mine.find((r) => r.kind === 'audio');
+      return {
+        id: p.id,
+        name: p.name,
+        audioMuted: p.audioMuted,
+        videoMuted: p.videoMuted,
+        framesDecoded: video?.framesDecoded ?? 0,
+        frameWidth: video?.frameWidth ?? 0,
+        frameHeight: video?.frameHeight ?? 0,
+        videoBytesReceived: video?.bytesReceived ?? 0,
+        audioBytesReceived: audio?.bytesReceived ?? 0,
+        totalSamplesReceived: audio?.totalSamplesReceived ?? 0,
+        video: video || null,
+        audio: audio || null,
+      };
+    });
+    return {
+      state: this.state,
+      signaling: this.signaling?.state ?? 'closed',
+      peerConnection: this.peer?.connectionState ?? 'closed',
+      participantId: this.selfId,
+      room: this.room,
+      participants,
+      local,
+    };
+  }
+}
