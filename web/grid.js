@@ -162,6 +162,15 @@ export class Grid {
     }
   }
 
+  /** Highlights the tiles of participants whose audio level is above a threshold. */
+  setSpeaking(levels) {
+    for (const [key, tile] of this.tiles) {
+      if (key === 'self') continue;
+      const level = levels.get(Number(key.slice(1))) ?? 0;
+      tile.el.classList.toggle('speaking', level > 0.04 && !tile.el.classList.contains('audio-off'));
+    }
+  }
+
   /** Retries playing remote audio after a user gesture. */
   resumeAudio() {
     for (const a of this.audios.values()) a.el.play().catch(() => {});

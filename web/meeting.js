@@ -125,9 +125,9 @@ class MeetingPage {
   }
 
   /** Pre-join screen, then the meeting. */
-  async runPreJoin() {
+  async runPreJoin(suggestedName) {
     showView('prejoin');
-    const name = await new PreJoin(this.local).run();
+    const name = await new PreJoin(this.local).run(suggestedName);
     this.join(name);
   }
 
@@ -150,6 +150,8 @@ class MeetingPage {
     this.joinedAt = Date.now();
     window.clearInterval(this.clockTimer);
     this.clockTimer = window.setInterval(() => this.tickClock(), 1000);
+    window.clearInterval(this.levelTimer);
+    this.levelTimer = window.setInterval(() => this.grid.setSpeaking(this.session?.audioLevels() ?? new Map()), 300);
     this.tickClock();
     session.join();
     this.render();
@@ -165,6 +167,9 @@ class MeetingPage {
       const err = this.session?.lastError;
       $('failed-message').textContent = err?.message || 'The server cannot be reached.';
       this.grid.clear();
+      this.local.stop();
+      window.clearInterval(this.clockTimer);
+      window.clearInterval(this.levelTimer);
       showView('failed');
     }
   }
@@ -222,6 +227,7 @@ class MeetingPage {
     this.session = null;
     this.local.stop();
     window.clearInterval(this.clockTimer);
+    window.clearInterval(this.levelTimer);
     this.grid.clear();
     this.setConnState('left');
     showView('left');
@@ -296,7 +302,7 @@ function main() {
   const params = new URLSearchParams(location.search);
   const name = cleanName(params.get('name') || '');
   if (params.get('autojoin') === '1' && name) page.autoJoin(name);
-  else page.runPreJoin();
+  else page.runPreJoin(name);
   window.addEventListener('pagehide', () => page.session?.leave());
 }
 

@@ -51,9 +51,12 @@ export class PreJoin {
     this.meter = null;
   }
 
-  /** Shows the screen, opens devices, and resolves with the name on Join. */
-  async run() {
-    this.nameInput.value = rememberedName();
+  /**
+   * Shows the screen, opens devices, and resolves with the name on Join.
+   * `suggestedName` (from the link) wins over the remembered one.
+   */
+  async run(suggestedName = '') {
+    this.nameInput.value = suggestedName || rememberedName();
     this.local.micMuted = this.mutedBox.checked = recall(MUTED_KEY);
     this.local.cameraOff = this.camOffBox.checked = recall(CAM_OFF_KEY);
     this.updateJoinEnabled();

@@ -246,6 +246,20 @@ export class MeetingSession extends EventTarget {
     return out;
   }
 
+  /**
+   * Current audio level (0..1) of each remote participant, from the RTP
+   * audio level header extension as the receivers report it.
+   */
+  audioLevels() {
+    const out = new Map();
+    for (const t of this.remoteTracks) {
+      if (t.kind !== 'audio') continue;
+      const src = t.receiver.getSynchronizationSources?.()[0];
+      if (src && performance.timeOrigin + performance.now() - src.timestamp < 1000) out.set(t.participantId, src.audioLevel ?? 0);
+    }
+    return out;
+  }
+
   /** Tells the SFU the size the video on `mid` is rendered at (device pixels). */
   setRenderSize(mid, width, height) {
     this.peer?.setRenderSize(mid, width, height);

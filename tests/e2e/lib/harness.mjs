@@ -1,0 +1,243 @@
+// Shared pieces of the browser end-to-end tests: the server binary, test
+// media, headless Chromium (Debian's, driven by playwright-core), and a
+// record of every request each page makes.
+//
+// Everything talks to loopback only. Names are test pseudonyms and are
+// never printed.
+
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import dgram from 'node:dgram';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+/** The repository root. */
+export const ROOT = process.env.PLENARY_ROOT || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The server binary (release build). */
+export const PLENARY_BIN = process.env.PLENARY_BIN || path.join(ROOT, 'target/release/plenary');
+/** Debian's Chromium; playwright's own browser downloads are never used. */
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/** Where screenshots and logs of the tests go (git-ignored). */
+export const ARTIFACTS = path.join(ROOT, 'tests/e2e/artifacts');
+
+/** Sleeps `ms` milliseconds. */
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A random base64url-ish string of `n` characters. */
+export function randomId(n = 12) {
+  const a = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const bytes = new Uint8Array(n);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => a[b & 63]).join('');
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freeTcpPort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A port free for both UDP and TCP on 127.0.0.1 (media: UDP plus ICE-TCP). */
+export async function freeMediaPort() {
+  for (let i = 0; i < 20; i++) {
+    const port = await new Promise((resolve, reject) => {
+      const sock = dgram.createSocket('udp4');
+      sock.on('error', reject);
+      sock.bind(0, '127.0.0.1', () => {
+        const { port: p } = sock.address();
+        sock.close(() => resolve(p));
+      });
+    });
+    const tcpFree = await new Promise((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (tcpFree) return port;
+  }
+  throw new Error('no free media port');
+}
+
+/**
+ * Runs scripts/test-media.sh (cached) and returns the paths of the files it
+ * made, by base name.
+ */
+export function testMedia() {
+  const out = execFileSync('bash', [path.join(ROOT, 'scripts/test-media.sh')], {
+    cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const files = {};
+  for (const line of out.split('\n')) {
+    const p = line.trim();
+    if (p && fs.existsSync(p)) files[path.basename(p)] = p;
+  }
+  for (const f of ['bbb-360p.y4m', 'speech.wav']) {
+    if (!files[f]) throw new Error(`scripts/test-media.sh did not produce ${f}`);
+  }
+  return files;
+}
+
+/** A fresh temporary directory that `cleanup()` removes. */
+export function tempDir(prefix) {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Whether the plenary binary has subcommand `name` (per `plenary --help`). */
+export function hasSubcommand(name) {
+  try {
+    const help = execFileSync(PLENARY_BIN, ['--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return new RegExp(`^\\s+${name}\\b`, 'm').test(help);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts `plenary serve` on free loopback ports and waits for /healthz.
+ * Returns {origin, url(path), logFile, stop()}.
+ */
+export async function startServer({ name = 'server' } = {}) {
+  if (!fs.existsSync(PLENARY_BIN)) {
+    throw new Error(`${PLENARY_BIN} is missing: run cargo build --release -p plenary-server`);
+  }
+  const httpPort = await freeTcpPort();
+  const rtcPort = await freeMediaPort();
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const logFile = path.join(ARTIFACTS, `${name}.log`);
+  const log = fs.openSync(logFile, 'w');
+  const args = ['serve', '--listen', `127.0.0.1:${httpPort}`, '--rtc-port', String(rtcPort), '--public-ip', '127.0.0.1'];
+  if (process.env.PLENARY_WEB_DIR) args.push('--web-dir', process.env.PLENARY_WEB_DIR);
+  const child = spawn(PLENARY_BIN, args, {
+    cwd: ROOT,
+    stdio: ['ignore', log, log],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+  });
+  const origin = `http://127.0.0.1:${httpPort}`;
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    if (exited) throw new Error(`plenary serve exited early (${JSON.stringify(exited)}); see ${logFile}`);
+    try {
+      const res = await fetch(`${origin}/healthz`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`plenary serve did not answer /healthz within 15 s; see ${logFile}`);
+    }
+    await sleep(100);
+  }
+  return {
+    origin,
+    rtcPort,
+    logFile,
+    url: (p) => `${origin}${p}`,
+    /** The server process exited (crashed) before stop(). */
+    get exited() { return exited; },
+    async stop() {
+      if (exited) return;
+      child.kill('SIGTERM');
+      const done = new Promise((r) => child.once('exit', r));
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await done;
+      clearTimeout(t);
+      fs.closeSync(log);
+    },
+  };
+}
+
+/** Chromium flags for headless runs with fake capture from the test media. */
+export function chromiumArgs(media) {
+  return [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-default-apps',
+    '--disable-extensions',
+    '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-video-capture=${media['bbb-360p.y4m']}`,
+    `--use-file-for-fake-audio-capture=${media['speech.wav']}`,
+    '--autoplay-policy=no-user-gesture-required',
+  ];
+}
+
+/**
+ * One headless Chromium with a fresh profile (its own browser process),
+ * recording every request and WebSocket its pages open.
+ * Returns {context, page, requests, errors, close()}.
+ */
+export async function openBrowser(media, { viewport = { width: 960, height: 540 } } = {}) {
+  const profile = tempDir('plenary-e2e-profile-');
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport,
+    args: chromiumArgs(media),
+  });
+  const requests = [];
+  const errors = [];
+  const watch = (page) => {
+    page.on('request', (r) => requests.push(r.url()));
+    page.on('websocket', (ws) => requests.push(ws.url()));
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    });
+  };
+  context.on('page', watch);
+  context.pages().forEach(watch);
+  const page = context.pages()[0] || (await context.newPage());
+  return {
+    context,
+    page,
+    requests,
+    errors,
+    async close() {
+      await context.close().catch(() => {});
+      fs.rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The request URLs among `urls` that are not on `origin` (http or ws scheme). */
+export function foreignRequests(urls, origin) {
+  const host = new URL(origin).host;
+  return urls.filter((u) => {
+    let url;
+    try {
+      url = new URL(u);
+    } catch {
+      return true;
+    }
+    return !(['http:', 'ws:'].includes(url.protocol) && url.host === host);
+  });
+}
+
+/** Polls `check()` until it returns a truthy value or `ms` pass; returns the last value. */
+export async function waitFor(check, { ms = 30000, every = 500 } = {}) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last || Date.now() > deadline) return last;
+    await sleep(every);
+  }
+}

@@ -1,0 +1,136 @@
+// UI smoke test of the web client against the real server: the landing
+// page creates a meeting, the pre-join screen shows and joins, a second
+// participant sees the first one's mute state change in the participant
+// list, leaving and rejoining work. Screenshots of each screen go to
+// tests/e2e/artifacts/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import fs from 'node:fs';
+import { testMedia, startServer, openBrowser, foreignRequests, randomId, ARTIFACTS } from './lib/harness.mjs';
+
+let server;
+let media;
+const browsers = [];
+
+before(async () => {
+  media = testMedia();
+  server = await startServer({ name: 'ui-server' });
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  await Promise.all(browsers.map((b) => b.close()));
+  await server?.stop();
+});
+
+const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+
+test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, async () => {
+  const [a, b] = await Promise.all([
+    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
+    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
+  ]);
+  browsers.push(a, b);
+  const nameA = `Alice-${randomId(4)}`;
+  const nameB = `Bob-${randomId(4)}`;
+
+  // Landing page: "New meeting" opens /m/<random id>.
+  await a.page.goto(server.url('/'));
+  await a.page.getByRole('heading', { level: 1 }).waitFor();
+  await shot(a.page, 'landing');
+  await a.page.getByRole('button', { name: 'New meeting' }).click();
+  await a.page.waitForURL(/\/m\/[A-Za-z0-9_-]{10,}$/);
+  const room = new URL(a.page.url()).pathname.split('/')[2];
+
+  // Pre-join screen: preview, devices, name; Join is disabled without a name.
+  await a.page.locator('#prejoin').waitFor({ state: 'visible' });
+  const join = a.page.getByRole('button', { name: 'Join now' });
+  assert.equal(await join.isDisabled(), true, 'Join is disabled without a name');
+  await a.page.waitForFunction(() => document.getElementById('preview-video').videoWidth > 0);
+  assert.ok(await a.page.locator('#cam-select option').count() >= 1, 'camera list');
+  assert.ok(await a.page.locator('#mic-select option').count() >= 1, 'microphone list');
+  await a.page.getByLabel('Your name').fill(nameA);
+  await shot(a.page, 'prejoin');
+  await join.click();
+  await a.page.locator('#meeting').waitFor({ state: 'visible' });
+  await a.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
+  assert.equal(await a.page.locator('#conn-text').textContent(), 'Connected');
+  await shot(a.page, 'meeting-alone');
+
+  // The name is remembered for the next visit.
+  assert.equal(await a.page.evaluate(() => localStorage.getItem('plenary.name')), nameA);
+
+  // A second participant joins directly.
+  await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(nameB)}&autojoin=1`));
+  await b.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
+  await a.page.locator('.tile .tile-name', { hasText: nameB }).waitFor();
+  await b.page.locator('.tile .tile-name', { hasText: nameA }).waitFor();
+  // Wait for video from the other side before the screenshot.
+  await a.page.locator('.tile.has-frames:not(.tile-self)').waitFor({ timeout: 20_000 });
+  await a.page.getByRole('button', { name: 'Show participants' }).click();
+  await a.page.waitForTimeout(500);
+  await shot(a.page, 'meeting');
+
+  // Muting in A shows in B's participant list and on A's tile in B.
+  await b.page.getByRole('button', { name: 'Show participants' }).click();
+  const aInB = b.page.locator('.person', { has: b.page.locator('.person-display-name', { hasText: nameA }) });
+  await aInB.waitFor();
+  assert.equal(await aInB.getAttribute('data-audio-muted'), 'false');
+  await a.page.getByRole('button', { name: 'Mute microphone' }).click();
+  await a.page.getByRole('button', { name: 'Unmute microphone' }).waitFor();
+  await b.page.waitForFunction((n) => [...document.querySelectorAll('.person')]
+    .some((li) => li.querySelector('.person-display-name')?.textContent === n && li.dataset.audioMuted === 'true'), nameA);
+  assert.equal(await aInB.getByRole('img', { name: 'Microphone off' }).count(), 1);
+  const aTileInB = b.page.locator('.tile', { has: b.page.locator('.tile-name', { hasText: nameA }) });
+  assert.equal(await aTileInB.locator('.tile-mic').isVisible(), true, 'muted icon on the tile');
+  await a.page.getByRole('button', { name: 'Unmute microphone' }).click();
+  await b.page.waitForFunction((n) => [...document.querySelectorAll('.person')]
+    .some((li) => li.querySelector('.person-display-name')?.textContent === n && li.dataset.audioMuted === 'false'), nameA);
+
+  // Camera off shows as an avatar in B.
+  await a.page.getByRole('button', { name: 'Turn off camera' }).click();
+  await b.page.waitForFunction((n) => [...document.querySelectorAll('.person')]
+    .some((li) => li.querySelector('.person-display-name')?.textContent === n && li.dataset.videoMuted === 'true'), nameA);
+  await aTileInB.locator('.avatar').waitFor({ state: 'visible' });
+  await shot(b.page, 'meeting-camera-off');
+  await a.page.getByRole('button', { name: 'Turn on camera' }).click();
+  await b.page.waitForFunction((n) => [...document.querySelectorAll('.person')]
+    .some((li) => li.querySelector('.person-display-name')?.textContent === n && li.dataset.videoMuted === 'false'), nameA);
+
+  // Leave: A sees the "left" screen, B sees A go; rejoin brings A back.
+  await a.page.getByRole('button', { name: 'Leave meeting' }).click();
+  await a.page.getByRole('heading', { name: 'You left the meeting' }).waitFor();
+  await shot(a.page, 'left');
+  await b.page.locator('.person-display-name', { hasText: nameA }).waitFor({ state: 'detached' });
+  await a.page.getByRole('button', { name: 'Rejoin' }).click();
+  await a.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
+  await b.page.locator('.person-display-name', { hasText: nameA }).waitFor();
+
+  for (const [i, br] of [a, b].entries()) {
+    assert.deepEqual(foreignRequests(br.requests, server.origin), [], `page ${i} made requests to other origins`);
+    assert.deepEqual(br.errors.filter((e) => !/favicon/.test(e)), [], `page ${i} had no errors`);
+  }
+});
+
+test('joining from a pasted link or code, and a bad room id', { timeout: 30_000 }, async () => {
+  const [c] = await Promise.all([openBrowser(media)]);
+  browsers.push(c);
+  const room = randomId(12);
+  await c.page.goto(server.url('/'));
+  await c.page.getByLabel('Meeting link or code').fill(`${server.origin}/m/${room}`);
+  await c.page.getByRole('button', { name: 'Join', exact: true }).click();
+  await c.page.waitForURL(server.url(`/m/${room}`));
+  await c.page.locator('#prejoin').waitFor({ state: 'visible' });
+
+  await c.page.goto(server.url('/'));
+  await c.page.getByLabel('Meeting link or code').fill('not a room!');
+  await c.page.getByRole('button', { name: 'Join', exact: true }).click();
+  await c.page.locator('#join-error').waitFor({ state: 'visible' });
+
+  await c.page.goto(server.url('/'));
+  await c.page.getByLabel('Meeting link or code').fill(room);
+  await c.page.getByRole('button', { name: 'Join', exact: true }).click();
+  await c.page.waitForURL(server.url(`/m/${room}`));
+});
