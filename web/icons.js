@@ -64,6 +64,12 @@ const SHAPES = {
     ['path', { d: 'M12 2a14.5 14.5 0 0 0 0 20 14.5 14.5 0 0 0 0-20' }],
     ['path', { d: 'M2 12h20' }],
   ],
+  sliders: [
+    ['path', { d: 'M21 4h-7' }], ['path', { d: 'M10 4H3' }],
+    ['path', { d: 'M21 12h-9' }], ['path', { d: 'M8 12H3' }],
+    ['path', { d: 'M21 20h-5' }], ['path', { d: 'M12 20H3' }],
+    ['path', { d: 'M14 2v4' }], ['path', { d: 'M8 10v4' }], ['path', { d: 'M16 18v4' }],
+  ],
   alert: [
     ['circle', { cx: 12, cy: 12, r: 10 }],
     ['path', { d: 'M12 8v4' }],

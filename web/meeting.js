@@ -12,7 +12,7 @@
 import { roomFromPath } from './room.js';
 import { LocalMedia } from './local-media.js';
 import { MeetingSession, cleanName } from './session.js';
-import { PreJoin } from './prejoin.js';
+import { PreJoin, fillSelect } from './prejoin.js';
 import { Grid } from './grid.js';
 import { renderPeople } from './people.js';
 import { fillIcons, setIcon } from './icons.js';
@@ -109,6 +109,9 @@ class MeetingPage {
     for (const id of ['copy-link', 'copy-link-top', 'copy-link-alone']) {
       $(id).addEventListener('click', () => copyLink(this.room));
     }
+    $('settings-button').addEventListener('click', () => this.openSettings());
+    $('settings-mic').addEventListener('change', (ev) => this.local.selectDevice('audio', ev.target.value));
+    $('settings-cam').addEventListener('change', (ev) => this.local.selectDevice('video', ev.target.value));
     $('rejoin-button').addEventListener('click', () => this.rejoin());
     $('retry-button').addEventListener('click', () => this.rejoin());
     document.addEventListener('keydown', (ev) => {
@@ -211,6 +214,14 @@ class MeetingPage {
       await this.session.setCameraOff(true);
     }
     this.render();
+  }
+
+  /** The device settings dialog: switch microphone or camera mid-meeting. */
+  async openSettings() {
+    const list = await this.local.devices();
+    fillSelect($('settings-mic'), list.audio, this.local.currentDeviceId('audio'), 'No microphone');
+    fillSelect($('settings-cam'), list.video, this.local.currentDeviceId('video'), 'No camera');
+    $('settings').showModal();
   }
 
   togglePeople(open) {

@@ -52,6 +52,8 @@ export class PeerSession extends EventTarget {
     /** Serialises every signaling step so that offers and answers never interleave. */
     this.queue = Promise.resolve();
     this.closed = false;
+    /** A server offer that arrived while our own offer was outstanding. */
+    this.deferredOffer = null;
     this.audioSender = null;
     this.videoSender = null;
 
@@ -99,9 +101,18 @@ export class PeerSession extends EventTarget {
       return;
     }
     await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    const deferred = this.deferredOffer;
+    this.deferredOffer = null;
+    if (deferred) await this.applyOffer(deferred);
   }
 
   async applyOffer(msg) {
+    if (this.pc.signalingState === 'have-local-offer') {
+      // The server offered before answering our offer. Applying it now
+      // would roll our offer back; apply it once our answer is in.
+      this.deferredOffer = msg;
+      return;
+    }
     await this.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);

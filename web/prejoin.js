@@ -195,7 +195,8 @@ export class PreJoin {
   }
 }
 
-function fillSelect(select, devices, current, emptyLabel) {
+/** Fills a <select> with devices, selecting `current`. */
+export function fillSelect(select, devices, current, emptyLabel) {
   const options = devices.map((d) => {
     const o = document.createElement('option');
     o.value = d.deviceId;

@@ -18,6 +18,9 @@ import { PeerSession } from './peer.js';
 /** Longest display name, in characters. */
 export const MAX_NAME_CHARS = 64;
 
+/** Errors that answer `join`: retrying the same join cannot help. */
+const JOIN_ERRORS = new Set(['bad_room_id', 'bad_profile', 'unsupported_version', 'room_full', 'already_joined']);
+
 /** Reconnection back-off, milliseconds; after the last step the meeting fails. */
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000];
 
@@ -69,6 +72,10 @@ export class MeetingSession extends EventTarget {
     this.retryTimer = 0;
     this.graceTimer = 0;
     this.lastError = null;
+    /** Whether the current connection got `joined`. */
+    this.connJoined = false;
+    /** Simulcast layer (RID) the server forwards per receiving mid. */
+    this.layers = new Map();
     this.onLocalTracks = (ev) => this.sendLocalTracks(ev.detail);
     local.addEventListener('tracks', this.onLocalTracks);
   }
@@ -98,6 +105,7 @@ export class MeetingSession extends EventTarget {
   /** One connection attempt: WebSocket, `join`, then the PeerConnection. */
   async connect() {
     this.teardown();
+    this.connJoined = false;
     const sig = new Signaling(signalingUrl());
     this.signaling = sig;
     sig.addEventListener('joined', (ev) => this.onJoined(ev.detail));
@@ -105,6 +113,7 @@ export class MeetingSession extends EventTarget {
     sig.addEventListener('participant_updated', (ev) => this.upsert(ev.detail.participant));
     sig.addEventListener('participant_left', (ev) => this.onLeft(ev.detail.participant_id));
     sig.addEventListener('error', (ev) => this.onServerError(ev.detail));
+    sig.addEventListener('layer', (ev) => this.layers.set(ev.detail.mid, ev.detail.rid ?? null));
     sig.addEventListener('close', (ev) => {
       if (this.signaling !== sig || ev.detail.byUser) return;
       this.connectionLost();
@@ -120,6 +129,8 @@ export class MeetingSession extends EventTarget {
 
   onJoined(msg) {
     this.selfId = msg.participant_id;
+    this.connJoined = true;
+    this.layers.clear();
     this.participants.clear();
     for (const p of msg.participants || []) this.upsert(p, false);
     this.emitParticipants();
@@ -174,7 +185,10 @@ export class MeetingSession extends EventTarget {
   }
 
   onServerError(msg) {
-    const err = { code: msg.code || 'internal', message: msg.message || 'Server error', fatal: !!msg.fatal };
+    const code = msg.code || 'internal';
+    // Before `joined`, an error about the join itself ends the attempt.
+    const fatal = !!msg.fatal || (!this.connJoined && JOIN_ERRORS.has(code));
+    const err = { code, message: msg.message || 'Server error', fatal };
     this.emitError(err);
     if (err.fatal) this.fail();
   }
@@ -287,7 +301,7 @@ export class MeetingSession extends EventTarget {
         videoBytesReceived: video?.bytesReceived ?? 0,
         audioBytesReceived: audio?.bytesReceived ?? 0,
         totalSamplesReceived: audio?.totalSamplesReceived ?? 0,
-        video: video || null,
+        video: video ? { ...video, layer: this.layers.get(video.mid) ?? null } : null,
         audio: audio || null,
       };
     });
