@@ -1,1 +1,53 @@
-fn main() {}
+//! `plenary`: end-to-end encrypted video conferencing in one binary.
+//!
+//! - `plenary serve` runs the server: web client, WebSocket signaling and
+//!   the SFU on one UDP media port (plus ICE-TCP on the same port number).
+//! - `plenary join URL --name NAME` joins a meeting as a native participant.
+
+mod assets;
+mod config;
+mod http;
+mod media;
+mod serve;
+mod tcp;
+mod ws;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "plenary", version, about = "End-to-end encrypted video conferencing")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (web client, signaling, media forwarding).
+    Serve(config::ServeArgs),
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_env("PLENARY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,str0m=warn,dimpl=warn,is=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.cmd {
+        Cmd::Serve(args) => {
+            let cfg = args.resolve()?;
+            init_logging(cfg.log_json);
+            rt.block_on(serve::run(cfg))
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! HTTP routes: the web client, `/ws` signaling and `/healthz`.
+
+use axum::Router;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use plenary_proto::{MAX_CLIENT_MESSAGE_BYTES, RoomId};
+
+use crate::assets::Assets;
+use crate::media::MediaHandle;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The media loop.
+    pub media: MediaHandle,
+    /// Web client files.
+    pub assets: Assets,
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/ws", get(ws))
+        .route("/", get(|State(s): State<AppState>| async move { s.assets.respond("index.html") }))
+        .route("/m/{room}", get(meeting))
+        .fallback(get(static_file))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    // Frames up to 4x the protocol limit reach the decoder and get a typed
+    // error; larger ones close the connection.
+    upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES * 4)
+        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES * 4)
+        .on_upgrade(move |socket| crate::ws::serve(socket, s.media))
+}
+
+async fn meeting(State(s): State<AppState>, Path(room): Path<String>) -> Response {
+    if RoomId::parse(&room).is_err() {
+        return (StatusCode::NOT_FOUND, "This meeting link is not valid.").into_response();
+    }
+    s.assets.respond("meeting.html")
+}
+
+async fn static_file(State(s): State<AppState>, uri: Uri) -> Response {
+    s.assets.respond(uri.path().trim_start_matches('/'))
+}
+
+/// Nothing may load from another origin (DESIGN.md, threat model); no
+/// referrer leaves the page.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data: blob:; media-src 'self' blob: mediastream:; connect-src 'self'; \
+             worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    res
+}

@@ -1,0 +1,157 @@
+//! The media loop: one task owns the [`Sfu`], the UDP media socket and the
+//! ICE-TCP listener on the same port number, and serves commands from the
+//! WebSocket connections. Everything the SFU does happens here, in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use plenary_proto::{ClientMsg, ParticipantId, ServerMsg};
+use plenary_sfu::{Output, Sfu, SfuError};
+use str0m::net::Protocol;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::tcp::{TcpEvent, TcpMux};
+
+/// What a WebSocket connection receives from the media loop.
+#[derive(Debug)]
+pub enum ToClient {
+    /// A signaling message.
+    Msg(ServerMsg),
+    /// The participant's media session died; close the connection.
+    Close,
+}
+
+/// A request from a WebSocket connection to the media loop.
+#[derive(Debug)]
+pub enum Command {
+    /// `join`; replies with the new participant id.
+    Join {
+        /// Room id as sent.
+        room: String,
+        /// Opaque profile.
+        profile: String,
+        /// Protocol version.
+        version: u32,
+        /// Where the participant's messages go.
+        to_client: mpsc::UnboundedSender<ToClient>,
+        /// Result.
+        reply: oneshot::Sender<Result<ParticipantId, SfuError>>,
+    },
+    /// Any later message; errors are sent to the client as `error`.
+    Message(ParticipantId, ClientMsg),
+    /// The connection closed.
+    Leave(ParticipantId),
+}
+
+/// The running media loop's handle.
+#[derive(Clone)]
+pub struct MediaHandle {
+    /// Commands in.
+    pub commands: mpsc::Sender<Command>,
+}
+
+/// Runs the media loop until the command channel closes.
+pub async fn run(
+    mut sfu: Sfu,
+    udp: UdpSocket,
+    udp_local: SocketAddr,
+    mut tcp: Option<TcpMux>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut clients: HashMap<ParticipantId, mpsc::UnboundedSender<ToClient>> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    let mut next_timeout = Instant::now();
+    loop {
+        let sleep = tokio::time::sleep_until(next_timeout.into());
+        let tcp_event = async {
+            match tcp.as_mut() {
+                Some(t) => t.next_event().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = udp.recv_from(&mut buf) => match r {
+                Ok((n, source)) => {
+                    let now = Instant::now();
+                    if let Err(e) = sfu.handle_receive(now, Protocol::Udp, source, udp_local, &buf[..n]) {
+                        debug!(error = %e, len = n, "dropped UDP datagram");
+                    }
+                }
+                Err(e) => debug!(error = %e, "UDP receive error"),
+            },
+            ev = tcp_event => {
+                if let Some(TcpEvent::Frame { source, local, data }) = ev
+                    && let Err(e) = sfu.handle_receive(Instant::now(), Protocol::Tcp, source, local, &data) {
+                        debug!(error = %e, len = data.len(), "dropped ICE-TCP frame");
+                    }
+            },
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                let now = Instant::now();
+                match cmd {
+                    Command::Join { room, profile, version, to_client, reply } => {
+                        let result = sfu.join(now, &room, profile, version);
+                        if let Ok(id) = &result {
+                            clients.insert(*id, to_client);
+                        }
+                        let _ = reply.send(result);
+                    }
+                    Command::Message(id, msg) => {
+                        if let Err(e) = sfu.handle_message(now, id, msg) {
+                            debug!(participant = %id, error = %e, "message rejected");
+                            if let Some(tx) = clients.get(&id) {
+                                let _ = tx.send(ToClient::Msg(ServerMsg::Error {
+                                    code: e.code(),
+                                    message: e.to_string(),
+                                    fatal: false,
+                                }));
+                            }
+                        }
+                    }
+                    Command::Leave(id) => {
+                        clients.remove(&id);
+                        sfu.leave(now, id);
+                    }
+                }
+            },
+            _ = sleep => sfu.handle_timeout(Instant::now()),
+        }
+        // Drain everything the SFU wants done.
+        loop {
+            match sfu.poll_output(Instant::now()) {
+                Output::Transmit(t) => match t.proto {
+                    Protocol::Udp => {
+                        if let Err(e) = udp.try_send_to(&t.contents, t.destination) {
+                            debug!(error = %e, "UDP send failed");
+                        }
+                    }
+                    Protocol::Tcp => {
+                        if let Some(tcp) = tcp.as_mut() {
+                            tcp.send(t.destination, &t.contents);
+                        }
+                    }
+                    _ => {}
+                },
+                Output::Signal(id, msg) => {
+                    if let Some(tx) = clients.get(&id) {
+                        let _ = tx.send(ToClient::Msg(msg));
+                    }
+                }
+                Output::Disconnected(id) => {
+                    info!(participant = %id, "media session ended");
+                    if let Some(tx) = clients.remove(&id) {
+                        let _ = tx.send(ToClient::Close);
+                    }
+                }
+                Output::Timeout(t) => {
+                    next_timeout = t;
+                    break;
+                }
+            }
+        }
+    }
+    warn!("media loop stopped");
+}

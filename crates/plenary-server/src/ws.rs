@@ -1,0 +1,145 @@
+//! One WebSocket signaling connection: decodes client messages, enforces
+//! size and rate limits, forwards them to the media loop and writes the
+//! loop's messages back. Bad input gets an `error` message; the connection
+//! and everyone else carry on.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, ServerMsg, decode_client_msg, encode};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info};
+
+use crate::media::{Command, MediaHandle, ToClient};
+
+/// Messages per second a connection may send on average.
+const RATE_PER_SEC: f64 = 30.0;
+/// Burst allowance, in messages.
+const RATE_BURST: f64 = 120.0;
+
+/// Token bucket for the per-connection message rate.
+struct RateLimit {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    fn new(now: Instant) -> Self {
+        RateLimit { tokens: RATE_BURST, at: now }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * RATE_PER_SEC).min(RATE_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> ToClient {
+    ToClient::Msg(ServerMsg::Error { code, message: message.into(), fatal })
+}
+
+/// Serves one connection until it closes.
+pub async fn serve(socket: WebSocket, media: MediaHandle) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ToClient>();
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            match out {
+                ToClient::Msg(msg) => {
+                    let fatal = matches!(msg, ServerMsg::Error { fatal: true, .. });
+                    if sink.send(Message::Text(encode(&msg).into())).await.is_err() {
+                        break;
+                    }
+                    if fatal {
+                        break;
+                    }
+                }
+                ToClient::Close => break,
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    });
+
+    let mut me: Option<ParticipantId> = None;
+    let mut limit = RateLimit::new(Instant::now());
+    let mut last_limit_error: Option<Instant> = None;
+    while let Some(frame) = stream.next().await {
+        let text = match frame {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Binary(b)) => {
+                debug!(len = b.len(), "binary frame rejected");
+                let _ = tx.send(error(ErrorCode::Malformed, "binary frames are not supported; send JSON text", false));
+                continue;
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => continue,
+            Err(e) => {
+                debug!(error = %e, "WebSocket read error");
+                break;
+            }
+        };
+        let now = Instant::now();
+        if !limit.allow(now) {
+            if last_limit_error.is_none_or(|t| now.duration_since(t) > Duration::from_secs(1)) {
+                last_limit_error = Some(now);
+                let _ = tx.send(error(ErrorCode::RateLimited, "too many messages; slow down", false));
+            }
+            continue;
+        }
+        let msg = match decode_client_msg(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(error = %e, "bad client message");
+                let _ = tx.send(error(e.code(), e.to_string(), false));
+                continue;
+            }
+        };
+        match (me, msg) {
+            (None, ClientMsg::Join { room, profile, version }) => {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                let cmd = Command::Join { room, profile, version, to_client: tx.clone(), reply: reply_tx };
+                if media.commands.send(cmd).await.is_err() {
+                    let _ = tx.send(error(ErrorCode::Internal, "server is shutting down", true));
+                    break;
+                }
+                match reply_rx.await {
+                    Ok(Ok(id)) => me = Some(id),
+                    Ok(Err(e)) => {
+                        let _ = tx.send(error(e.code(), e.to_string(), false));
+                    }
+                    Err(_) => break,
+                }
+            }
+            (None, ClientMsg::Ping { id }) => {
+                let _ = tx.send(ToClient::Msg(ServerMsg::Pong { id }));
+            }
+            (None, _) => {
+                let _ = tx.send(error(ErrorCode::NotJoined, "send join first", false));
+            }
+            (Some(id), ClientMsg::Leave) => {
+                let _ = media.commands.send(Command::Leave(id)).await;
+                me = None;
+                break;
+            }
+            (Some(id), msg) => {
+                if media.commands.send(Command::Message(id, msg)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(id) = me {
+        let _ = media.commands.send(Command::Leave(id)).await;
+        info!(participant = %id, "signaling connection closed");
+    }
+    drop(tx);
+    let _ = writer.await;
+}

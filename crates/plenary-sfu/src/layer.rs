@@ -1,0 +1,273 @@
+//! Simulcast layer selection and stream continuity for one subscriber's
+//! view of one published video track (RFC 8853 simulcast, RFC 8851 RID).
+//!
+//! A publisher sends up to three encodings of the same video, told apart by
+//! RID. A subscriber receives one of them at a time through one outgoing
+//! stream. [`LayerSelector`] decides which encoding to forward, switches only
+//! on a key frame of the new layer (so the decoder never sees a delta frame
+//! it cannot decode), and rewrites RTP timestamps so the subscriber sees one
+//! continuous, monotonic timeline across switches. Sequence numbers and SSRC
+//! of the outgoing stream are assigned by str0m's packetizer, so they are
+//! continuous by construction.
+
+use std::time::{Duration, Instant};
+
+/// How a published layer looks, as far as the SFU can know without
+/// decrypting anything: its RID and, once a key frame was seen, its size in
+/// pixels (from the clear VP8 key frame header, RFC 6386 §9.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// RID; `None` for a track sent without simulcast.
+    pub rid: Option<String>,
+    /// Width in pixels, when known.
+    pub width: Option<u32>,
+    /// Height in pixels, when known.
+    pub height: Option<u32>,
+    /// When media of this layer last arrived.
+    pub last_seen: Instant,
+}
+
+/// A layer that has not delivered media for this long is treated as paused
+/// by its publisher and is not selected.
+pub const LAYER_STALE_AFTER: Duration = Duration::from_millis(1500);
+
+/// What to do with one incoming frame of the source track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Drop the frame: it is not of the forwarded layer.
+    Drop,
+    /// Forward the frame with this (rewritten) RTP time, in units of the
+    /// codec clock.
+    Forward {
+        /// RTP time to write on the outgoing stream.
+        rtp_time: u64,
+        /// This frame starts a newly selected layer.
+        switched: bool,
+    },
+}
+
+/// Per-subscriber, per-track forwarding state.
+#[derive(Debug, Clone)]
+pub struct LayerSelector {
+    /// Rendered size the subscriber asked for, device pixels. `None` until
+    /// the subscriber tells; `Some((0, 0))` when the video is hidden.
+    preferred: Option<(u32, u32)>,
+    /// Layer being forwarded now (`Some(None)` = the single non-simulcast
+    /// layer), `None` before the first key frame.
+    current: Option<Option<String>>,
+    /// Layer wanted next.
+    target: Option<Option<String>>,
+    /// Offset added to incoming RTP time of the current layer.
+    offset: i64,
+    /// Last RTP time written out and when.
+    last_out: Option<(u64, Instant)>,
+    /// Clock rate of the codec, Hz.
+    clock_rate: u32,
+}
+
+impl LayerSelector {
+    /// A selector for a stream with the given RTP clock rate (90 000 for video).
+    pub fn new(clock_rate: u32) -> Self {
+        LayerSelector {
+            preferred: None,
+            current: None,
+            target: None,
+            offset: 0,
+            last_out: None,
+            clock_rate,
+        }
+    }
+
+    /// Sets the subscriber's rendered size; `(0, 0)` pauses forwarding.
+    pub fn set_preferred(&mut self, width: u32, height: u32) {
+        self.preferred = Some((width, height));
+    }
+
+    /// The layer being forwarded, if any (`Some(None)` for a non-simulcast track).
+    pub fn current(&self) -> Option<&Option<String>> {
+        self.current.as_ref()
+    }
+
+    /// The layer the selector is waiting to switch to, if it differs from
+    /// the current one.
+    pub fn pending_target(&self) -> Option<&Option<String>> {
+        match (&self.target, &self.current) {
+            (Some(t), Some(c)) if t == c => None,
+            (t, _) => t.as_ref(),
+        }
+    }
+
+    /// Chooses the target layer among `layers` (those seen recently) for the
+    /// current preference. Returns `Some(rid)` when the target changed to a
+    /// layer, so the caller can request a key frame (PLI) on it.
+    pub fn retarget(&mut self, layers: &[LayerInfo], now: Instant) -> Option<Option<String>> {
+        let live: Vec<&LayerInfo> = layers
+            .iter()
+            .filter(|l| now.saturating_duration_since(l.last_seen) < LAYER_STALE_AFTER)
+            .collect();
+        let new_target = if matches!(self.preferred, Some((0, 0))) {
+            None
+        } else {
+            choose(&live, self.preferred.map(|p| p.1)).map(|l| l.rid.clone())
+        };
+        if new_target == self.target {
+            return None;
+        }
+        self.target = new_target.clone();
+        if new_target.is_none() {
+            // Hidden (or nothing live): stop forwarding at once.
+            self.current = None;
+        }
+        new_target
+    }
+
+    /// Decides what to do with one incoming frame of layer `rid` with RTP
+    /// time `rtp_time` (codec clock units, unwrapped) received at `now`.
+    ///
+    /// Frames of the current layer are forwarded until a key frame of the
+    /// target layer arrives; then the selector switches.
+    pub fn on_frame(&mut self, rid: &Option<String>, rtp_time: u64, keyframe: bool, now: Instant) -> Verdict {
+        let Some(target) = &self.target else {
+            return Verdict::Drop;
+        };
+        let mut switched = false;
+        if self.current.as_ref() != Some(rid) {
+            if target != rid || !keyframe {
+                return Verdict::Drop;
+            }
+            self.current = Some(rid.clone());
+            self.offset = self.offset_for(rtp_time, now);
+            switched = true;
+        }
+        let out = (rtp_time as i64).saturating_add(self.offset).max(0) as u64;
+        if let Some((last, _)) = self.last_out
+            && out < last && !switched {
+                // Reordered frame from before the switch point: drop rather
+                // than move the timeline backwards.
+                return Verdict::Drop;
+            }
+        self.last_out = Some((out, now));
+        Verdict::Forward { rtp_time: out, switched }
+    }
+
+    /// Offset that makes the first frame of a new layer continue the
+    /// outgoing timeline: last written time plus the wall-clock gap (at least
+    /// one tick), so timestamps stay monotonic.
+    fn offset_for(&self, rtp_time: u64, now: Instant) -> i64 {
+        match self.last_out {
+            None => 0,
+            Some((last, at)) => {
+                let gap = now.saturating_duration_since(at);
+                let ticks = (gap.as_micros() as u64 * u64::from(self.clock_rate) / 1_000_000).max(1);
+                (last + ticks) as i64 - rtp_time as i64
+            }
+        }
+    }
+}
+
+/// Picks the layer that best fits a rendered height: the smallest layer at
+/// least as tall as the tile (with 10% slack), else the largest. Without a
+/// preference yet, the smallest layer (fast start, cheap). When some layer's
+/// size is unknown (no key frame seen yet), RIDs follow the common convention
+/// q (quarter) < h (half) < f (full) and the height picks among them.
+fn choose<'a>(live: &[&'a LayerInfo], height: Option<u32>) -> Option<&'a LayerInfo> {
+    let mut sorted: Vec<&LayerInfo> = live.to_vec();
+    let sizes_known = sorted.iter().all(|l| l.height.is_some());
+    if sizes_known {
+        sorted.sort_by_key(|l| (l.height.unwrap_or(0), rid_rank(l)));
+    } else {
+        sorted.sort_by_key(|l| rid_rank(l));
+    }
+    let Some(h) = height else {
+        return sorted.first().copied();
+    };
+    if sizes_known {
+        let want = (u64::from(h) * 9 / 10) as u32;
+        return sorted
+            .iter()
+            .find(|l| l.height.is_some_and(|lh| lh >= want))
+            .or(sorted.last())
+            .copied();
+    }
+    let wanted_rank = match h {
+        0..=200 => 0,
+        201..=400 => 1,
+        _ => 2,
+    };
+    sorted
+        .iter()
+        .rev()
+        .find(|l| rid_rank(l) <= wanted_rank)
+        .or(sorted.first())
+        .copied()
+}
+
+fn rid_rank(l: &LayerInfo) -> u32 {
+    match l.rid.as_deref() {
+        Some("q") => 0,
+        Some("h") | None => 1,
+        Some("f") => 2,
+        Some(_) => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(rid: &str, h: Option<u32>, at: Instant) -> LayerInfo {
+        LayerInfo { rid: Some(rid.into()), width: h.map(|h| h * 16 / 9), height: h, last_seen: at }
+    }
+
+    #[test]
+    fn picks_by_rendered_height() {
+        let now = Instant::now();
+        let layers = [layer("q", Some(90), now), layer("h", Some(180), now), layer("f", Some(360), now)];
+        let mut s = LayerSelector::new(90_000);
+        assert_eq!(s.retarget(&layers, now), Some(Some("q".into())), "smallest before any preference");
+        s.set_preferred(640, 360);
+        assert_eq!(s.retarget(&layers, now), Some(Some("f".into())));
+        s.set_preferred(320, 170);
+        assert_eq!(s.retarget(&layers, now), Some(Some("h".into())));
+        s.set_preferred(1920, 1080);
+        assert_eq!(s.retarget(&layers, now), Some(Some("f".into())));
+        assert_eq!(s.retarget(&layers, now), None, "unchanged target is not reported");
+        s.set_preferred(0, 0);
+        assert_eq!(s.retarget(&layers, now), None);
+        assert_eq!(s.on_frame(&Some("f".into()), 1000, true, now), Verdict::Drop);
+    }
+
+    #[test]
+    fn stale_layers_are_skipped() {
+        let now = Instant::now();
+        let old = now - Duration::from_secs(5);
+        let layers = [layer("q", Some(90), now), layer("f", Some(360), old)];
+        let mut s = LayerSelector::new(90_000);
+        s.set_preferred(640, 360);
+        assert_eq!(s.retarget(&layers, now), Some(Some("q".into())));
+    }
+
+    #[test]
+    fn switch_waits_for_keyframe_and_keeps_time_monotonic() {
+        let t0 = Instant::now();
+        let q = Some("q".to_string());
+        let f = Some("f".to_string());
+        let mut s = LayerSelector::new(90_000);
+        s.retarget(&[layer("q", None, t0), layer("f", None, t0)], t0);
+        assert_eq!(s.on_frame(&q, 10_000, false, t0), Verdict::Drop, "no key frame yet");
+        assert!(matches!(s.on_frame(&q, 13_000, true, t0), Verdict::Forward { rtp_time: 13_000, switched: true }));
+        s.set_preferred(1280, 720);
+        assert_eq!(s.retarget(&[layer("q", None, t0), layer("f", None, t0)], t0), Some(f.clone()));
+        let t1 = t0 + Duration::from_millis(33);
+        // The other layer's timeline is unrelated (random RTP offset).
+        assert_eq!(s.on_frame(&f, 900_000, false, t1), Verdict::Drop, "delta frame of target");
+        assert!(matches!(s.on_frame(&q, 16_000, false, t1), Verdict::Forward { rtp_time: 16_000, .. }));
+        let t2 = t1 + Duration::from_millis(33);
+        let Verdict::Forward { rtp_time, switched } = s.on_frame(&f, 903_000, true, t2) else { panic!() };
+        assert!(switched);
+        assert_eq!(rtp_time, 16_000 + 2970, "continues from the last output by the wall-clock gap");
+        assert_eq!(s.on_frame(&q, 19_000, false, t2), Verdict::Drop, "old layer dropped after switch");
+        let Verdict::Forward { rtp_time: next, .. } = s.on_frame(&f, 906_000, false, t2) else { panic!() };
+        assert_eq!(next, rtp_time + 3000);
+    }
+}

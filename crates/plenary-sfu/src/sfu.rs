@@ -1,0 +1,693 @@
+//! The SFU: participants, rooms and the forwarding between them.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plenary_proto::{
+    ClientMsg, MAX_PROFILE_BYTES, MediaKind, PROTOCOL_VERSION, ParticipantId, RoomId, ServerMsg, TrackInfo,
+};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaTime, Mid};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
+use tracing::{debug, info, warn};
+
+use crate::config::SfuConfig;
+use crate::error::SfuError;
+use crate::layer::Verdict;
+use crate::participant::Participant;
+use crate::track::{OutState, TrackIn, TrackOut, vp8_keyframe_size};
+
+/// What the SFU wants the caller to do next.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram (UDP) or frame (TCP, RFC 4571 framing by the caller).
+    Transmit(Transmit),
+    /// Send this signaling message to a participant's WebSocket.
+    Signal(ParticipantId, ServerMsg),
+    /// The participant's media session died (ICE timeout, DTLS failure); it
+    /// has been removed from its room. Close its WebSocket.
+    Disconnected(ParticipantId),
+    /// Nothing more to do until this instant, or until new input.
+    Timeout(Instant),
+}
+
+/// Counters for observability; no user data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    /// Datagrams that were not STUN, DTLS, RTP or RTCP.
+    pub datagrams_unrecognised: u64,
+    /// Datagrams no session accepted.
+    pub datagrams_unrouted: u64,
+    /// Media frames forwarded to subscribers (frame × subscriber).
+    pub frames_forwarded: u64,
+    /// Key frame requests sent to publishers.
+    pub keyframe_requests: u64,
+    /// Simulcast layer switches.
+    pub layer_switches: u64,
+}
+
+/// The sans-IO SFU. See the crate docs.
+pub struct Sfu {
+    config: SfuConfig,
+    crypto: Arc<str0m::crypto::CryptoProvider>,
+    participants: BTreeMap<ParticipantId, Participant>,
+    rooms: HashMap<RoomId, Vec<ParticipantId>>,
+    routes: HashMap<(Protocol, SocketAddr), ParticipantId>,
+    queue: VecDeque<Output>,
+    next_id: u64,
+    last_now: Option<Instant>,
+    stats: SfuStats,
+}
+
+impl Sfu {
+    /// A new SFU with no rooms.
+    pub fn new(config: SfuConfig) -> Self {
+        Sfu {
+            config,
+            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            participants: BTreeMap::new(),
+            rooms: HashMap::new(),
+            routes: HashMap::new(),
+            queue: VecDeque::new(),
+            next_id: 1,
+            last_now: None,
+            stats: SfuStats::default(),
+        }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &SfuStats {
+        &self.stats
+    }
+
+    /// Number of rooms with at least one participant.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Participants in `room`, empty if the room does not exist.
+    pub fn room_members(&self, room: &str) -> Vec<ParticipantId> {
+        RoomId::parse(room).ok().and_then(|r| self.rooms.get(&r).cloned()).unwrap_or_default()
+    }
+
+    /// Adds a participant to `room` (created on first join). Queues
+    /// `joined` for the joiner and `participant_joined` for the others.
+    ///
+    /// # Errors
+    /// [`SfuError::BadRoomId`], [`SfuError::ProfileTooLarge`],
+    /// [`SfuError::UnsupportedVersion`], [`SfuError::RoomFull`].
+    pub fn join(&mut self, now: Instant, room: &str, profile: String, version: u32) -> Result<ParticipantId, SfuError> {
+        self.last_now = Some(now);
+        if version != PROTOCOL_VERSION {
+            return Err(SfuError::UnsupportedVersion(version));
+        }
+        let room = RoomId::parse(room)?;
+        if profile.len() > MAX_PROFILE_BYTES {
+            return Err(SfuError::ProfileTooLarge(profile.len()));
+        }
+        let members = self.rooms.get(&room).cloned().unwrap_or_default();
+        if members.len() >= self.config.max_room_size {
+            return Err(SfuError::RoomFull);
+        }
+        let id = ParticipantId(self.next_id);
+        self.next_id += 1;
+        let mut me = Participant::new(id, room.clone(), profile);
+        let mut others = Vec::new();
+        for m in &members {
+            if let Some(p) = self.participants.get(m) {
+                others.push(p.info());
+                for t in &p.tracks_in {
+                    me.tracks_out.push(TrackOut::new(p.id, t.mid, t.kind));
+                }
+            }
+        }
+        let info = me.info();
+        self.participants.insert(id, me);
+        self.rooms.entry(room.clone()).or_default().push(id);
+        info!(participant = %id, room_size = members.len() + 1, "participant joined");
+        self.queue.push_back(Output::Signal(
+            id,
+            ServerMsg::Joined {
+                participant_id: id,
+                room: room.to_string(),
+                participants: others,
+                ice_servers: self.config.ice_servers.clone(),
+            },
+        ));
+        for m in members {
+            self.queue.push_back(Output::Signal(m, ServerMsg::ParticipantJoined { participant: info.clone() }));
+        }
+        Ok(id)
+    }
+
+    /// Handles a signaling message from a joined participant (anything but
+    /// `join`). Queues any answer.
+    ///
+    /// # Errors
+    /// [`SfuError::UnknownParticipant`], [`SfuError::AlreadyJoined`] for a
+    /// second `join`, [`SfuError::BadSdp`], [`SfuError::OutOfTurn`],
+    /// [`SfuError::UnknownMid`]. The participant stays in the room.
+    pub fn handle_message(&mut self, now: Instant, id: ParticipantId, msg: ClientMsg) -> Result<(), SfuError> {
+        self.last_now = Some(now);
+        if !self.participants.contains_key(&id) {
+            return Err(SfuError::UnknownParticipant);
+        }
+        let result = match msg {
+            ClientMsg::Join { .. } => Err(SfuError::AlreadyJoined),
+            ClientMsg::Offer { sdp } => self.handle_offer(now, id, &sdp),
+            ClientMsg::Answer { sdp } => self.handle_answer(id, &sdp),
+            ClientMsg::SetMuted { kind, muted } => {
+                self.set_muted(id, kind, muted);
+                Ok(())
+            }
+            ClientMsg::LayerPreference { mid, width, height } => self.layer_preference(now, id, &mid, width, height),
+            ClientMsg::Ping { id: ping } => {
+                self.queue.push_back(Output::Signal(id, ServerMsg::Pong { id: ping }));
+                Ok(())
+            }
+            ClientMsg::Leave => {
+                self.leave(now, id);
+                Ok(())
+            }
+        };
+        self.process(now, vec![id]);
+        result
+    }
+
+    /// Removes a participant (WebSocket closed or `leave`); tells the others
+    /// and stops its tracks in their sessions. Drops the room when empty.
+    pub fn leave(&mut self, now: Instant, id: ParticipantId) {
+        self.last_now = Some(now);
+        let Some(mut gone) = self.participants.remove(&id) else {
+            return;
+        };
+        if let Some(rtc) = gone.rtc.as_mut() {
+            rtc.disconnect();
+        }
+        self.routes.retain(|_, p| *p != id);
+        let members = match self.rooms.get_mut(&gone.room) {
+            Some(m) => {
+                m.retain(|p| *p != id);
+                m.clone()
+            }
+            None => Vec::new(),
+        };
+        if members.is_empty() {
+            self.rooms.remove(&gone.room);
+            info!(participant = %id, "participant left; room closed");
+        } else {
+            info!(participant = %id, room_size = members.len(), "participant left");
+        }
+        for m in &members {
+            if let Some(p) = self.participants.get_mut(m) {
+                p.tracks_out.retain_mut(|t| {
+                    if t.source != id {
+                        return true;
+                    }
+                    match t.state {
+                        OutState::ToOpen => false,
+                        OutState::Open(mid) => {
+                            t.state = OutState::ToStop(mid);
+                            true
+                        }
+                        OutState::Negotiating(_) => {
+                            t.orphaned = true;
+                            true
+                        }
+                        OutState::ToStop(_) | OutState::NegotiatingStop(_) => true,
+                    }
+                });
+            }
+            self.queue.push_back(Output::Signal(*m, ServerMsg::ParticipantLeft { participant_id: id }));
+        }
+        self.process(now, members);
+    }
+
+    /// Feeds one datagram received on a media socket.
+    ///
+    /// # Errors
+    /// [`SfuError::UnrecognisedDatagram`] for bytes that are not STUN, DTLS,
+    /// RTP or RTCP; [`SfuError::UnknownPeer`] when no session accepts it.
+    /// Either way the datagram is dropped and nothing else is affected.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) -> Result<(), SfuError> {
+        self.last_now = Some(now);
+        let Ok(datagram) = contents.try_into() else {
+            self.stats.datagrams_unrecognised += 1;
+            return Err(SfuError::UnrecognisedDatagram(contents.len()));
+        };
+        let input = Input::Receive(now, Receive { proto, source, destination, contents: datagram });
+        let cached = self.routes.get(&(proto, source)).copied().filter(|id| {
+            self.participants.get(id).and_then(|p| p.rtc.as_ref()).is_some_and(|rtc| rtc.accepts(&input))
+        });
+        let target = cached.or_else(|| {
+            self.participants
+                .values()
+                .find(|p| p.rtc.as_ref().is_some_and(|rtc| rtc.accepts(&input)))
+                .map(|p| p.id)
+        });
+        let Some(id) = target else {
+            self.stats.datagrams_unrouted += 1;
+            return Err(SfuError::UnknownPeer);
+        };
+        if cached.is_none() {
+            self.routes.insert((proto, source), id);
+        }
+        if let Some(rtc) = self.participants.get_mut(&id).and_then(|p| p.rtc.as_mut())
+            && let Err(e) = rtc.handle_input(input) {
+                debug!(participant = %id, error = %e, "input rejected by session");
+            }
+        self.process(now, vec![id]);
+        Ok(())
+    }
+
+    /// Advances time: drives every session whose timer is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        let due: Vec<ParticipantId> = self
+            .participants
+            .values()
+            .filter(|p| p.rtc.is_some() && p.next_timeout.is_none_or(|t| t <= now))
+            .map(|p| p.id)
+            .collect();
+        for id in &due {
+            if let Some(rtc) = self.participants.get_mut(id).and_then(|p| p.rtc.as_mut())
+                && let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                    debug!(participant = %id, error = %e, "timeout handling failed");
+                }
+        }
+        self.process(now, due);
+    }
+
+    /// Next thing to do. Call until it returns [`Output::Timeout`].
+    pub fn poll_output(&mut self, now: Instant) -> Output {
+        if let Some(o) = self.queue.pop_front() {
+            return o;
+        }
+        let next = self
+            .participants
+            .values()
+            .filter_map(|p| p.next_timeout)
+            .min()
+            .unwrap_or(now + Duration::from_secs(1));
+        Output::Timeout(next.max(self.last_now.unwrap_or(now)).min(now + Duration::from_secs(1)))
+    }
+
+    // ---- signaling ----
+
+    fn handle_offer(&mut self, now: Instant, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let config = &self.config;
+        let crypto = self.crypto.clone();
+        let p = self.participants.get_mut(&id).ok_or(SfuError::UnknownParticipant)?;
+        if p.pending_offer.is_some() {
+            return Err(SfuError::OutOfTurn("an offer from the server is awaiting your answer"));
+        }
+        let mut fresh = None;
+        let rtc = match p.rtc.as_mut() {
+            Some(rtc) => rtc,
+            None => fresh.insert(new_rtc(config, crypto, now)),
+        };
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        if let Some(rtc) = fresh {
+            p.rtc = Some(rtc);
+        }
+        for t in &mut p.tracks_out {
+            if let OutState::Negotiating(_) = t.state {
+                t.state = OutState::ToOpen;
+            }
+        }
+        self.queue.push_back(Output::Signal(id, ServerMsg::Answer { sdp: answer.to_sdp_string() }));
+        Ok(())
+    }
+
+    fn handle_answer(&mut self, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let p = self.participants.get_mut(&id).ok_or(SfuError::UnknownParticipant)?;
+        let (Some(rtc), Some(pending)) = (p.rtc.as_mut(), p.pending_offer.take()) else {
+            return Err(SfuError::OutOfTurn("no offer from the server is awaiting an answer"));
+        };
+        if let Err(e) = rtc.sdp_api().accept_answer(pending, answer) {
+            // The offer is lost; renegotiate the tracks it carried.
+            for t in &mut p.tracks_out {
+                match t.state {
+                    OutState::Negotiating(_) => t.state = OutState::ToOpen,
+                    OutState::NegotiatingStop(m) => t.state = OutState::ToStop(m),
+                    _ => {}
+                }
+            }
+            return Err(SfuError::BadSdp(e.to_string()));
+        }
+        p.tracks_out.retain(|t| !matches!(t.state, OutState::NegotiatingStop(_)));
+        for t in &mut p.tracks_out {
+            if let OutState::Negotiating(m) = t.state {
+                t.state = if t.orphaned { OutState::ToStop(m) } else { OutState::Open(m) };
+            }
+        }
+        Ok(())
+    }
+
+    fn set_muted(&mut self, id: ParticipantId, kind: MediaKind, muted: bool) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        match kind {
+            MediaKind::Audio => p.audio_muted = muted,
+            MediaKind::Video => p.video_muted = muted,
+        }
+        let info = p.info();
+        for m in self.rooms.get(&p.room).cloned().unwrap_or_default() {
+            if m != id {
+                self.queue.push_back(Output::Signal(m, ServerMsg::ParticipantUpdated { participant: info.clone() }));
+            }
+        }
+    }
+
+    fn layer_preference(&mut self, now: Instant, id: ParticipantId, mid: &str, w: u32, h: u32) -> Result<(), SfuError> {
+        let p = self.participants.get_mut(&id).ok_or(SfuError::UnknownParticipant)?;
+        let Some(t) = p.tracks_out.iter_mut().find(|t| t.live_mid().is_some_and(|m| *m == *mid)) else {
+            return Err(SfuError::UnknownMid(mid.chars().take(32).collect()));
+        };
+        t.selector.set_preferred(w, h);
+        let (source, source_mid) = (t.source, t.source_mid);
+        self.retarget(now, id, source, source_mid);
+        Ok(())
+    }
+
+    /// Re-chooses the layer `subscriber` receives of `source`'s track and
+    /// requests a key frame on a newly chosen layer.
+    fn retarget(&mut self, now: Instant, subscriber: ParticipantId, source: ParticipantId, source_mid: Mid) {
+        let Some(layers) = self
+            .participants
+            .get(&source)
+            .and_then(|p| p.tracks_in.iter().find(|t| t.mid == source_mid))
+            .map(|t| t.layers.clone())
+        else {
+            return;
+        };
+        let Some(sub) = self.participants.get_mut(&subscriber) else { return };
+        let Some(t) = sub.tracks_out.iter_mut().find(|t| t.source == source && t.source_mid == source_mid) else {
+            return;
+        };
+        if let Some(rid) = t.selector.retarget(&layers, now) {
+            self.request_keyframe(now, source, source_mid, rid.as_deref());
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, source: ParticipantId, mid: Mid, rid: Option<&str>) {
+        let interval = self.config.pli_interval;
+        let Some(p) = self.participants.get_mut(&source) else { return };
+        let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == mid) else { return };
+        if t.kind != MediaKind::Video || !t.may_request_keyframe(rid.map(Into::into), now, interval) {
+            return;
+        }
+        if let Some(mut w) = p.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) {
+            match w.request_keyframe(rid.map(Into::into), KeyframeRequestKind::Pli) {
+                Ok(()) => self.stats.keyframe_requests += 1,
+                Err(e) => debug!(participant = %source, error = %e, "key frame request failed"),
+            }
+        }
+    }
+
+    // ---- the engine ----
+
+    /// Drains every session in `work` (and those its events touch) until
+    /// they all wait for time or input; then renegotiates where needed.
+    fn process(&mut self, now: Instant, mut work: Vec<ParticipantId>) {
+        let mut touched = Vec::new();
+        while let Some(id) = work.pop() {
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
+            let events = self.drain(id);
+            for ev in events {
+                self.handle_event(now, id, ev, &mut work);
+            }
+        }
+        for id in touched {
+            self.negotiate(id);
+            // Negotiation may have produced transmits.
+            let events = self.drain(id);
+            let mut more = Vec::new();
+            for ev in events {
+                self.handle_event(now, id, ev, &mut more);
+            }
+            if !more.is_empty() {
+                self.process(now, more);
+            }
+        }
+    }
+
+    /// Polls one session until it waits; queues transmits, returns events.
+    fn drain(&mut self, id: ParticipantId) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut dead = false;
+        if let Some(p) = self.participants.get_mut(&id) {
+            let Some(rtc) = p.rtc.as_mut() else { return events };
+            loop {
+                if !rtc.is_alive() {
+                    dead = true;
+                    break;
+                }
+                match rtc.poll_output() {
+                    Ok(str0m::Output::Transmit(t)) => self.queue.push_back(Output::Transmit(t)),
+                    Ok(str0m::Output::Timeout(t)) => {
+                        p.next_timeout = Some(t);
+                        break;
+                    }
+                    Ok(str0m::Output::Event(e)) => events.push(e),
+                    Err(e) => {
+                        warn!(participant = %id, error = %e, "session failed");
+                        rtc.disconnect();
+                        dead = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if dead {
+            self.queue.push_back(Output::Disconnected(id));
+            if let Some(now) = self.last_now {
+                self.leave(now, id);
+            }
+        }
+        events
+    }
+
+    fn handle_event(&mut self, now: Instant, id: ParticipantId, ev: Event, work: &mut Vec<ParticipantId>) {
+        match ev {
+            Event::Connected => info!(participant = %id, "media connected"),
+            Event::IceConnectionStateChange(state) => {
+                debug!(participant = %id, ?state, "ICE state");
+                if state == IceConnectionState::Disconnected {
+                    if let Some(rtc) = self.participants.get_mut(&id).and_then(|p| p.rtc.as_mut()) {
+                        rtc.disconnect();
+                    }
+                    work.push(id);
+                }
+            }
+            Event::MediaAdded(added) => {
+                if matches!(added.direction, Direction::RecvOnly | Direction::SendRecv) {
+                    self.track_published(id, added.mid, kind_of(added.kind));
+                }
+            }
+            Event::MediaData(data) => self.forward(now, id, data, work),
+            Event::KeyframeRequest(req) => {
+                let found = self.participants.get(&id).and_then(|p| {
+                    p.tracks_out.iter().find(|t| t.live_mid() == Some(req.mid)).map(|t| {
+                        let rid = t.selector.pending_target().or(t.selector.current()).cloned().flatten();
+                        (t.source, t.source_mid, rid)
+                    })
+                });
+                if let Some((source, source_mid, rid)) = found {
+                    self.request_keyframe(now, source, source_mid, rid.as_deref());
+                    work.push(source);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn track_published(&mut self, id: ParticipantId, mid: Mid, kind: MediaKind) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        if p.tracks_in.iter().any(|t| t.mid == mid) {
+            return;
+        }
+        p.tracks_in.push(TrackIn::new(mid, kind));
+        debug!(participant = %id, %mid, ?kind, "track published");
+        let room = p.room.clone();
+        for m in self.rooms.get(&room).cloned().unwrap_or_default() {
+            if m == id {
+                continue;
+            }
+            if let Some(sub) = self.participants.get_mut(&m) {
+                sub.tracks_out.push(TrackOut::new(id, mid, kind));
+                self.negotiate(m);
+            }
+        }
+    }
+
+    /// Forwards one frame from `source` to every subscriber of the track.
+    fn forward(&mut self, now: Instant, source: ParticipantId, data: MediaData, work: &mut Vec<ParticipantId>) {
+        let rid: Option<String> = data.rid.map(|r| r.to_string());
+        let keyframe = data.is_keyframe();
+        let (room, layers_changed, layers, kind) = {
+            let Some(p) = self.participants.get_mut(&source) else { return };
+            let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == data.mid) else { return };
+            let size = if keyframe { vp8_keyframe_size(&data.data) } else { None };
+            let changed = t.saw_frame(rid.as_deref(), size, now);
+            (p.room.clone(), changed, if changed { t.layers.clone() } else { Vec::new() }, t.kind)
+        };
+        if !data.contiguous && kind == MediaKind::Video {
+            self.request_keyframe(now, source, data.mid, rid.as_deref());
+            work.push(source);
+        }
+        let members = self.rooms.get(&room).cloned().unwrap_or_default();
+        let mut pli_for: Vec<Option<String>> = Vec::new();
+        for m in members {
+            if m == source {
+                continue;
+            }
+            let Some(sub) = self.participants.get_mut(&m) else { continue };
+            let Some(t) = sub.tracks_out.iter_mut().find(|t| t.source == source && t.source_mid == data.mid) else {
+                continue;
+            };
+            let Some(out_mid) = t.live_mid() else { continue };
+            let rtp_time = if kind == MediaKind::Audio {
+                data.time.numer()
+            } else {
+                if layers_changed
+                    && let Some(r) = t.selector.retarget(&layers, now) {
+                        pli_for.push(r);
+                    }
+                match t.selector.on_frame(&rid, data.time.numer(), keyframe, now) {
+                    Verdict::Drop => {
+                        // Waiting for a key frame of the chosen layer: ask again (rate limited).
+                        if t.selector.current().is_none() && t.selector.pending_target() == Some(&rid) {
+                            pli_for.push(rid.clone());
+                        }
+                        continue;
+                    }
+                    Verdict::Forward { rtp_time, switched } => {
+                        if switched {
+                            self.stats.layer_switches += 1;
+                            self.queue.push_back(Output::Signal(
+                                m,
+                                ServerMsg::Layer { mid: out_mid.to_string(), rid: rid.clone() },
+                            ));
+                        }
+                        rtp_time
+                    }
+                }
+            };
+            let Some(rtc) = sub.rtc.as_mut() else { continue };
+            let Some(writer) = rtc.writer(out_mid) else { continue };
+            let Some(pt) = writer.match_params(data.params) else { continue };
+            let time = MediaTime::new(rtp_time, data.time.frequency());
+            match writer.write(pt, data.network_time, time, data.data.clone()) {
+                Ok(()) => {
+                    self.stats.frames_forwarded += 1;
+                    work.push(m);
+                }
+                Err(e) => debug!(participant = %m, error = %e, "write failed"),
+            }
+        }
+        pli_for.sort();
+        pli_for.dedup();
+        for r in pli_for {
+            self.request_keyframe(now, source, data.mid, r.as_deref());
+            work.push(source);
+        }
+    }
+
+    /// Sends a server offer to `id` if tracks need adding or stopping and no
+    /// offer is outstanding.
+    fn negotiate(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        if p.pending_offer.is_some() {
+            return;
+        }
+        let Some(rtc) = p.rtc.as_mut() else { return };
+        let mut change = rtc.sdp_api();
+        for t in &mut p.tracks_out {
+            match t.state {
+                OutState::ToOpen => {
+                    let mid = change.add_media(
+                        to_str0m_kind(t.kind),
+                        Direction::SendOnly,
+                        Some(format!("{}", t.source)),
+                        Some(format!("{}-{}", t.source, t.source_mid)),
+                        None,
+                    );
+                    t.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    t.state = OutState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return;
+        }
+        let Some((offer, pending)) = change.apply() else { return };
+        p.pending_offer = Some(pending);
+        let track_map = p
+            .tracks_out
+            .iter()
+            .filter(|t| !t.orphaned)
+            .filter_map(|t| {
+                t.live_mid().map(|mid| TrackInfo { mid: mid.to_string(), participant_id: t.source, kind: t.kind })
+            })
+            .collect();
+        self.queue.push_back(Output::Signal(id, ServerMsg::Offer { sdp: offer.to_sdp_string(), track_map }));
+    }
+}
+
+fn new_rtc(config: &SfuConfig, crypto: Arc<str0m::crypto::CryptoProvider>, now: Instant) -> Rtc {
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(true)
+        .set_crypto_provider(crypto)
+        .enable_h265(false)
+        .enable_av1(false)
+        .build(now);
+    for addr in &config.udp_candidates {
+        match Candidate::host(*addr, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => warn!(error = %e, "bad UDP candidate"),
+        }
+    }
+    for addr in &config.tcp_candidates {
+        match Candidate::builder().tcp().host(*addr).tcptype(TcpType::Passive).build() {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => warn!(error = %e, "bad TCP candidate"),
+        }
+    }
+    rtc
+}
+
+fn kind_of(k: str0m::media::MediaKind) -> MediaKind {
+    match k {
+        str0m::media::MediaKind::Audio => MediaKind::Audio,
+        str0m::media::MediaKind::Video => MediaKind::Video,
+    }
+}
+
+fn to_str0m_kind(k: MediaKind) -> str0m::media::MediaKind {
+    match k {
+        MediaKind::Audio => str0m::media::MediaKind::Audio,
+        MediaKind::Video => str0m::media::MediaKind::Video,
+    }
+}

@@ -1,0 +1,140 @@
+//! Published tracks (what a participant sends) and subscribed tracks (what
+//! the SFU forwards to a participant).
+
+use std::time::Instant;
+
+use plenary_proto::{MediaKind, ParticipantId};
+use str0m::media::{Mid, Rid};
+
+use crate::layer::{LayerInfo, LayerSelector};
+
+/// A track a participant publishes: one m-line of its offer.
+#[derive(Debug)]
+pub(crate) struct TrackIn {
+    pub mid: Mid,
+    pub kind: MediaKind,
+    /// Layers seen so far (one entry with `rid: None` without simulcast).
+    pub layers: Vec<LayerInfo>,
+    /// Last key frame request per layer, for the PLI rate limit.
+    pub last_pli: Vec<(Option<Rid>, Instant)>,
+}
+
+impl TrackIn {
+    pub fn new(mid: Mid, kind: MediaKind) -> Self {
+        TrackIn { mid, kind, layers: Vec::new(), last_pli: Vec::new() }
+    }
+
+    /// Records a frame of layer `rid`; `size` from a key frame header.
+    /// Returns true when the set of layers changed (new layer or new size).
+    pub fn saw_frame(&mut self, rid: Option<&str>, size: Option<(u32, u32)>, now: Instant) -> bool {
+        match self.layers.iter_mut().find(|l| l.rid.as_deref() == rid) {
+            Some(l) => {
+                let stale = now.saturating_duration_since(l.last_seen) >= crate::layer::LAYER_STALE_AFTER;
+                l.last_seen = now;
+                let mut changed = stale;
+                if let Some((w, h)) = size
+                    && (l.height != Some(h) || l.width != Some(w)) {
+                        l.width = Some(w);
+                        l.height = Some(h);
+                        changed = true;
+                    }
+                changed
+            }
+            None => {
+                self.layers.push(LayerInfo {
+                    rid: rid.map(str::to_owned),
+                    width: size.map(|s| s.0),
+                    height: size.map(|s| s.1),
+                    last_seen: now,
+                });
+                true
+            }
+        }
+    }
+
+    /// True (and records the request) when a key frame may be requested on
+    /// `rid` now under the rate limit.
+    pub fn may_request_keyframe(&mut self, rid: Option<Rid>, now: Instant, interval: std::time::Duration) -> bool {
+        match self.last_pli.iter_mut().find(|(r, _)| *r == rid) {
+            Some((_, at)) if now.saturating_duration_since(*at) < interval => false,
+            Some((_, at)) => {
+                *at = now;
+                true
+            }
+            None => {
+                self.last_pli.push((rid, now));
+                true
+            }
+        }
+    }
+}
+
+/// Negotiation state of a subscribed track's m-line on the subscriber's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutState {
+    /// Needs an m-line; not yet offered.
+    ToOpen,
+    /// Offered, answer pending.
+    Negotiating(Mid),
+    /// Negotiated; media flows.
+    Open(Mid),
+    /// The source went away; the m-line must be stopped.
+    ToStop(Mid),
+    /// Stop offered, answer pending.
+    NegotiatingStop(Mid),
+}
+
+/// A remote track forwarded to a subscriber.
+#[derive(Debug)]
+pub(crate) struct TrackOut {
+    pub source: ParticipantId,
+    pub source_mid: Mid,
+    pub kind: MediaKind,
+    pub state: OutState,
+    /// The source left while the m-line was being negotiated.
+    pub orphaned: bool,
+    pub selector: LayerSelector,
+}
+
+impl TrackOut {
+    pub fn new(source: ParticipantId, source_mid: Mid, kind: MediaKind) -> Self {
+        let clock = if kind == MediaKind::Audio { 48_000 } else { 90_000 };
+        TrackOut { source, source_mid, kind, state: OutState::ToOpen, orphaned: false, selector: LayerSelector::new(clock) }
+    }
+
+    /// The subscriber-side MID while media may flow on it.
+    pub fn live_mid(&self) -> Option<Mid> {
+        match self.state {
+            OutState::Negotiating(m) | OutState::Open(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Width and height from a VP8 key frame's clear header (RFC 6386 §9.1):
+/// 3-byte frame tag with the key frame bit clear, start code 9d 01 2a, then
+/// 14-bit width and height, little endian. These are exactly the bytes a
+/// sender leaves in clear under SFrame.
+pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
+    if frame.len() < 10 || frame[0] & 1 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u32::from(u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff);
+    let h = u32::from(u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff);
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_size_from_keyframe_header() {
+        let kf = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01, 0xff];
+        assert_eq!(vp8_keyframe_size(&kf), Some((640, 360)));
+        let mut delta = kf;
+        delta[0] |= 1;
+        assert_eq!(vp8_keyframe_size(&delta), None);
+        assert_eq!(vp8_keyframe_size(&kf[..5]), None);
+    }
+}
