@@ -1,7 +1,161 @@
-//! Plenary native client (in progress).
+//! Plenary's native participant: joins a meeting like a browser does,
+//! publishes VP8 video from an IVF file and Opus audio from an Ogg file
+//! (paced in real time, looped), receives every remote track, and can
+//! record what it receives to files ffmpeg plays. Tests, benchmarks and
+//! bots use it; `plenary join` is its command line.
+//!
+//! Signaling is [`plenary_proto`] over a WebSocket; media is str0m as a
+//! full-ICE client on one UDP socket bound to the local address that
+//! reaches the server (RFC 8445; the server is ICE-lite). Everything runs
+//! on the calling task.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), plenary_client::ClientError> {
+//! use std::time::Duration;
+//! let summary = plenary_client::join(plenary_client::JoinOptions {
+//!     url: "http://127.0.0.1:8080/m/standup".into(),
+//!     name: "bot".into(),
+//!     video: Some(".media/bbb-360p.ivf".into()),
+//!     audio: Some(".media/bbb.ogg".into()),
+//!     duration: Some(Duration::from_secs(10)),
+//!     record: None,
+//!     json: false,
+//! })
+//! .await?;
+//! for t in &summary.tracks {
+//!     println!("{} {:?}: {} frames", t.participant_id, t.kind, t.frames);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Privacy: the display name travels only inside the opaque profile
+//! (`{"name": ...}`, encrypted in a later version); it is never logged or
+//! printed. The meeting link's fragment is never sent anywhere.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub mod events;
 pub mod ivf;
+pub mod meeting_url;
 pub mod ogg;
+pub mod record;
+mod session;
+pub mod source;
+
+pub use events::{SentStats, Summary, TrackStats};
+pub use meeting_url::{MeetingUrl, UrlError};
+pub use session::CONNECT_TIMEOUT;
+
+/// What [`join`] does.
+#[derive(Debug, Clone, Default)]
+pub struct JoinOptions {
+    /// Meeting link, `http(s)://host[:port]/m/<room>[?query][#fragment]`.
+    pub url: String,
+    /// Display name, sent only inside the opaque profile.
+    pub name: String,
+    /// VP8 IVF file to publish, looped.
+    pub video: Option<PathBuf>,
+    /// Ogg Opus file to publish, looped.
+    pub audio: Option<PathBuf>,
+    /// How long to publish, counted from the moment the media connection
+    /// is up; `None` runs until Ctrl-C.
+    pub duration: Option<Duration>,
+    /// Directory to record every received track into
+    /// (`<participant>-<kind>-mid<mid>-<n>.ivf|ogg`), created if missing.
+    pub record: Option<PathBuf>,
+    /// Print JSON lines on stdout instead of human-readable lines.
+    pub json: bool,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The meeting link is not usable.
+    #[error("bad meeting link: {0}")]
+    Url(#[from] UrlError),
+    /// A file to publish cannot be used.
+    #[error("{0}")]
+    Source(#[from] source::SourceError),
+    /// The recording directory cannot be created.
+    #[error("cannot create recording directory {path}: {source}")]
+    RecordDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing a recording failed.
+    #[error("recording: {0}")]
+    Record(#[from] record::RecordError),
+    /// The WebSocket connection failed.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The WebSocket URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// An https link, which this build cannot open.
+    #[error("https/wss meeting links are not supported by the native client yet; use http")]
+    TlsUnsupported,
+    /// The server did not answer in time.
+    #[error("timed out after {} s waiting for {what}", after.as_secs())]
+    Timeout {
+        /// What we waited for.
+        what: &'static str,
+        /// How long.
+        after: Duration,
+    },
+    /// The server refused a request.
+    #[error("the server refused: {message} ({code:?})")]
+    Server {
+        /// Machine-readable cause.
+        code: plenary_proto::ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server closed the signaling connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// The signaling connection failed.
+    #[error("signaling connection failed: {0}")]
+    Signaling(String),
+    /// The server sent something that does not follow the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// An SDP could not be parsed or applied.
+    #[error("SDP negotiation failed: {0}")]
+    Sdp(String),
+    /// ICE and DTLS did not connect in time.
+    #[error("media connection (ICE/DTLS) not established within {} s", .0.as_secs())]
+    MediaTimeout(Duration),
+    /// The media connection was lost.
+    #[error("media connection lost")]
+    MediaLost,
+    /// The UDP socket failed.
+    #[error("UDP socket: {0}")]
+    Socket(std::io::Error),
+    /// str0m refused an operation.
+    #[error("WebRTC: {0}")]
+    Rtc(String),
+}
+
+/// Joins a meeting, publishes, receives and reports until `duration` has
+/// passed (or Ctrl-C), then leaves.
+///
+/// With `json`, prints JSON lines on stdout (see [`events::JsonEvent`]);
+/// otherwise short human-readable lines. Returns what was received and
+/// sent; the same summary is printed last.
+///
+/// # Errors
+/// [`ClientError`]: a bad link or file, no connection, a refusal by the
+/// server, ICE/DTLS not up within [`CONNECT_TIMEOUT`], or a lost
+/// connection.
+pub async fn join(opts: JoinOptions) -> Result<Summary, ClientError> {
+    session::run(opts).await
+}
 
 /// Path of a file made by `scripts/test-media.sh`, if it exists: in
 /// `$PLENARY_MEDIA_DIR` or the workspace's `.media/`.

@@ -1,0 +1,178 @@
+//! What the client reports: JSON lines on stdout with `--json`, short
+//! human-readable lines otherwise. Never names, chat or profile contents.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use plenary_proto::{MediaKind, ParticipantId};
+use serde::Serialize;
+
+/// Frames and bytes received on one remote track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackStats {
+    /// Who publishes the track.
+    pub participant_id: ParticipantId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// MID of our receiving transceiver.
+    pub mid: String,
+    /// Frames received (a video frame or an Opus packet).
+    pub frames: u64,
+    /// Payload bytes received (depacketized frames).
+    pub bytes: u64,
+    /// File the track was recorded to, if recording and any frame was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<PathBuf>,
+}
+
+/// Frames and bytes sent on one of our own tracks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentStats {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// MID of our sending transceiver.
+    pub mid: String,
+    /// Frames handed to the RTP packetizer.
+    pub frames: u64,
+    /// Payload bytes of those frames.
+    pub bytes: u64,
+}
+
+/// The result of a session: what was received and sent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Our participant id.
+    pub participant_id: ParticipantId,
+    /// The room.
+    pub room: String,
+    /// Seconds from joining to leaving.
+    pub duration_s: f64,
+    /// Seconds the media connection (ICE + DTLS) took to come up after
+    /// our offer; `None` if it never did.
+    pub connect_s: Option<f64>,
+    /// Every remote track received during the session, in order of arrival
+    /// (a track that went and came back appears twice).
+    pub tracks: Vec<TrackStats>,
+    /// Our published tracks.
+    pub sent: Vec<SentStats>,
+}
+
+impl Summary {
+    /// Total frames received from `participant` of `kind`.
+    pub fn frames_from(&self, participant: ParticipantId, kind: MediaKind) -> u64 {
+        self.tracks
+            .iter()
+            .filter(|t| t.participant_id == participant && t.kind == kind)
+            .map(|t| t.frames)
+            .sum()
+    }
+}
+
+/// One JSON line of `--json` output.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JsonEvent<'a> {
+    /// We are in the room.
+    Joined {
+        /// Our participant id.
+        participant_id: ParticipantId,
+        /// The room.
+        room: &'a str,
+        /// Who was already there.
+        participants: Vec<ParticipantId>,
+    },
+    /// ICE and DTLS are up; publishing starts.
+    Connected {
+        /// Seconds since our offer.
+        connect_s: f64,
+    },
+    /// Someone entered.
+    ParticipantJoined {
+        /// Who.
+        participant_id: ParticipantId,
+    },
+    /// Someone left.
+    ParticipantLeft {
+        /// Who.
+        participant_id: ParticipantId,
+    },
+    /// A remote track is now received on `mid`.
+    TrackAdded {
+        /// Publisher.
+        participant_id: ParticipantId,
+        /// Audio or video.
+        kind: MediaKind,
+        /// Our receiving MID.
+        mid: &'a str,
+    },
+    /// A remote track stopped.
+    TrackRemoved {
+        /// Publisher.
+        participant_id: ParticipantId,
+        /// Audio or video.
+        kind: MediaKind,
+        /// Our receiving MID.
+        mid: &'a str,
+    },
+    /// Once a second: frames so far on every current remote track and on ours.
+    Frames {
+        /// Seconds since joining.
+        t: f64,
+        /// Current remote tracks.
+        tracks: Vec<TrackStats>,
+        /// Our tracks.
+        sent: Vec<SentStats>,
+    },
+    /// At the end.
+    Summary(&'a Summary),
+}
+
+/// Where events go.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reporter {
+    pub json: bool,
+}
+
+impl Reporter {
+    /// Prints a JSON line (in JSON mode) or the human line `human` (else).
+    pub fn emit(&self, event: &JsonEvent<'_>, human: impl FnOnce() -> Option<String>) {
+        let mut out = std::io::stdout().lock();
+        let line = if self.json {
+            serde_json::to_string(event).ok()
+        } else {
+            human()
+        };
+        if let Some(line) = line {
+            // A closed stdout (e.g. `| head`) must not end the session.
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// The human-readable form of a summary.
+pub fn human_summary(s: &Summary) -> String {
+    let mut out = format!("left after {:.1} s; received:", s.duration_s);
+    if s.tracks.is_empty() {
+        out.push_str(" nothing");
+    }
+    for t in &s.tracks {
+        let kind = kind_str(t.kind);
+        out.push_str(&format!("\n  {} {kind} (mid {}): {} frames, {} bytes", t.participant_id, t.mid, t.frames, t.bytes));
+        if let Some(p) = &t.recording {
+            out.push_str(&format!(" -> {}", p.display()));
+        }
+    }
+    for t in &s.sent {
+        out.push_str(&format!("\nsent {} (mid {}): {} frames, {} bytes", kind_str(t.kind), t.mid, t.frames, t.bytes));
+    }
+    out
+}
+
+/// `audio` or `video`.
+pub(crate) fn kind_str(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    }
+}

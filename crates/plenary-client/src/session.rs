@@ -1,0 +1,687 @@
+//! One participant's session: signaling over the WebSocket, media over one
+//! UDP socket through a full-ICE str0m `Rtc`, all driven from one task.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use plenary_proto::{ClientMsg, MediaKind, PROTOCOL_VERSION, ParticipantId, ServerMsg, TrackInfo};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, human_summary, kind_str};
+use crate::meeting_url::MeetingUrl;
+use crate::record::{Pushed, RecordCodec, Recorder};
+use crate::source::{AUDIO_CLOCK_RATE, LoopedSource, VIDEO_CLOCK_RATE};
+use crate::{ClientError, JoinOptions};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long joining may take: WebSocket connect, `joined`, and ICE + DTLS.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long ICE may stay disconnected before the session gives up.
+const ICE_DISCONNECTED_GRACE: Duration = Duration::from_secs(5);
+/// Interval of `frames` reports.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Interval of signaling keep-alive pings.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Least time between two key frame requests for one received track.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Least time between two answers to key frame requests for our video.
+const KEYFRAME_ANSWER_INTERVAL: Duration = Duration::from_millis(250);
+/// The render size we ask for on every remote video, so the SFU forwards
+/// the top simulcast layer.
+const PREFERRED_SIZE: (u32, u32) = (1280, 720);
+
+/// Runs a whole session; see [`crate::join`].
+pub(crate) async fn run(opts: JoinOptions) -> Result<Summary, ClientError> {
+    let meeting = MeetingUrl::parse(&opts.url)?;
+    let video = opts.video.as_deref().map(LoopedSource::from_ivf).transpose()?;
+    let audio = opts.audio.as_deref().map(LoopedSource::from_ogg).transpose()?;
+    if let Some(dir) = &opts.record {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| ClientError::RecordDir { path: dir.clone(), source })?;
+    }
+    let reporter = Reporter { json: opts.json };
+    let started = Instant::now();
+
+    let (mut ws, local_addr) = connect(&meeting).await?;
+    let profile = serde_json::json!({ "name": opts.name }).to_string();
+    send(
+        &mut ws,
+        &ClientMsg::Join { room: meeting.room.to_string(), profile, version: PROTOCOL_VERSION },
+    )
+    .await?;
+    let (participant_id, room, present) = wait_joined(&mut ws).await?;
+    tracing::info!(participant = %participant_id, "joined");
+    reporter.emit(
+        &JsonEvent::Joined { participant_id, room: &room, participants: present.clone() },
+        || Some(format!("joined room {room} as {participant_id}; {} others here", present.len())),
+    );
+
+    let socket = UdpSocket::bind(SocketAddr::new(local_addr.ip(), 0)).await.map_err(ClientError::Socket)?;
+    let udp_addr = socket.local_addr().map_err(ClientError::Socket)?;
+    let rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_vp9(true)
+        .enable_h264(true)
+        .build(Instant::now());
+
+    let mut session = Session {
+        rtc,
+        socket,
+        udp_addr,
+        reporter,
+        started,
+        record_dir: opts.record.clone(),
+        participant_id,
+        room,
+        participants: present,
+        rx: Vec::new(),
+        rx_by_mid: HashMap::new(),
+        audio: audio.map(|s| TxTrack::new(s, MediaKind::Audio)),
+        video: video.map(|s| TxTrack::new(s, MediaKind::Video)),
+        pending: None,
+        queued_offers: Vec::new(),
+        offer_sent_at: None,
+        connected_at: None,
+        media_start: None,
+        ice_disconnected_since: None,
+        last_keyframe_answer: None,
+        rtp_base: (u64::from(rand::random::<u32>()), u64::from(rand::random::<u32>())),
+        timeout: Instant::now(),
+    };
+    let result = session.run(&mut ws, opts.duration).await;
+    session.finish(&mut ws, result).await
+}
+
+/// Opens the WebSocket; returns it and the local address of its TCP
+/// connection (the local address that reaches the server).
+async fn connect(meeting: &MeetingUrl) -> Result<(Ws, SocketAddr), ClientError> {
+    let url = meeting.ws_url.to_string();
+    let connecting = tokio_tungstenite::connect_async(url.as_str());
+    let (ws, _response) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Err(_) => return Err(ClientError::Timeout { what: "connecting to the server", after: CONNECT_TIMEOUT }),
+        Ok(Err(tungstenite::Error::Url(tungstenite::error::UrlError::TlsFeatureNotEnabled))) => {
+            return Err(ClientError::TlsUnsupported);
+        }
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            return Err(ClientError::Connect {
+                url,
+                reason: format!("the server answered HTTP {} instead of a WebSocket", resp.status()),
+            });
+        }
+        Ok(Err(e)) => return Err(ClientError::Connect { url, reason: e.to_string() }),
+        Ok(Ok(v)) => v,
+    };
+    let local = match ws.get_ref() {
+        MaybeTlsStream::Plain(tcp) => tcp.local_addr().map_err(ClientError::Socket)?,
+        _ => return Err(ClientError::TlsUnsupported),
+    };
+    Ok((ws, local))
+}
+
+async fn send(ws: &mut Ws, msg: &ClientMsg) -> Result<(), ClientError> {
+    ws.send(Message::text(plenary_proto::encode(msg)))
+        .await
+        .map_err(|e| ClientError::Signaling(e.to_string()))
+}
+
+/// Waits for `joined` (or an error) after `join`.
+async fn wait_joined(ws: &mut Ws) -> Result<(ParticipantId, String, Vec<ParticipantId>), ClientError> {
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| ClientError::Timeout { what: "the server's answer to join", after: CONNECT_TIMEOUT })?;
+        match decode(msg)? {
+            Some(ServerMsg::Joined { participant_id, room, participants, .. }) => {
+                return Ok((participant_id, room, participants.into_iter().map(|p| p.id).collect()));
+            }
+            Some(ServerMsg::Error { code, message, .. }) => return Err(ClientError::Server { code, message }),
+            _ => {}
+        }
+    }
+}
+
+/// Turns one WebSocket read into a server message: `Ok(None)` for frames
+/// that carry none (ping, pong, binary).
+fn decode(msg: Option<Result<Message, tungstenite::Error>>) -> Result<Option<ServerMsg>, ClientError> {
+    match msg {
+        None | Some(Ok(Message::Close(_))) => Err(ClientError::Closed),
+        Some(Err(e)) => Err(ClientError::Signaling(e.to_string())),
+        Some(Ok(Message::Text(text))) => plenary_proto::decode_server_msg(text.as_str())
+            .map(Some)
+            .map_err(|e| ClientError::Protocol(e.to_string())),
+        Some(Ok(_)) => Ok(None),
+    }
+}
+
+/// One of our published tracks.
+struct TxTrack {
+    source: LoopedSource,
+    kind: MediaKind,
+    mid: Option<Mid>,
+    pt: Option<Pt>,
+    frames: u64,
+    bytes: u64,
+}
+
+impl TxTrack {
+    fn new(source: LoopedSource, kind: MediaKind) -> TxTrack {
+        TxTrack { source, kind, mid: None, pt: None, frames: 0, bytes: 0 }
+    }
+
+    fn stats(&self) -> Option<SentStats> {
+        Some(SentStats { kind: self.kind, mid: self.mid?.to_string(), frames: self.frames, bytes: self.bytes })
+    }
+}
+
+/// One remote track we receive (or received).
+struct RxTrack {
+    stats: TrackStats,
+    active: bool,
+    recorder: Option<Recorder>,
+    last_keyframe_request: Option<Instant>,
+}
+
+enum End {
+    Duration,
+    Interrupted,
+}
+
+struct Session {
+    rtc: Rtc,
+    socket: UdpSocket,
+    udp_addr: SocketAddr,
+    reporter: Reporter,
+    started: Instant,
+    record_dir: Option<PathBuf>,
+    participant_id: ParticipantId,
+    room: String,
+    participants: Vec<ParticipantId>,
+    rx: Vec<RxTrack>,
+    rx_by_mid: HashMap<String, usize>,
+    audio: Option<TxTrack>,
+    video: Option<TxTrack>,
+    pending: Option<SdpPendingOffer>,
+    /// Server offers that arrived while our own offer was outstanding.
+    queued_offers: Vec<(String, Vec<TrackInfo>)>,
+    offer_sent_at: Option<Instant>,
+    connected_at: Option<Instant>,
+    media_start: Option<Instant>,
+    ice_disconnected_since: Option<Instant>,
+    last_keyframe_answer: Option<Instant>,
+    /// Random RTP time origins (audio, video), as real senders use.
+    rtp_base: (u64, u64),
+    /// Next time the Rtc wants a timeout input.
+    timeout: Instant,
+}
+
+impl Session {
+    async fn run(&mut self, ws: &mut Ws, duration: Option<Duration>) -> Result<End, ClientError> {
+        let candidate = Candidate::host(self.udp_addr, "udp").map_err(|e| ClientError::Rtc(e.to_string()))?;
+        self.rtc.add_local_candidate(candidate);
+        self.drain()?;
+
+        // Like the browser client: one audio and one video m-line, both
+        // send-only, whether or not we have media for them.
+        let mut api = self.rtc.sdp_api();
+        let audio_mid = api.add_media(str0m::media::MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video_mid = api.add_media(str0m::media::MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().ok_or_else(|| ClientError::Rtc("no SDP offer to make".into()))?;
+        self.drain()?;
+        if let Some(t) = &mut self.audio {
+            t.mid = Some(audio_mid);
+        }
+        if let Some(t) = &mut self.video {
+            t.mid = Some(video_mid);
+        }
+        self.pending = Some(pending);
+        send(ws, &ClientMsg::Offer { sdp: offer.to_sdp_string() }).await?;
+        self.offer_sent_at = Some(Instant::now());
+
+        let mut buf = vec![0u8; 2048];
+        let mut next_report = Instant::now() + REPORT_INTERVAL;
+        let mut next_ping = Instant::now() + PING_INTERVAL;
+        let mut ping_id = 0u64;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+
+        loop {
+            let now = Instant::now();
+            // Session-level timers.
+            if self.connected_at.is_none() {
+                let since = self.offer_sent_at.unwrap_or(now);
+                if now >= since + CONNECT_TIMEOUT {
+                    return Err(ClientError::MediaTimeout(CONNECT_TIMEOUT));
+                }
+            }
+            if let Some(t) = self.ice_disconnected_since
+                && now >= t + ICE_DISCONNECTED_GRACE
+            {
+                return Err(ClientError::MediaLost);
+            }
+            if let (Some(d), Some(start)) = (duration, self.media_start)
+                && now >= start + d
+            {
+                return Ok(End::Duration);
+            }
+            if now >= next_report {
+                self.report();
+                next_report += REPORT_INTERVAL;
+                if next_report < now {
+                    next_report = now + REPORT_INTERVAL;
+                }
+            }
+            if now >= next_ping {
+                ping_id += 1;
+                send(ws, &ClientMsg::Ping { id: ping_id }).await?;
+                next_ping = now + PING_INTERVAL;
+            }
+            self.send_due_media(now)?;
+            if !self.rtc.is_alive() {
+                return Err(ClientError::MediaLost);
+            }
+
+            let mut deadline = self.timeout.min(next_report).min(next_ping);
+            match self.connected_at {
+                None => deadline = deadline.min(self.offer_sent_at.unwrap_or(now) + CONNECT_TIMEOUT),
+                Some(_) => {
+                    if let Some(start) = self.media_start {
+                        for t in [&self.audio, &self.video].into_iter().flatten() {
+                            deadline = deadline.min(t.source.next_due(start));
+                        }
+                        if let Some(d) = duration {
+                            deadline = deadline.min(start + d);
+                        }
+                    }
+                }
+            }
+            if let Some(t) = self.ice_disconnected_since {
+                deadline = deadline.min(t + ICE_DISCONNECTED_GRACE);
+            }
+
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    match r {
+                        Ok((n, source)) => {
+                            if let Ok(contents) = buf[..n].try_into() {
+                                let input = Input::Receive(
+                                    Instant::now(),
+                                    Receive { proto: Protocol::Udp, source, destination: self.udp_addr, contents },
+                                );
+                                if self.rtc.accepts(&input) {
+                                    self.rtc.handle_input(input).map_err(|e| ClientError::Rtc(e.to_string()))?;
+                                    self.drain()?;
+                                }
+                            }
+                        }
+                        // ICMP "port unreachable" and the like surface here
+                        // on Linux; ICE handles the consequences.
+                        Err(e) => tracing::debug!("UDP receive: {e}"),
+                    }
+                }
+                msg = ws.next() => {
+                    if let Some(m) = decode(msg)? {
+                        self.on_server_msg(ws, m).await?;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    if now >= self.timeout {
+                        self.rtc.handle_input(Input::Timeout(now)).map_err(|e| ClientError::Rtc(e.to_string()))?;
+                        self.drain()?;
+                    }
+                }
+                _ = &mut ctrl_c => return Ok(End::Interrupted),
+            }
+        }
+    }
+
+    /// Polls the Rtc until it returns a timeout: sends datagrams, handles
+    /// events. Must follow every mutation of the Rtc.
+    fn drain(&mut self) -> Result<(), ClientError> {
+        loop {
+            match self.rtc.poll_output().map_err(|e| ClientError::Rtc(e.to_string()))? {
+                Output::Timeout(t) => {
+                    self.timeout = t;
+                    return Ok(());
+                }
+                Output::Transmit(t) => {
+                    if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
+                        tracing::debug!("UDP send to {}: {e}", t.destination);
+                    }
+                }
+                Output::Event(e) => self.on_event(e)?,
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<(), ClientError> {
+        match event {
+            Event::Connected => {
+                let now = Instant::now();
+                self.connected_at = Some(now);
+                self.media_start = Some(now);
+                let connect_s = self.offer_sent_at.map(|t| (now - t).as_secs_f64()).unwrap_or(0.0);
+                tracing::info!(participant = %self.participant_id, connect_s, "media connected");
+                self.reporter.emit(&JsonEvent::Connected { connect_s }, || {
+                    Some(format!("media connected after {connect_s:.2} s"))
+                });
+            }
+            Event::IceConnectionStateChange(state) => {
+                tracing::debug!(?state, "ICE state");
+                match state {
+                    IceConnectionState::Disconnected => {
+                        self.ice_disconnected_since.get_or_insert_with(Instant::now);
+                    }
+                    _ => self.ice_disconnected_since = None,
+                }
+            }
+            Event::MediaData(data) => self.on_media(data)?,
+            Event::KeyframeRequest(req) => {
+                let ours = self.video.as_ref().and_then(|v| v.mid) == Some(req.mid);
+                let now = Instant::now();
+                let recent = self.last_keyframe_answer.is_some_and(|t| now - t < KEYFRAME_ANSWER_INTERVAL);
+                if ours && !recent {
+                    if let Some(v) = &mut self.video {
+                        v.source.rewind_to_key_frame();
+                    }
+                    self.last_keyframe_answer = Some(now);
+                }
+            }
+            Event::Closed => {
+                tracing::debug!("DTLS closed by the server");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_media(&mut self, data: MediaData) -> Result<(), ClientError> {
+        let mid = data.mid.to_string();
+        let Some(&i) = self.rx_by_mid.get(&mid) else {
+            tracing::debug!(%mid, "media on a MID not in the track map");
+            return Ok(());
+        };
+        let track = &mut self.rx[i];
+        track.stats.frames += 1;
+        track.stats.bytes += data.data.len() as u64;
+        let Some(rec) = &mut track.recorder else {
+            return Ok(());
+        };
+        let clock = match track.stats.kind {
+            MediaKind::Audio => Frequency::FORTY_EIGHT_KHZ,
+            MediaKind::Video => Frequency::NINETY_KHZ,
+        };
+        let codec = data.params.spec().codec;
+        if !matches!(codec, Codec::Vp8 | Codec::Opus) {
+            return Ok(());
+        }
+        let time = data.time.rebase(clock).numer();
+        match rec.push(time, data.contiguous, &data.data)? {
+            Pushed::Written => {
+                if track.stats.recording.is_none() {
+                    track.stats.recording = Some(rec.path().to_owned());
+                }
+            }
+            Pushed::NeedKeyFrame => {
+                let now = Instant::now();
+                if track.last_keyframe_request.is_none_or(|t| now - t >= KEYFRAME_REQUEST_INTERVAL) {
+                    track.last_keyframe_request = Some(now);
+                    if let Some(mut w) = self.rtc.writer(data.mid)
+                        && w.is_request_keyframe_possible(KeyframeRequestKind::Pli)
+                    {
+                        let _ = w.request_keyframe(data.rid, KeyframeRequestKind::Pli);
+                    }
+                }
+            }
+            Pushed::Skipped => {}
+        }
+        Ok(())
+    }
+
+    /// Writes every frame of our files that is due by `now`.
+    fn send_due_media(&mut self, now: Instant) -> Result<(), ClientError> {
+        let Some(start) = self.media_start else {
+            return Ok(());
+        };
+        for is_video in [false, true] {
+            loop {
+                let (track, base, clock) = if is_video {
+                    (self.video.as_mut(), self.rtp_base.1, VIDEO_CLOCK_RATE)
+                } else {
+                    (self.audio.as_mut(), self.rtp_base.0, AUDIO_CLOCK_RATE)
+                };
+                let Some(track) = track else { break };
+                let due_at = track.source.next_due(start);
+                if due_at > now {
+                    break;
+                }
+                let frame = track.source.advance();
+                let Some(mid) = track.mid else { break };
+                let Some(writer) = self.rtc.writer(mid) else { break };
+                let want = if is_video { Codec::Vp8 } else { Codec::Opus };
+                let pt = match track.pt {
+                    Some(pt) => pt,
+                    None => {
+                        let Some(pt) = writer.payload_params().find(|p| p.spec().codec == want).map(|p| p.pt()) else {
+                            return Err(ClientError::Rtc(format!("the server did not accept {want:?}")));
+                        };
+                        track.pt = Some(pt);
+                        pt
+                    }
+                };
+                let time = MediaTime::new(base + frame.time, frequency(clock));
+                let len = frame.data.len() as u64;
+                writer.write(pt, due_at, time, frame.data).map_err(|e| ClientError::Rtc(e.to_string()))?;
+                track.frames += 1;
+                track.bytes += len;
+                self.drain()?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_server_msg(&mut self, ws: &mut Ws, msg: ServerMsg) -> Result<(), ClientError> {
+        match msg {
+            ServerMsg::Answer { sdp } => {
+                let answer = SdpAnswer::from_sdp_string(&sdp).map_err(|e| ClientError::Sdp(e.to_string()))?;
+                let Some(pending) = self.pending.take() else {
+                    return Err(ClientError::Protocol("an answer without an offer".into()));
+                };
+                self.rtc
+                    .sdp_api()
+                    .accept_answer(pending, answer)
+                    .map_err(|e| ClientError::Sdp(e.to_string()))?;
+                self.drain()?;
+                for (sdp, track_map) in std::mem::take(&mut self.queued_offers) {
+                    self.on_offer(ws, &sdp, track_map).await?;
+                }
+            }
+            ServerMsg::Offer { sdp, track_map } => {
+                if self.pending.is_some() {
+                    self.queued_offers.push((sdp, track_map));
+                } else {
+                    self.on_offer(ws, &sdp, track_map).await?;
+                }
+            }
+            ServerMsg::ParticipantJoined { participant } => {
+                let id = participant.id;
+                if !self.participants.contains(&id) {
+                    self.participants.push(id);
+                }
+                self.reporter.emit(&JsonEvent::ParticipantJoined { participant_id: id }, || {
+                    Some(format!("{id} joined"))
+                });
+            }
+            ServerMsg::ParticipantLeft { participant_id } => {
+                self.participants.retain(|p| *p != participant_id);
+                self.reporter.emit(&JsonEvent::ParticipantLeft { participant_id }, || {
+                    Some(format!("{participant_id} left"))
+                });
+            }
+            ServerMsg::Error { code, message, fatal } => {
+                if fatal {
+                    return Err(ClientError::Server { code, message });
+                }
+                tracing::warn!(?code, %message, "server reported an error");
+            }
+            ServerMsg::Layer { mid, rid } => tracing::debug!(%mid, ?rid, "layer"),
+            ServerMsg::Joined { .. } | ServerMsg::ParticipantUpdated { .. } | ServerMsg::Pong { .. } => {}
+        }
+        Ok(())
+    }
+
+    async fn on_offer(&mut self, ws: &mut Ws, sdp: &str, track_map: Vec<TrackInfo>) -> Result<(), ClientError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| ClientError::Sdp(e.to_string()))?;
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| ClientError::Sdp(e.to_string()))?;
+        self.drain()?;
+        send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
+        let added = self.apply_track_map(track_map)?;
+        for mid in added {
+            let (width, height) = PREFERRED_SIZE;
+            send(ws, &ClientMsg::LayerPreference { mid, width, height }).await?;
+        }
+        Ok(())
+    }
+
+    /// Brings the received tracks in line with the server's `track_map`;
+    /// returns the MIDs of new video tracks.
+    fn apply_track_map(&mut self, track_map: Vec<TrackInfo>) -> Result<Vec<String>, ClientError> {
+        let mut keep = std::collections::HashSet::new();
+        let mut new_video = Vec::new();
+        for t in track_map {
+            if let Some(&i) = self.rx_by_mid.get(&t.mid) {
+                let s = &self.rx[i].stats;
+                if s.participant_id == t.participant_id && s.kind == t.kind {
+                    keep.insert(t.mid);
+                    continue;
+                }
+                // The MID was recycled for another track.
+                self.stop_track(i)?;
+            }
+            let recorder = self.record_dir.as_ref().map(|dir| {
+                let (codec, kind) = match t.kind {
+                    MediaKind::Audio => (RecordCodec::Opus, "audio"),
+                    MediaKind::Video => (RecordCodec::Vp8, "video"),
+                };
+                let name = format!("{}-{kind}-mid{}-{}.{}", t.participant_id, t.mid, self.rx.len(), codec.extension());
+                Recorder::new(dir.join(sanitize(&name)), codec)
+            });
+            self.reporter.emit(
+                &JsonEvent::TrackAdded { participant_id: t.participant_id, kind: t.kind, mid: &t.mid },
+                || Some(format!("receiving {} from {} on mid {}", kind_str(t.kind), t.participant_id, t.mid)),
+            );
+            if t.kind == MediaKind::Video {
+                new_video.push(t.mid.clone());
+            }
+            self.rx_by_mid.insert(t.mid.clone(), self.rx.len());
+            keep.insert(t.mid.clone());
+            self.rx.push(RxTrack {
+                stats: TrackStats {
+                    participant_id: t.participant_id,
+                    kind: t.kind,
+                    mid: t.mid,
+                    frames: 0,
+                    bytes: 0,
+                    recording: None,
+                },
+                active: true,
+                recorder,
+                last_keyframe_request: None,
+            });
+        }
+        let gone: Vec<usize> =
+            self.rx_by_mid.iter().filter(|(mid, _)| !keep.contains(*mid)).map(|(_, &i)| i).collect();
+        for i in gone {
+            self.stop_track(i)?;
+        }
+        Ok(new_video)
+    }
+
+    fn stop_track(&mut self, i: usize) -> Result<(), ClientError> {
+        let t = &mut self.rx[i];
+        if !t.active {
+            return Ok(());
+        }
+        t.active = false;
+        self.rx_by_mid.remove(&t.stats.mid);
+        if let Some(mut rec) = t.recorder.take() {
+            rec.finish()?;
+        }
+        let s = &t.stats;
+        self.reporter.emit(
+            &JsonEvent::TrackRemoved { participant_id: s.participant_id, kind: s.kind, mid: &s.mid },
+            || Some(format!("{} stopped sending {} (mid {})", s.participant_id, kind_str(s.kind), s.mid)),
+        );
+        Ok(())
+    }
+
+    fn sent_stats(&self) -> Vec<SentStats> {
+        [&self.audio, &self.video].into_iter().flatten().filter_map(TxTrack::stats).collect()
+    }
+
+    fn report(&self) {
+        let tracks = self.rx.iter().filter(|t| t.active).map(|t| t.stats.clone()).collect();
+        let event = JsonEvent::Frames { t: self.started.elapsed().as_secs_f64(), tracks, sent: self.sent_stats() };
+        self.reporter.emit(&event, || None);
+    }
+
+    /// Leaves the room and closes files; returns the summary, or the
+    /// session's error after printing the summary.
+    async fn finish(mut self, ws: &mut Ws, result: Result<End, ClientError>) -> Result<Summary, ClientError> {
+        let mut result = result;
+        // Best effort: the server may already be gone.
+        let _ = send(ws, &ClientMsg::Leave).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+        self.rtc.disconnect();
+        for i in 0..self.rx.len() {
+            if let Some(mut rec) = self.rx[i].recorder.take()
+                && let Err(e) = rec.finish()
+                && result.is_ok()
+            {
+                result = Err(e.into());
+            }
+        }
+        let summary = Summary {
+            participant_id: self.participant_id,
+            room: self.room.clone(),
+            duration_s: self.started.elapsed().as_secs_f64(),
+            connect_s: match (self.offer_sent_at, self.connected_at) {
+                (Some(a), Some(b)) => Some((b - a).as_secs_f64()),
+                _ => None,
+            },
+            tracks: self.rx.iter().map(|t| t.stats.clone()).collect(),
+            sent: self.sent_stats(),
+        };
+        if let Ok(End::Interrupted) = result {
+            tracing::info!("interrupted");
+        }
+        self.reporter.emit(&JsonEvent::Summary(&summary), || Some(human_summary(&summary)));
+        result.map(|_| summary)
+    }
+}
+
+fn frequency(rate: u32) -> Frequency {
+    match rate {
+        48_000 => Frequency::FORTY_EIGHT_KHZ,
+        _ => Frequency::NINETY_KHZ,
+    }
+}
+
+/// Keeps file names to `[A-Za-z0-9._-]` (MIDs come from the server's SDP).
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect()
+}

@@ -1,0 +1,310 @@
+//! Media to publish: a file's frames, played in real time and looped with
+//! RTP time that keeps increasing across loops.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::ivf::{IvfError, IvfReader, vp8_frame_info};
+use crate::ogg::{OggError, OpusFile};
+
+/// RTP clock rate of VP8 video, Hz (RFC 7741 §4.1).
+pub const VIDEO_CLOCK_RATE: u32 = 90_000;
+/// RTP clock rate of Opus, Hz (RFC 7587 §4.1).
+pub const AUDIO_CLOCK_RATE: u32 = 48_000;
+
+/// Why a media file cannot be published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The file cannot be opened.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The IVF file is invalid.
+    #[error("{path}: {source}")]
+    Ivf {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: IvfError,
+    },
+    /// The Ogg file is invalid.
+    #[error("{path}: {source}")]
+    Ogg {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: OggError,
+    },
+    /// The IVF file holds a codec other than VP8.
+    #[error("{path}: codec {fourcc:?} is not VP8")]
+    NotVp8 {
+        /// The file.
+        path: PathBuf,
+        /// Its FourCC.
+        fourcc: String,
+    },
+    /// No frames, or no key frame to start from.
+    #[error("{path}: {reason}")]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// One frame of a looped source.
+#[derive(Debug, Clone)]
+struct SourceFrame {
+    /// Time from the start of the file, in clock ticks.
+    offset: u64,
+    /// Decodable on its own (always true for audio).
+    key: bool,
+    data: Arc<[u8]>,
+}
+
+/// A file's frames, played in real time and looped. RTP time keeps
+/// increasing across loops: each loop starts one period after the last.
+#[derive(Debug, Clone)]
+pub struct LoopedSource {
+    frames: Vec<SourceFrame>,
+    /// Length of one loop, clock ticks (always more than the last offset).
+    period: u64,
+    clock_rate: u32,
+    index: usize,
+    /// Media time of `frames[index]`, clock ticks from the start.
+    next_time: u64,
+}
+
+/// A frame to send now.
+#[derive(Debug, Clone)]
+pub struct DueFrame {
+    /// Media time, clock ticks from the start of publishing.
+    pub time: u64,
+    /// The encoded frame.
+    pub data: Arc<[u8]>,
+}
+
+impl LoopedSource {
+    /// Loads a VP8 IVF file.
+    ///
+    /// # Errors
+    /// [`SourceError`] when the file cannot be read, is not VP8, or has no
+    /// frames or does not start with a key frame.
+    pub fn from_ivf(path: &Path) -> Result<LoopedSource, SourceError> {
+        let file = File::open(path).map_err(|source| SourceError::Open { path: path.into(), source })?;
+        let ivf_err = |source| SourceError::Ivf { path: path.into(), source };
+        let mut reader = IvfReader::new(BufReader::new(file)).map_err(ivf_err)?;
+        let header = *reader.header();
+        if &header.fourcc != b"VP80" {
+            return Err(SourceError::NotVp8 {
+                path: path.into(),
+                fourcc: String::from_utf8_lossy(&header.fourcc).into_owned(),
+            });
+        }
+        let mut frames = Vec::new();
+        let mut first_pts = None;
+        while let Some(f) = reader.next_frame().map_err(ivf_err)? {
+            let first = *first_pts.get_or_insert(f.pts);
+            let offset = header.pts_to_clock(f.pts.saturating_sub(first), VIDEO_CLOCK_RATE);
+            let key = vp8_frame_info(&f.data).is_some_and(|i| i.key_frame);
+            frames.push(SourceFrame { offset, key, data: f.data.into() });
+        }
+        if !frames.first().is_some_and(|f| f.key) {
+            return Err(SourceError::Unusable { path: path.into(), reason: "does not start with a VP8 key frame" });
+        }
+        Self::new(frames, VIDEO_CLOCK_RATE, path)
+    }
+
+    /// Loads an Ogg Opus file.
+    ///
+    /// # Errors
+    /// [`SourceError`] when the file cannot be read or is not Ogg Opus.
+    pub fn from_ogg(path: &Path) -> Result<LoopedSource, SourceError> {
+        let file = File::open(path).map_err(|source| SourceError::Open { path: path.into(), source })?;
+        let opus = OpusFile::read(BufReader::new(file))
+            .map_err(|source| SourceError::Ogg { path: path.into(), source })?;
+        let frames = opus
+            .packets
+            .into_iter()
+            .map(|p| SourceFrame { offset: p.start, key: true, data: p.data.into() })
+            .collect();
+        Self::new(frames, AUDIO_CLOCK_RATE, path)
+    }
+
+    fn new(mut frames: Vec<SourceFrame>, clock_rate: u32, path: &Path) -> Result<LoopedSource, SourceError> {
+        if frames.is_empty() {
+            return Err(SourceError::Unusable { path: path.into(), reason: "no frames" });
+        }
+        // Offsets must not decrease (a file with pts going backwards is
+        // played in file order at the last good time).
+        let mut last = 0;
+        for f in &mut frames {
+            f.offset = f.offset.max(last);
+            last = f.offset;
+        }
+        // One loop lasts until the last frame ends: its start plus the
+        // average frame interval (at least one tick).
+        let n = frames.len() as u64;
+        let avg = if n > 1 { (last / (n - 1)).max(1) } else { u64::from(clock_rate) / 30 };
+        let period = last + avg;
+        let next_time = frames[0].offset;
+        Ok(LoopedSource { frames, period, clock_rate, index: 0, next_time })
+    }
+
+    /// Builds a source from in-memory frames `(offset in clock ticks, key
+    /// frame, data)`; for tests and generated media.
+    ///
+    /// # Errors
+    /// [`SourceError::Unusable`] when `frames` is empty.
+    pub fn from_frames(frames: Vec<(u64, bool, Vec<u8>)>, clock_rate: u32) -> Result<LoopedSource, SourceError> {
+        let frames = frames
+            .into_iter()
+            .map(|(offset, key, data)| SourceFrame { offset, key, data: data.into() })
+            .collect();
+        Self::new(frames, clock_rate, Path::new("<memory>"))
+    }
+
+    /// Clock rate of the media time, Hz.
+    pub fn clock_rate(&self) -> u32 {
+        self.clock_rate
+    }
+
+    /// Length of one pass through the file.
+    pub fn period(&self) -> Duration {
+        ticks_to_duration(self.period, self.clock_rate)
+    }
+
+    /// Frames in one pass through the file.
+    pub fn frames_per_loop(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// When the next frame is due, given when publishing started.
+    pub fn next_due(&self, start: Instant) -> Instant {
+        start + ticks_to_duration(self.next_time, self.clock_rate)
+    }
+
+    /// Takes the next frame and advances (wrapping to the start of the file).
+    pub fn advance(&mut self) -> DueFrame {
+        let n = self.frames.len();
+        let cur = &self.frames[self.index];
+        let due = DueFrame { time: self.next_time, data: cur.data.clone() };
+        let next = (self.index + 1) % n;
+        let delta = if next == 0 {
+            self.period - cur.offset + self.frames[0].offset
+        } else {
+            self.frames[next].offset - cur.offset
+        };
+        self.next_time += delta;
+        self.index = next;
+        due
+    }
+
+    /// Makes the next frame a key frame by going back to the last key frame
+    /// at or before it (its media time stays where it was, so time never
+    /// goes backwards). Used to answer a PLI/FIR from a file.
+    pub fn rewind_to_key_frame(&mut self) {
+        if let Some(i) = self.frames[..=self.index].iter().rposition(|f| f.key) {
+            self.index = i;
+        }
+    }
+}
+
+/// Converts clock ticks at `rate` Hz to a duration.
+pub fn ticks_to_duration(ticks: u64, rate: u32) -> Duration {
+    let rate = u64::from(rate.max(1));
+    Duration::from_secs(ticks / rate) + Duration::from_nanos((ticks % rate) * 1_000_000_000 / rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> LoopedSource {
+        // 4 frames at 30 fps in 90 kHz, key frames at 0 and 2.
+        let frames = vec![
+            (0, true, vec![0]),
+            (3000, false, vec![1]),
+            (6000, true, vec![2]),
+            (9000, false, vec![3]),
+        ];
+        LoopedSource::from_frames(frames, VIDEO_CLOCK_RATE).unwrap()
+    }
+
+    #[test]
+    fn loops_with_increasing_time() {
+        let mut s = source();
+        assert_eq!(s.period(), ticks_to_duration(12_000, VIDEO_CLOCK_RATE));
+        let times: Vec<(u64, u8)> = (0..10).map(|_| s.advance()).map(|f| (f.time, f.data[0])).collect();
+        assert_eq!(
+            times,
+            vec![
+                (0, 0),
+                (3000, 1),
+                (6000, 2),
+                (9000, 3),
+                (12000, 0),
+                (15000, 1),
+                (18000, 2),
+                (21000, 3),
+                (24000, 0),
+                (27000, 1)
+            ]
+        );
+        let start = Instant::now();
+        assert_eq!(s.next_due(start) - start, ticks_to_duration(30_000, VIDEO_CLOCK_RATE));
+    }
+
+    #[test]
+    fn rewind_gives_a_key_frame_at_the_same_time() {
+        let mut s = source();
+        s.advance();
+        s.advance();
+        s.advance(); // next: frame 3 at 9000
+        s.rewind_to_key_frame();
+        let f = s.advance();
+        assert_eq!((f.time, f.data[0]), (9000, 2));
+        let f = s.advance();
+        assert_eq!((f.time, f.data[0]), (12000, 3));
+        let f = s.advance();
+        assert_eq!((f.time, f.data[0]), (15000, 0));
+    }
+
+    #[test]
+    fn ticks() {
+        assert_eq!(ticks_to_duration(90_000, 90_000), Duration::from_secs(1));
+        assert_eq!(ticks_to_duration(960, 48_000), Duration::from_millis(20));
+    }
+
+    #[test]
+    fn real_files() {
+        if let Some(p) = crate::test_media("carphone.ivf") {
+            let s = LoopedSource::from_ivf(&p).unwrap();
+            assert_eq!(s.frames_per_loop(), 120);
+            // 120 frames at 29.97 fps.
+            let ms = s.period().as_millis();
+            assert!((4000..=4010).contains(&ms), "{ms}");
+        }
+        if let Some(p) = crate::test_media("bbb.ogg") {
+            let s = LoopedSource::from_ogg(&p).unwrap();
+            let ms = s.period().as_millis();
+            assert!((5200..=5400).contains(&ms), "{ms}");
+        }
+        if let Some(p) = crate::test_media("bbb.ogg") {
+            assert!(matches!(LoopedSource::from_ivf(&p), Err(SourceError::Ivf { .. })));
+        }
+        assert!(matches!(
+            LoopedSource::from_ogg(Path::new("/nonexistent/x.ogg")),
+            Err(SourceError::Open { .. })
+        ));
+    }
+}
