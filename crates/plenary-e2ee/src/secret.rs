@@ -85,6 +85,17 @@ impl MeetingSecret {
         })
     }
 
+    /// Makes a new secret of [`SECRET_LEN`] random bytes from a fresh
+    /// `OpenMlsRustCrypto` provider's RNG.
+    ///
+    /// # Errors
+    /// [`SecretError::Rng`] if the RNG fails.
+    pub fn random() -> Result<Self, SecretError> {
+        Self::generate(openmls::prelude::OpenMlsProvider::rand(
+            &openmls_rust_crypto::OpenMlsRustCrypto::default(),
+        ))
+    }
+
     /// Wraps raw secret bytes, [`MIN_SECRET_LEN`]..=[`MAX_SECRET_LEN`] long.
     ///
     /// # Errors
