@@ -166,6 +166,7 @@ class MeetingPage {
 
   onState(state) {
     this.setConnState(state);
+    this.render();
     if (state === 'failed') {
       const err = this.session?.lastError;
       $('failed-message').textContent = err?.message || 'The server cannot be reached.';

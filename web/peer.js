@@ -185,7 +185,11 @@ export class PeerSession extends EventTarget {
   async remoteStats() {
     const out = [];
     for (const r of this.remote.values()) {
-      const entry = { mid: r.mid, participantId: r.participantId, kind: r.kind, bytesReceived: 0, packetsReceived: 0 };
+      const entry = {
+        mid: r.mid, participantId: r.participantId, kind: r.kind, bytesReceived: 0, packetsReceived: 0,
+        // The size last sent in `layer_preference` for this mid, if any.
+        requested: this.sentSizes.get(r.mid) ?? null,
+      };
       try {
         const report = await r.receiver.getStats();
         report.forEach((s) => {
@@ -198,6 +202,11 @@ export class PeerSession extends EventTarget {
             frameWidth: s.frameWidth,
             frameHeight: s.frameHeight,
             framesPerSecond: s.framesPerSecond,
+            keyFramesDecoded: s.keyFramesDecoded,
+            framesDropped: s.framesDropped,
+            freezeCount: s.freezeCount,
+            pliCount: s.pliCount,
+            nackCount: s.nackCount,
             totalSamplesReceived: s.totalSamplesReceived,
             audioLevel: s.audioLevel,
           });

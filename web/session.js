@@ -24,6 +24,9 @@ const JOIN_ERRORS = new Set(['bad_room_id', 'bad_profile', 'unsupported_version'
 /** Reconnection back-off, milliseconds; after the last step the meeting fails. */
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000];
 
+/** How long the server may take to answer `join`, milliseconds. */
+const JOIN_TIMEOUT_MS = 10000;
+
 /** How long the PeerConnection may stay `disconnected` before a full rejoin. */
 const DISCONNECTED_GRACE_MS = 8000;
 
@@ -71,6 +74,7 @@ export class MeetingSession extends EventTarget {
     this.attempt = 0;
     this.retryTimer = 0;
     this.graceTimer = 0;
+    this.joinTimer = 0;
     this.lastError = null;
     /** Whether the current connection got `joined`. */
     this.connJoined = false;
@@ -125,6 +129,9 @@ export class MeetingSession extends EventTarget {
       return;
     }
     sig.join(this.room, encodeProfile(this.name));
+    this.joinTimer = window.setTimeout(() => {
+      if (this.signaling === sig && !this.connJoined) this.connectionLost();
+    }, JOIN_TIMEOUT_MS);
   }
 
   onJoined(msg) {
@@ -216,6 +223,7 @@ export class MeetingSession extends EventTarget {
   teardown() {
     window.clearTimeout(this.retryTimer);
     window.clearTimeout(this.graceTimer);
+    window.clearTimeout(this.joinTimer);
     if (this.peer) this.peer.close();
     this.peer = null;
     if (this.signaling) this.signaling.close();

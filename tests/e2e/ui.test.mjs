@@ -134,3 +134,37 @@ test('joining from a pasted link or code, and a bad room id', { timeout: 30_000 
   await c.page.getByRole('button', { name: 'Join', exact: true }).click();
   await c.page.waitForURL(server.url(`/m/${room}`));
 });
+
+test('room ids, links and profiles (client modules in the browser)', { timeout: 30_000 }, async () => {
+  const [d] = await Promise.all([openBrowser(media)]);
+  browsers.push(d);
+  await d.page.goto(server.url('/'));
+  const r = await d.page.evaluate(async () => {
+    const room = await import('/room.js');
+    const session = await import('/session.js');
+    const ids = Array.from({ length: 50 }, () => room.newRoomId());
+    return {
+      idsValid: ids.every((id) => /^[A-Za-z0-9_-]{12}$/.test(id) && room.isRoomId(id)),
+      idsDistinct: new Set(ids).size === ids.length,
+      bad: ['', 'a b', 'x'.repeat(65), '../x', 'é'].map((s) => room.isRoomId(s)),
+      fromPath: [room.roomFromPath('/m/abc-DEF_1'), room.roomFromPath('/m/a%2Fb'), room.roomFromPath('/x/abc')],
+      link: room.parseJoinInput(`${location.origin}/m/abc123#secret`),
+      other: room.parseJoinInput('https://plenary.example/m/abc123'),
+      code: room.parseJoinInput('  abc123 '),
+      junk: [room.parseJoinInput('javascript:alert(1)'), room.parseJoinInput('hello world')],
+      profile: session.encodeProfile(`  ${'n'.repeat(100)}  `),
+      decoded: [session.decodeProfile('{"name":"A"}'), session.decodeProfile('nope'), session.decodeProfile('{"name":5}')],
+    };
+  });
+  assert.ok(r.idsValid, 'new room ids are 12 base64url characters');
+  assert.ok(r.idsDistinct, 'new room ids differ');
+  assert.deepEqual(r.bad, [false, false, false, false, false]);
+  assert.deepEqual(r.fromPath, ['abc-DEF_1', null, null]);
+  assert.deepEqual(r.link, { url: '/m/abc123#secret' });
+  assert.deepEqual(r.other, { url: 'https://plenary.example/m/abc123' });
+  assert.deepEqual(r.code, { url: '/m/abc123' });
+  assert.deepEqual(r.junk, [null, null]);
+  assert.equal(JSON.parse(r.profile).name.length, 64, 'names are cut to 64 characters');
+  assert.deepEqual(r.decoded, [{ name: 'A' }, { name: '' }, { name: '' }]);
+  assert.deepEqual(foreignRequests(d.requests, server.origin), []);
+});

@@ -120,7 +120,7 @@ export async function startServer({ name = 'server' } = {}) {
   const child = spawn(PLENARY_BIN, args, {
     cwd: ROOT,
     stdio: ['ignore', log, log],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+    env: { ...process.env },
   });
   const origin = `http://127.0.0.1:${httpPort}`;
   let exited = null;
