@@ -7,6 +7,7 @@
 mod assets;
 mod config;
 mod http;
+mod join;
 mod media;
 mod serve;
 mod tcp;
@@ -27,11 +28,12 @@ struct Cli {
 enum Cmd {
     /// Run the server (web client, signaling, media forwarding).
     Serve(config::ServeArgs),
+    /// Join a meeting as a native participant, publishing files.
+    Join(join::JoinArgs),
 }
 
-fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_env("PLENARY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,str0m=warn,dimpl=warn,is=warn"));
+fn init_logging(json: bool, default_filter: &str) {
+    let filter = EnvFilter::try_from_env("PLENARY_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -46,8 +48,12 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Serve(args) => {
             let cfg = args.resolve()?;
-            init_logging(cfg.log_json);
+            init_logging(cfg.log_json, "info,str0m=warn,dimpl=warn,is=warn");
             rt.block_on(serve::run(cfg))
+        }
+        Cmd::Join(args) => {
+            init_logging(false, "warn");
+            rt.block_on(join::run(args))
         }
     }
 }
