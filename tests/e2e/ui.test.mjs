@@ -52,6 +52,7 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   assert.ok(await a.page.locator('#cam-select option').count() >= 1, 'camera list');
   assert.ok(await a.page.locator('#mic-select option').count() >= 1, 'microphone list');
   await a.page.getByLabel('Your name').fill(nameA);
+  await a.page.waitForTimeout(300); // let the button's transition finish
   await shot(a.page, 'prejoin');
   await join.click();
   await a.page.locator('#meeting').waitFor({ state: 'visible' });

@@ -104,14 +104,15 @@ export function hasSubcommand(name) {
 
 /**
  * Starts `plenary serve` on free loopback ports and waits for /healthz.
- * Returns {origin, url(path), logFile, stop()}.
+ * Given ports (e.g. those of a server that was stopped) are reused.
+ * Returns {origin, httpPort, rtcPort, url(path), logFile, stop()}.
  */
-export async function startServer({ name = 'server' } = {}) {
+export async function startServer({ name = 'server', httpPort = 0, rtcPort = 0 } = {}) {
   if (!fs.existsSync(PLENARY_BIN)) {
     throw new Error(`${PLENARY_BIN} is missing: run cargo build --release -p plenary-server`);
   }
-  const httpPort = await freeTcpPort();
-  const rtcPort = await freeMediaPort();
+  httpPort ||= await freeTcpPort();
+  rtcPort ||= await freeMediaPort();
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const logFile = path.join(ARTIFACTS, `${name}.log`);
   const log = fs.openSync(logFile, 'w');
@@ -142,6 +143,7 @@ export async function startServer({ name = 'server' } = {}) {
   }
   return {
     origin,
+    httpPort,
     rtcPort,
     logFile,
     url: (p) => `${origin}${p}`,
@@ -181,16 +183,19 @@ export function chromiumArgs(media) {
 
 /**
  * One headless Chromium with a fresh profile (its own browser process),
- * recording every request and WebSocket its pages open.
+ * recording every request and WebSocket its pages open. `devices: false`
+ * gives it no camera and no microphone at all.
  * Returns {context, page, requests, errors, close()}.
  */
-export async function openBrowser(media, { viewport = { width: 960, height: 540 } } = {}) {
+export async function openBrowser(media, { viewport = { width: 960, height: 540 }, devices = true } = {}) {
   const profile = tempDir('plenary-e2e-profile-');
+  // Without fake devices, headless Chromium has no camera or microphone.
+  const args = devices ? chromiumArgs(media) : chromiumArgs(media).filter((a) => !/fake-(device|video|audio)/.test(a));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     viewport,
-    args: chromiumArgs(media),
+    args,
   });
   const requests = [];
   const errors = [];
