@@ -51,6 +51,11 @@ export class Grid {
     this.sizeObserver = new ResizeObserver((entries) => this.onVideoResize(entries));
     this.stageObserver = new ResizeObserver(() => this.layout());
     this.stageObserver.observe(stage);
+    // A page in the background shows no video: ask for none, and for the
+    // rendered sizes again when it is back.
+    document.addEventListener('visibilitychange', () => {
+      for (const tile of this.tiles.values()) this.reportSize(tile.video);
+    });
   }
 
   /**
@@ -179,7 +184,7 @@ export class Grid {
   onVideoResize(entries) {
     for (const entry of entries) {
       const mid = this.videoMids.get(entry.target);
-      if (!mid) continue;
+      if (!mid || document.hidden) continue;
       const box = entry.devicePixelContentBoxSize?.[0];
       const w = box ? box.inlineSize : entry.contentRect.width * devicePixelRatio;
       const h = box ? box.blockSize : entry.contentRect.height * devicePixelRatio;
@@ -190,6 +195,10 @@ export class Grid {
   reportSize(video) {
     const mid = this.videoMids.get(video);
     if (!mid) return;
+    if (document.hidden) {
+      this.onRenderSize(mid, 0, 0);
+      return;
+    }
     const r = video.getBoundingClientRect();
     this.onRenderSize(mid, r.width * devicePixelRatio, r.height * devicePixelRatio);
   }
