@@ -120,7 +120,9 @@ export class Grid {
     el.dataset.participant = t.isSelf ? 'self' : String(t.participantId);
     el.classList.toggle('video-off', t.videoMuted);
     el.classList.toggle('audio-off', t.audioMuted);
-    el.querySelector('.tile-name').textContent = t.label;
+    const nameEl = el.querySelector('.tile-name');
+    nameEl.textContent = t.label;
+    nameEl.title = t.label;
     const avatar = el.querySelector('.avatar');
     avatar.textContent = initials(t.name || 'Guest');
     avatar.style.setProperty('--hue', String(hue(t.name || '')));
