@@ -34,7 +34,9 @@ fn unhex(s: &str) -> Vec<u8> {
 /// Frames of the fixture: codec, context, plaintext.
 fn frames() -> Vec<(Codec, u64, Vec<u8>)> {
     let pattern = |n: usize, seed: u8| -> Vec<u8> {
-        (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     };
     let mut key_frame = pattern(1200, 7);
     key_frame[0] = 0x10; // VP8 key frame: bit 0 clear
@@ -88,9 +90,11 @@ fn main() {
             rx.set_epoch_keys(keys(1), Duration::ZERO);
             let mut n = 0;
             for obj in text.split('{').skip(2) {
-                let (Some(codec), Some(plain), Some(sealed)) =
-                    (field(obj, "codec"), field(obj, "plain"), field(obj, "sealed"))
-                else {
+                let (Some(codec), Some(plain), Some(sealed)) = (
+                    field(obj, "codec"),
+                    field(obj, "plain"),
+                    field(obj, "sealed"),
+                ) else {
                     continue;
                 };
                 let codec = Codec::from_name(codec).expect("codec");

@@ -231,8 +231,8 @@ impl<'a> Envelope<'a> {
                 message,
             } => {
                 out.push(KIND_WELCOME);
-                let count =
-                    u16::try_from(key_package_refs.len()).map_err(|_| EnvelopeError::TooLarge(0))?;
+                let count = u16::try_from(key_package_refs.len())
+                    .map_err(|_| EnvelopeError::TooLarge(0))?;
                 out.extend_from_slice(&count.to_be_bytes());
                 for r in key_package_refs {
                     put_ref(&mut out, r)?;

@@ -36,8 +36,8 @@ use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
     GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, MlsGroup, MlsGroupCreateConfig,
     MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, OpenMlsProvider,
-    PURE_CIPHERTEXT_WIRE_FORMAT_POLICY, ProcessedMessageContent, ProtocolMessage,
-    ProtocolVersion, Sender, SenderRatchetConfiguration, StagedWelcome,
+    PURE_CIPHERTEXT_WIRE_FORMAT_POLICY, ProcessedMessageContent, ProtocolMessage, ProtocolVersion,
+    Sender, SenderRatchetConfiguration, StagedWelcome,
 };
 
 use crate::app::{AppError, AppMessage};
@@ -419,7 +419,9 @@ impl Participant {
             key_package,
         } = Envelope::decode(bytes)?
         else {
-            return Err(GroupError::UnexpectedKind(bytes.get(1).copied().unwrap_or(0)));
+            return Err(GroupError::UnexpectedKind(
+                bytes.get(1).copied().unwrap_or(0),
+            ));
         };
         let kp_in: KeyPackageIn = match parse_mls(key_package)?.extract() {
             MlsMessageBodyIn::KeyPackage(kp) => kp,
@@ -503,7 +505,9 @@ impl Participant {
             .force_self_update(true)
             .load_psks(id.provider.storage())
             .map_err(lib)?
-            .build(id.provider.rand(), id.provider.crypto(), &id.signer, |_| true)
+            .build(id.provider.rand(), id.provider.crypto(), &id.signer, |_| {
+                true
+            })
             .map_err(lib)?
             .stage_commit(&id.provider)
             .map_err(lib)?;
@@ -777,7 +781,9 @@ impl Participant {
                     // Our own commit fanned out: the server took it.
                     self.commit_accepted()
                 } else if is_handshake {
-                    Err(GroupError::Refused("own commit without pending commit".into()))
+                    Err(GroupError::Refused(
+                        "own commit without pending commit".into(),
+                    ))
                 } else {
                     Ok(Event::Echo)
                 }
@@ -790,9 +796,7 @@ impl Participant {
                     .collect();
                 let before: Vec<u32> = group.members().map(|m| m.index.u32()).collect();
                 let self_removed = staged.self_removed();
-                group
-                    .merge_staged_commit(provider, *staged)
-                    .map_err(lib)?;
+                group.merge_staged_commit(provider, *staged).map_err(lib)?;
                 if self_removed {
                     self.group = None;
                     self.profiles.clear();
@@ -856,8 +860,7 @@ impl Participant {
     /// [`GroupError::NotInGroup`].
     pub fn security_code(&self) -> Result<SecurityCode, GroupError> {
         let group = self.group()?;
-        SecurityCode::from_epoch_authenticator(group.epoch_authenticator().as_slice())
-            .map_err(lib)
+        SecurityCode::from_epoch_authenticator(group.epoch_authenticator().as_slice()).map_err(lib)
     }
 
     /// The SFrame keys of the current epoch (RFC 9605 §5.2), for
@@ -868,7 +871,12 @@ impl Participant {
     pub fn epoch_keys(&self) -> Result<EpochKeys, GroupError> {
         let group = self.group()?;
         let secret = group
-            .export_secret(self.identity.provider.crypto(), EXPORTER_LABEL, b"", KEY_LEN)
+            .export_secret(
+                self.identity.provider.crypto(),
+                EXPORTER_LABEL,
+                b"",
+                KEY_LEN,
+            )
             .map_err(lib)?;
         let base_key: [u8; KEY_LEN] = secret.as_slice().try_into().map_err(lib)?;
         let mut members: Vec<u32> = group.members().map(|m| m.index.u32()).collect();

@@ -46,7 +46,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sframe::CipherSuite;
-use sframe::frame::validation::{ReplayAttackProtectionError, ReplayAttackProtectionStore, Tolerance};
+use sframe::frame::validation::{
+    ReplayAttackProtectionError, ReplayAttackProtectionStore, Tolerance,
+};
 use sframe::frame::{EncryptedFrameView, MediaFrameView, SingleUseCounter};
 use sframe::header::SframeHeader;
 use sframe::key::{DecryptionKey, EncryptionKey};
@@ -109,6 +111,10 @@ pub enum MediaError {
     /// [`EpochKeys`] bytes are malformed.
     #[error("malformed epoch keys")]
     BadEpochKeys,
+    /// The frame to encrypt is too short for its codec (an empty VP8 frame,
+    /// or a VP8 key frame under 10 bytes).
+    #[error("frame too short for its codec")]
+    MalformedFrame,
     /// The SFrame library refused the operation.
     #[error("SFrame failure")]
     Sframe,
@@ -146,25 +152,28 @@ impl Codec {
         }
     }
 
-    /// Number of leading bytes of `frame` left in clear, in bytes.
+    /// Number of leading bytes of `frame` left in clear, in bytes, or `None`
+    /// if `frame` is too short to be a frame of this codec.
     ///
-    /// - Opus: 0.
-    /// - VP8 (RFC 6386 §9.1): the 3-byte frame tag's bit 0 is 0 on key
-    ///   frames; key frames keep 10 bytes (frame tag, start code, width and
-    ///   height), delta frames 1 byte, as common practice.
+    /// - Opus: 0 (fully encrypted); any length.
+    /// - VP8 (RFC 6386 §9.1): bit 0 of the frame tag is 0 on key frames. Key
+    ///   frames keep 10 bytes in clear (3-byte frame tag, start code, width
+    ///   and height), delta frames 1 byte, as common practice. `None` for an
+    ///   empty frame or a key frame shorter than 10 bytes.
     ///
-    /// Never more than `frame.len()`. The sender and every receiver compute it
-    /// the same way from the bytes that stay in clear.
-    pub fn clear_prefix_len(self, frame: &[u8]) -> usize {
+    /// The rule reads only bytes that stay in clear, so the sender and every
+    /// receiver (and the SFU) compute the same length. New codecs (H.264,
+    /// VP9, AV1) add a branch here.
+    pub fn clear_prefix_len(self, frame: &[u8]) -> Option<usize> {
         let wanted = match self {
             Codec::Opus => 0,
             Codec::Vp8 => match frame.first() {
                 Some(tag) if tag & 0x01 == 0 => 10,
                 Some(_) => 1,
-                None => 0,
+                None => return None,
             },
         };
-        wanted.min(frame.len())
+        (wanted <= frame.len()).then_some(wanted)
     }
 }
 
@@ -247,7 +256,11 @@ impl EpochKeys {
         }
         let u32_at = |i: usize| -> Result<u32, MediaError> {
             Ok(u32::from_be_bytes(
-                bytes.get(i..i + 4).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+                bytes
+                    .get(i..i + 4)
+                    .ok_or_else(bad)?
+                    .try_into()
+                    .map_err(|_| bad())?,
             ))
         };
         let epoch = u64::from_be_bytes(bytes[0..8].try_into().map_err(|_| bad())?);
@@ -469,14 +482,17 @@ impl MediaCrypto {
     /// (1 to 17 bytes) plus [`TAG_LEN`].
     ///
     /// # Errors
-    /// [`MediaError::NoKeys`], [`MediaError::BadContext`],
-    /// [`MediaError::CounterExhausted`].
+    /// [`MediaError::MalformedFrame`], [`MediaError::NoKeys`],
+    /// [`MediaError::BadContext`], [`MediaError::CounterExhausted`].
     pub fn encrypt(
         &mut self,
         context: u64,
         codec: Codec,
         frame: &[u8],
     ) -> Result<Vec<u8>, MediaError> {
+        let prefix = codec
+            .clear_prefix_len(frame)
+            .ok_or(MediaError::MalformedFrame)?;
         let slot = self.current.as_mut().ok_or(MediaError::NoKeys)?;
         if context > MAX_CONTEXT {
             return Err(MediaError::BadContext(context));
@@ -487,13 +503,9 @@ impl MediaCrypto {
                 .map_err(|_| MediaError::Sframe)?;
             slot.senders.insert(context, (key, 0));
         }
-        let (key, next) = slot
-            .senders
-            .get_mut(&context)
-            .ok_or(MediaError::NoKeys)?;
+        let (key, next) = slot.senders.get_mut(&context).ok_or(MediaError::NoKeys)?;
         let ctr = *next;
         *next = next.checked_add(1).ok_or(MediaError::CounterExhausted)?;
-        let prefix = codec.clear_prefix_len(frame);
         let (clear, payload) = frame.split_at(prefix);
         seal_with(key, ctr, clear, payload)
     }
@@ -513,7 +525,7 @@ impl MediaCrypto {
         frame: &[u8],
         now: Duration,
     ) -> Result<DecryptedFrame, MediaError> {
-        let prefix = codec.clear_prefix_len(frame);
+        let prefix = codec.clear_prefix_len(frame).ok_or(MediaError::Truncated)?;
         let (clear, sframe_part) = frame.split_at(prefix);
         let header = parse_header(sframe_part)?;
         if sframe_part.len() < header.len + TAG_LEN {

@@ -144,7 +144,10 @@ impl MeetingSecret {
     /// `HMAC-SHA256(HKDF(secret, "plenary join"), room || key_package_ref)`,
     /// 32 bytes.
     pub fn join_proof(&self, room: &str, key_package_ref: &[u8]) -> [u8; JOIN_PROOF_LEN] {
-        self.join_mac(room, key_package_ref).finalize().into_bytes().into()
+        self.join_mac(room, key_package_ref)
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     /// Checks a join proof in constant time.
@@ -173,7 +176,10 @@ mod tests {
         let text = s.to_base64url();
         assert_eq!(text.len(), 22);
         assert_eq!(MeetingSecret::from_base64url(&text).unwrap(), s);
-        assert_eq!(MeetingSecret::from_base64url(&format!("#{text}")).unwrap(), s);
+        assert_eq!(
+            MeetingSecret::from_base64url(&format!("#{text}")).unwrap(),
+            s
+        );
         assert_eq!(
             MeetingSecret::from_base64url("AAAA"),
             Err(SecretError::BadLength(3))

@@ -231,12 +231,11 @@ impl Meeting {
     /// rejected: {index, error}[]}`; the commit is pending until
     /// `commitAccepted()` or `commitRejected()`.
     pub fn commit(&mut self, joins: Array, removes: Vec<u32>) -> Result<JsValue, JsError> {
-        let joins: Vec<Vec<u8>> = joins
-            .iter()
-            .map(|j| Uint8Array::new(&j).to_vec())
-            .collect();
+        let joins: Vec<Vec<u8>> = joins.iter().map(|j| Uint8Array::new(&j).to_vec()).collect();
         let refs: Vec<&[u8]> = joins.iter().map(Vec::as_slice).collect();
-        Ok(commit_to_js(self.inner.commit(&refs, &removes).map_err(err)?))
+        Ok(commit_to_js(
+            self.inner.commit(&refs, &removes).map_err(err)?,
+        ))
     }
 
     /// A commit refreshing only our own keys; same shape as `commit`.
@@ -409,10 +408,7 @@ impl FrameCrypto {
         now_ms: f64,
     ) -> Result<JsValue, JsError> {
         let codec = parse_codec(codec)?;
-        let d = self
-            .inner
-            .decrypt(codec, frame, ms(now_ms))
-            .map_err(err)?;
+        let d = self.inner.decrypt(codec, frame, ms(now_ms)).map_err(err)?;
         let o = Object::new();
         set(&o, "senderLeaf", d.sender_leaf);
         set(&o, "context", d.context as f64);
