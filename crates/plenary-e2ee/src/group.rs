@@ -723,6 +723,14 @@ impl Participant {
         if staged.group_context().group_id() != &group_id(&self.room) {
             return Err(GroupError::WrongGroup);
         }
+        if staged
+            .members()
+            .any(|m| CredentialId::from_credential(&m.credential).is_none())
+        {
+            return Err(GroupError::Refused(
+                "group has a member without a pseudonymous credential".into(),
+            ));
+        }
         let group = staged
             .into_group(provider)
             .map_err(|e| GroupError::Refused(e.to_string()))?;
@@ -789,6 +797,18 @@ impl Participant {
                 }
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
+                // Every member must carry a pseudonymous credential id, so the
+                // roster can show everyone.
+                if staged.add_proposals().any(|p| {
+                    CredentialId::from_credential(
+                        p.add_proposal().key_package().leaf_node().credential(),
+                    )
+                    .is_none()
+                }) {
+                    return Err(GroupError::Refused(
+                        "commit adds a member without a pseudonymous credential".into(),
+                    ));
+                }
                 let lost_own_commit = group.pending_commit().is_some();
                 let removed: Vec<u32> = staged
                     .remove_proposals()
@@ -831,17 +851,20 @@ impl Participant {
         let own = group.own_leaf_index().u32();
         Ok(group
             .members()
-            .filter_map(|m| {
+            .map(|m| {
                 let leaf = m.index.u32();
-                let credential_id = CredentialId::from_credential(&m.credential)?;
+                // Membership rules keep every credential pseudonymous; an odd
+                // one still shows (as all zeros) rather than hiding a member.
+                let credential_id = CredentialId::from_credential(&m.credential)
+                    .unwrap_or(CredentialId([0; crate::identity::CREDENTIAL_ID_LEN]));
                 let profile = self.profiles.get(&leaf).cloned().unwrap_or_default();
-                Some(RosterEntry {
+                RosterEntry {
                     leaf,
                     credential_id,
                     display_name: profile.display_name,
                     hand_raised: profile.hand_raised,
                     is_self: leaf == own,
-                })
+                }
             })
             .collect())
     }
