@@ -1,0 +1,167 @@
+//! `join` against scripted signaling servers on loopback: every way of not
+//! getting into a meeting must end in the right typed error, in time.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use plenary_client::{ClientError, JoinOptions};
+use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, ServerMsg};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Accepts one WebSocket on a loopback port and runs `script` on it.
+async fn fake_server<F, Fut>(script: F) -> SocketAddr
+where
+    F: FnOnce(ServerWs) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        script(ws).await;
+    });
+    addr
+}
+
+async fn recv(ws: &mut ServerWs) -> ClientMsg {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return plenary_proto::decode_client_msg(t.as_str()).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("client went away: {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut ServerWs, msg: &ServerMsg) {
+    ws.send(Message::text(plenary_proto::encode(msg))).await.unwrap();
+}
+
+fn joined() -> ServerMsg {
+    ServerMsg::Joined {
+        participant_id: ParticipantId(7),
+        room: "r".into(),
+        participants: vec![],
+        ice_servers: vec![],
+    }
+}
+
+fn opts(addr: SocketAddr) -> JoinOptions {
+    JoinOptions {
+        url: format!("http://{addr}/m/r#fragment-secret"),
+        name: "Ada Lovelace".into(),
+        duration: Some(Duration::from_secs(1)),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn join_sends_room_and_opaque_profile_but_not_the_fragment() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let addr = fake_server(|mut ws| async move {
+        let first = recv(&mut ws).await;
+        let _ = tx.send(first);
+        send(
+            &mut ws,
+            &ServerMsg::Error { code: ErrorCode::RoomFull, message: "room is full".into(), fatal: true },
+        )
+        .await;
+    })
+    .await;
+    let err = plenary_client::join(opts(addr)).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Server { code: ErrorCode::RoomFull, message } if message == "room is full"),
+        "{err}"
+    );
+    match rx.await.unwrap() {
+        ClientMsg::Join { room, profile, version } => {
+            assert_eq!(room, "r");
+            assert_eq!(version, plenary_proto::PROTOCOL_VERSION);
+            let v: serde_json::Value = serde_json::from_str(&profile).unwrap();
+            assert_eq!(v, serde_json::json!({ "name": "Ada Lovelace" }));
+            assert!(!profile.contains("fragment"));
+        }
+        other => panic!("first message {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_closing_during_join_is_an_error() {
+    let addr = fake_server(|mut ws| async move {
+        let _ = recv(&mut ws).await;
+        let _ = ws.close(None).await;
+    })
+    .await;
+    let err = plenary_client::join(opts(addr)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Closed), "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_offer_is_an_error() {
+    let addr = fake_server(|mut ws| async move {
+        let _ = recv(&mut ws).await;
+        send(&mut ws, &joined()).await;
+        assert!(matches!(recv(&mut ws).await, ClientMsg::Offer { .. }));
+        send(&mut ws, &ServerMsg::Error { code: ErrorCode::BadSdp, message: "bad SDP".into(), fatal: true }).await;
+        // Keep the connection open: the client must act on the error itself.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+    .await;
+    let err = plenary_client::join(opts(addr)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Server { code: ErrorCode::BadSdp, .. }), "{err}");
+}
+
+/// The server answers the offer, but its media port never answers ICE
+/// checks: `join` gives up after [`plenary_client::CONNECT_TIMEOUT`].
+#[tokio::test]
+async fn no_media_connection_times_out() {
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let hole_addr = black_hole.local_addr().unwrap();
+    let addr = fake_server(move |mut ws| async move {
+        let _ = recv(&mut ws).await;
+        send(&mut ws, &joined()).await;
+        let ClientMsg::Offer { sdp } = recv(&mut ws).await else { panic!("no offer") };
+        let mut rtc = str0m::Rtc::builder().set_ice_lite(true).build(Instant::now());
+        rtc.add_local_candidate(str0m::Candidate::host(hole_addr, "udp").unwrap());
+        let offer = str0m::change::SdpOffer::from_sdp_string(&sdp).unwrap();
+        let answer = rtc.sdp_api().accept_offer(offer).unwrap();
+        send(&mut ws, &ServerMsg::Answer { sdp: answer.to_sdp_string() }).await;
+        while ws.next().await.is_some() {}
+        drop(black_hole);
+    })
+    .await;
+    let started = Instant::now();
+    let err = plenary_client::join(opts(addr)).await.unwrap_err();
+    assert!(matches!(err, ClientError::MediaTimeout(_)), "{err}");
+    let took = started.elapsed();
+    assert!(took >= plenary_client::CONNECT_TIMEOUT && took < plenary_client::CONNECT_TIMEOUT + Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let err = plenary_client::join(opts(port)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("cannot connect"));
+}
+
+#[tokio::test]
+async fn bad_files_are_rejected_before_connecting() {
+    let mut o = opts("127.0.0.1:9".parse().unwrap());
+    o.video = Some("/nonexistent/video.ivf".into());
+    let err = plenary_client::join(o).await.unwrap_err();
+    assert!(matches!(err, ClientError::Source(_)), "{err}");
+    let mut o = opts("127.0.0.1:9".parse().unwrap());
+    o.url = "https://127.0.0.1:9/m/r".into();
+    assert!(matches!(plenary_client::join(o).await.unwrap_err(), ClientError::TlsUnsupported));
+}
