@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import readline from 'node:readline';
 import path from 'node:path';
 import {
-  ARTIFACTS, PLENARY_BIN, ROOT, testMedia, startServer, openBrowser, foreignRequests, waitFor, randomId, sleep, hasSubcommand,
+  ARTIFACTS, PLENARY_BIN, ROOT, testMedia, startServer, openBrowser, foreignRequests, policyViolations, waitFor, randomId, sleep, hasSubcommand,
 } from './lib/harness.mjs';
 
 const BROWSERS = 3;
@@ -239,6 +239,7 @@ test('three browsers and a native client see and hear each other', { timeout: 15
   for (const [i, b] of browsers.entries()) {
     const foreign = foreignRequests(b.requests, server.origin);
     assert.deepEqual(foreign, [], `page ${i} made requests to other origins`);
+    assert.deepEqual(policyViolations(b), [], `page ${i} tried to load something its policy blocks`);
     assert.ok(b.requests.length > 0, `page ${i} requests were recorded`);
   }
   assert.equal(server.exited, null, 'the server is still running');

@@ -47,6 +47,7 @@ test('a participant without camera and microphone joins and sees the others', { 
   assert.equal(await without.page.getByRole('button', { name: 'Unmute microphone' }).count(), 1);
   for (const br of [withMedia, without]) {
     assert.deepEqual(foreignRequests(br.requests, server.origin), []);
+    assert.deepEqual(policyViolations(br), []);
   }
   await Promise.all([withMedia.close(), without.close()]);
   browsers.length = 0;
@@ -81,5 +82,6 @@ test('pages reconnect after the server restarts', { timeout: 90_000 }, async () 
   assert.deepEqual(states, ['connected', 'connected']);
   for (const br of [a, b]) {
     assert.deepEqual(foreignRequests(br.requests, server.origin), []);
+    assert.deepEqual(policyViolations(br), []);
   }
 });

@@ -236,6 +236,15 @@ export function foreignRequests(urls, origin) {
   });
 }
 
+/**
+ * Console errors of a browser that report a request the page's
+ * Content-Security-Policy blocked: such a request never shows up as a
+ * request event, so the origin check must look here too.
+ */
+export function policyViolations(browser) {
+  return browser.errors.filter((e) => /Content Security Policy|Refused to (load|connect|execute|frame)/i.test(e));
+}
+
 /** Polls `check()` until it returns a truthy value or `ms` pass; returns the last value. */
 export async function waitFor(check, { ms = 30000, every = 500 } = {}) {
   const deadline = Date.now() + ms;
