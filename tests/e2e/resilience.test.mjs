@@ -4,7 +4,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { testMedia, startServer, openBrowser, foreignRequests, randomId, waitFor, sleep } from './lib/harness.mjs';
+import {
+  testMedia, startServer, openBrowser, foreignRequests, policyViolations, randomId, waitFor, sleep,
+} from './lib/harness.mjs';
 
 let server;
 let media;
