@@ -30,7 +30,7 @@
 //! On every error, the group state is unchanged: the same epoch, roster,
 //! keys and security code as before the call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
@@ -408,11 +408,23 @@ impl Participant {
     /// [`GroupError::KeyPackageRefMismatch`], [`GroupError::JoinProof`],
     /// [`GroupError::DuplicateMember`].
     pub fn verify_join_request(&self, bytes: &[u8]) -> Result<CredentialId, GroupError> {
-        self.check_join(bytes).map(|(id, _)| id)
+        let existing = self.member_ids()?;
+        self.check_join(bytes, &existing).map(|(id, _)| id)
     }
 
-    fn check_join(&self, bytes: &[u8]) -> Result<(CredentialId, KeyPackage), GroupError> {
-        let group = self.group()?;
+    fn member_ids(&self) -> Result<HashSet<CredentialId>, GroupError> {
+        Ok(self
+            .group()?
+            .members()
+            .filter_map(|m| CredentialId::from_credential(&m.credential))
+            .collect())
+    }
+
+    fn check_join(
+        &self,
+        bytes: &[u8],
+        existing: &HashSet<CredentialId>,
+    ) -> Result<(CredentialId, KeyPackage), GroupError> {
         let Envelope::JoinRequest {
             key_package_ref,
             proof,
@@ -442,10 +454,7 @@ impl Participant {
             .verify_join_proof(&self.room, real_ref.as_slice(), proof)?;
         let cred_id = CredentialId::from_credential(kp.leaf_node().credential())
             .ok_or(GroupError::BadKeyPackage)?;
-        if group
-            .members()
-            .any(|m| CredentialId::from_credential(&m.credential) == Some(cred_id))
-        {
+        if existing.contains(&cred_id) {
             return Err(GroupError::DuplicateMember);
         }
         Ok((cred_id, kp))
@@ -475,17 +484,18 @@ impl Participant {
                 return Err(GroupError::UnknownMember(leaf));
             }
         }
+        let existing = self.member_ids()?;
         let mut key_packages = Vec::new();
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         let mut added = Vec::new();
         let mut rejected = Vec::new();
         for (i, join) in joins.iter().enumerate() {
-            match self.check_join(join) {
+            match self.check_join(join, &existing) {
                 Ok((cred, _)) if seen.contains(&cred) => {
                     rejected.push((i, GroupError::DuplicateMember));
                 }
                 Ok((cred, kp)) => {
-                    seen.push(cred);
+                    seen.insert(cred);
                     key_packages.push(kp);
                     added.push(i);
                 }

@@ -1,0 +1,74 @@
+// SFrame throughput of the wasm build in Node, and MLS timings in wasm.
+// Usage: bash scripts/build-wasm.sh && node crates/plenary-wasm/bench/sframe-node.mjs
+// Prints one line per measurement; numbers go to BENCHMARKS.md.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '../../..');
+const wasmDir = process.env.PLENARY_WASM_DIR ?? resolve(root, 'web/wasm');
+const mod = await import(resolve(wasmDir, 'plenary_e2ee.js'));
+mod.initSync({ module: readFileSync(resolve(wasmDir, 'plenary_e2ee_bg.wasm')) });
+const { Meeting, FrameCrypto } = mod;
+
+function epochKeys(ownLeaf) {
+  // Same layout as EpochKeys::to_bytes: epoch u64, key[16], own u32, count u32, leaves.
+  const members = [...Array(16).keys()];
+  const b = new DataView(new ArrayBuffer(8 + 16 + 8 + 4 * members.length));
+  b.setBigUint64(0, 7n);
+  for (let i = 0; i < 16; i++) b.setUint8(8 + i, 3);
+  b.setUint32(24, ownLeaf);
+  b.setUint32(28, members.length);
+  members.forEach((m, i) => b.setUint32(32 + 4 * i, m));
+  return new Uint8Array(b.buffer);
+}
+
+function timeIt(fn, minMs = 1500) {
+  for (let i = 0; i < 200; i++) fn(); // warm-up
+  let n = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < minMs) {
+    for (let i = 0; i < 100; i++) fn();
+    n += 100;
+    t = performance.now();
+  }
+  return (t - t0) / n; // ms per op
+}
+
+for (const size of [160, 1200, 30000]) {
+  const codec = size === 160 ? 'opus' : 'vp8';
+  const frame = new Uint8Array(size).fill(0x42);
+  const tx = new FrameCrypto();
+  tx.setEpochKeys(epochKeys(3), 0);
+  const rx = new FrameCrypto();
+  rx.setEpochKeys(epochKeys(5), 0);
+  const enc = timeIt(() => tx.encryptFrame(codec, frame, 1));
+  // Decrypt needs fresh frames (replay protection): pre-encrypt a pool.
+  const pool = [];
+  for (let i = 0; i < 20000; i++) pool.push(tx.encryptFrame(codec, frame, 1));
+  let j = 0;
+  const dec = timeIt(() => rx.decryptFrame(codec, pool[j++ % pool.length], 0), size === 30000 ? 600 : 300);
+  const mbs = (ms) => (size / (ms / 1000) / 1e6).toFixed(1);
+  console.log(`wasm sframe ${size} B: encrypt ${(enc * 1000).toFixed(2)} us (${mbs(enc)} MB/s), decrypt ${(dec * 1000).toFixed(2)} us (${mbs(dec)} MB/s)`);
+}
+
+{
+  const secret = Meeting.generateSecret();
+  const t0 = performance.now();
+  const a = new Meeting('bench', secret);
+  a.create();
+  const reqs = [];
+  const joiners = [];
+  for (let i = 0; i < 10; i++) {
+    const m = new Meeting('bench', secret);
+    reqs.push(m.joinRequest());
+    joiners.push(m);
+  }
+  const t1 = performance.now();
+  const out = a.commit(reqs, []);
+  a.commitAccepted();
+  const t2 = performance.now();
+  joiners[0].process(out.welcome);
+  const t3 = performance.now();
+  console.log(`wasm mls: create + 10 join requests ${(t1 - t0).toFixed(1)} ms, commit adding 10 ${(t2 - t1).toFixed(1)} ms (welcome ${out.welcome.length} B), join from Welcome ${(t3 - t2).toFixed(1)} ms`);
+}
