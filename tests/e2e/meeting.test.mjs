@@ -16,6 +16,7 @@ import readline from 'node:readline';
 import path from 'node:path';
 import {
   ARTIFACTS, PLENARY_BIN, ROOT, testMedia, startServer, openBrowser, foreignRequests, policyViolations, waitFor, randomId, sleep, hasSubcommand,
+  explained,
 } from './lib/harness.mjs';
 
 const BROWSERS = 3;
@@ -27,6 +28,8 @@ const NATIVE_SECONDS = 25;
 let server;
 let media;
 const browsers = [];
+/** What `explained` prints from when a test fails. */
+const ctx = { server: () => server, browsers: () => browsers };
 
 before(async () => {
   media = testMedia();
@@ -153,7 +156,7 @@ function describe(stats, names) {
     .join(', ');
 }
 
-test('three browsers and a native client see and hear each other', { timeout: 150_000 }, async (t) => {
+test('three browsers and a native client see and hear each other', { timeout: 150_000 }, async (t) => explained(t, ctx, async () => {
   const room = randomId(12);
   const names = Array.from({ length: BROWSERS }, () => `Participant-${randomId(6)}`);
   const nativeAvailable = hasSubcommand('join');
@@ -243,4 +246,4 @@ test('three browsers and a native client see and hear each other', { timeout: 15
     assert.ok(b.requests.length > 0, `page ${i} requests were recorded`);
   }
   assert.equal(server.exited, null, 'the server is still running');
-});
+}));

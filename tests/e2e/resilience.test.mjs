@@ -6,11 +6,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   testMedia, startServer, openBrowser, foreignRequests, policyViolations, randomId, waitFor, sleep,
+  explained,
 } from './lib/harness.mjs';
 
 let server;
 let media;
 const browsers = [];
+/** What `explained` prints from when a test fails. */
+const ctx = { server: () => server, browsers: () => browsers };
 
 before(async () => {
   media = testMedia();
@@ -30,7 +33,7 @@ async function framesFrom(b, name) {
   return s.participants.find((p) => p.name === name)?.framesDecoded ?? 0;
 }
 
-test('a participant without camera and microphone joins and sees the others', { timeout: 60_000 }, async () => {
+test('a participant without camera and microphone joins and sees the others', { timeout: 60_000 }, async (t) => explained(t, ctx, async () => {
   const [withMedia, without] = await Promise.all([openBrowser(media), openBrowser(media, { devices: false })]);
   browsers.push(withMedia, without);
   const room = randomId();
@@ -53,9 +56,9 @@ test('a participant without camera and microphone joins and sees the others', { 
   }
   await Promise.all([withMedia.close(), without.close()]);
   browsers.length = 0;
-});
+}));
 
-test('pages reconnect after the server restarts', { timeout: 90_000 }, async () => {
+test('pages reconnect after the server restarts', { timeout: 90_000 }, async (t) => explained(t, ctx, async () => {
   const [a, b] = await Promise.all([openBrowser(media), openBrowser(media)]);
   browsers.push(a, b);
   const room = randomId();
@@ -86,4 +89,4 @@ test('pages reconnect after the server restarts', { timeout: 90_000 }, async () 
     assert.deepEqual(foreignRequests(br.requests, server.origin), []);
     assert.deepEqual(policyViolations(br), []);
   }
-});
+}));

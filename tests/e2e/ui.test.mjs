@@ -8,11 +8,15 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fs from 'node:fs';
-import { testMedia, startServer, openBrowser, foreignRequests, randomId, ARTIFACTS } from './lib/harness.mjs';
+import {
+  testMedia, startServer, openBrowser, foreignRequests, randomId, explained, ARTIFACTS,
+} from './lib/harness.mjs';
 
 let server;
 let media;
 const browsers = [];
+/** What `explained` prints from when a test fails. */
+const ctx = { server: () => server, browsers: () => browsers };
 
 before(async () => {
   media = testMedia();
@@ -27,7 +31,7 @@ after(async () => {
 
 const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
 
-test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, async () => {
+test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, async (t) => explained(t, ctx, async () => {
   const [a, b] = await Promise.all([
     openBrowser(media, { viewport: { width: 1280, height: 800 } }),
     openBrowser(media, { viewport: { width: 1280, height: 800 } }),
@@ -113,9 +117,9 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
     assert.deepEqual(foreignRequests(br.requests, server.origin), [], `page ${i} made requests to other origins`);
     assert.deepEqual(br.errors.filter((e) => !/favicon/.test(e)), [], `page ${i} had no errors`);
   }
-});
+}));
 
-test('joining from a pasted link or code, and a bad room id', { timeout: 30_000 }, async () => {
+test('joining from a pasted link or code, and a bad room id', { timeout: 30_000 }, async (t) => explained(t, ctx, async () => {
   const [c] = await Promise.all([openBrowser(media)]);
   browsers.push(c);
   const room = randomId(12);
@@ -134,9 +138,9 @@ test('joining from a pasted link or code, and a bad room id', { timeout: 30_000 
   await c.page.getByLabel('Meeting link or code').fill(room);
   await c.page.getByRole('button', { name: 'Join', exact: true }).click();
   await c.page.waitForURL(server.url(`/m/${room}`));
-});
+}));
 
-test('room ids, links and profiles (client modules in the browser)', { timeout: 30_000 }, async () => {
+test('room ids, links and profiles (client modules in the browser)', { timeout: 30_000 }, async (t) => explained(t, ctx, async () => {
   const [d] = await Promise.all([openBrowser(media)]);
   browsers.push(d);
   await d.page.goto(server.url('/'));
@@ -168,4 +172,4 @@ test('room ids, links and profiles (client modules in the browser)', { timeout: 
   assert.equal(JSON.parse(r.profile).name.length, 64, 'names are cut to 64 characters');
   assert.deepEqual(r.decoded, [{ name: 'A' }, { name: '' }, { name: '' }]);
   assert.deepEqual(foreignRequests(d.requests, server.origin), []);
-});
+}));

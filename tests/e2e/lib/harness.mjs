@@ -255,3 +255,26 @@ export async function waitFor(check, { ms = 30000, every = 500 } = {}) {
     await sleep(every);
   }
 }
+
+/**
+ * Runs a test body; when it fails, prints what helps to understand why
+ * (each page's errors and connection state, the end of the server log)
+ * before passing the failure on.
+ */
+export async function explained(t, { server, browsers }, body) {
+  try {
+    await body();
+  } catch (err) {
+    for (const [i, b] of (browsers() || []).entries()) {
+      const state = await b.page.evaluate(() => window.plenary?.state).catch(() => 'unknown');
+      t.diagnostic(`page ${i}: state ${state}; errors: ${JSON.stringify(b.errors.slice(-5))}`);
+    }
+    const srv = server();
+    if (srv?.logFile && fs.existsSync(srv.logFile)) {
+      const lines = fs.readFileSync(srv.logFile, 'utf8').trim().split('\n').slice(-20);
+      t.diagnostic(`server ${srv.exited ? `exited ${JSON.stringify(srv.exited)}` : 'running'}; log tail:`);
+      for (const line of lines) t.diagnostic(`  ${line.replace(/\x1b\[[0-9;]*m/g, '')}`);
+    }
+    throw err;
+  }
+}
