@@ -89,8 +89,10 @@ class QualityWatch {
     this.latest = null;
   }
 
+  /** Records one sample; returns the receiving pages that show a corrupt picture now. */
   sample(stats) {
     this.latest = stats;
+    const corrupt = new Set();
     for (const [i, s] of stats.entries()) {
       for (const p of s.participants) {
         const j = this.names.indexOf(p.name);
@@ -102,6 +104,7 @@ class QualityWatch {
         st.frames = p.framesDecoded;
         if (decoding && sent?.frameHeight && p.frameHeight && p.frameHeight !== sent.frameHeight) {
           st.run += 1;
+          if (st.run >= 3) corrupt.add(i);
           if (st.run > st.worst) {
             st.worst = st.run;
             st.detail = `decoded ${p.frameHeight}p while layer ${p.video.layer} is ${sent.frameHeight}p`;
@@ -112,6 +115,7 @@ class QualityWatch {
         this.pairs.set(key, st);
       }
     }
+    return [...corrupt];
   }
 
   problems() {
@@ -182,7 +186,10 @@ test('three browsers and a native client see and hear each other', { timeout: 15
   const quality = new QualityWatch(names);
   const ok = await waitFor(async () => {
     const stats = await allStats();
-    quality.sample(stats);
+    for (const i of quality.sample(stats)) {
+      // Evidence for the report: what the participant sees.
+      await browsers[i].page.screenshot({ path: path.join(ARTIFACTS, `corrupt-picture-page${i}.png`) }).catch(() => {});
+    }
     return stats.every((s, i) => s.state === 'connected' && pageHasAll(s, expectedFor(i), MIN_FRAMES)) && stats;
   }, { ms: 60_000, every: 1000 });
   const stats = ok || (await allStats());
