@@ -70,6 +70,13 @@ pub enum ErrorCode {
     RateLimited,
     /// The room is full.
     RoomFull,
+    /// An envelope that is not valid base64url or not a valid envelope.
+    BadEnvelope,
+    /// A commit for an epoch that is not the group's current one.
+    StaleEpoch,
+    /// An MLS message from someone who is not (or not yet) a group member,
+    /// or a Welcome for nobody waiting.
+    NotGroupMember,
     /// The server is shutting down or failed internally.
     Internal,
 }

@@ -36,8 +36,9 @@ pub use ids::{ParticipantId, RoomId, RoomIdError};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Largest client message the server accepts, in bytes of UTF-8 JSON.
-/// An SDP answer for a room of a few hundred tracks fits comfortably.
-pub const MAX_CLIENT_MESSAGE_BYTES: usize = 256 * 1024;
+/// An SDP answer for a room of a few hundred tracks, or an MLS Welcome for a
+/// group of several hundred members, fits.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Largest opaque profile, in bytes.
 pub const MAX_PROFILE_BYTES: usize = 4096;
@@ -104,6 +105,22 @@ pub enum ClientMsg {
         #[serde(default)]
         id: u64,
     },
+    /// An end-to-end encryption envelope for the MLS Delivery Service
+    /// (RFC 9420 §16.6): a join request, a commit, a Welcome or an
+    /// application message, as encoded by `plenary_e2ee::envelope`, in
+    /// unpadded base64url. The server reads only the envelope's kind, a
+    /// commit's epoch and a Welcome's KeyPackageRefs.
+    Mls {
+        /// The envelope, base64url without padding.
+        envelope: String,
+    },
+    /// The sender is now a member of the room's MLS group at this leaf index
+    /// (after creating the group or processing a Welcome). Lets every client
+    /// compute the committer (lowest online leaf) the same way.
+    GroupMember {
+        /// Own leaf index.
+        leaf: u32,
+    },
     /// Leave the room. Closing the WebSocket does the same.
     Leave,
 }
@@ -119,6 +136,9 @@ pub struct ParticipantInfo {
     pub id: ParticipantId,
     /// Opaque profile as the participant sent it.
     pub profile: String,
+    /// Leaf index in the room's MLS group, once the participant is a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf: Option<u32>,
     /// Microphone muted.
     pub audio_muted: bool,
     /// Camera muted.
@@ -201,6 +221,34 @@ pub enum ServerMsg {
         /// RID of the forwarded layer (`q`, `h`, `f`), absent without simulcast.
         rid: Option<String>,
     },
+    /// No member of the room's MLS group is online: the recipient creates a
+    /// new group (epoch 0) and announces it with `group_member`. Join
+    /// requests waiting at the server are then relayed to it.
+    CreateGroup,
+    /// An envelope relayed by the Delivery Service: join requests and
+    /// application messages from other participants, commits accepted for
+    /// the group, Welcomes addressed to this participant.
+    Mls {
+        /// Who sent it.
+        from: ParticipantId,
+        /// The envelope, base64url without padding.
+        envelope: String,
+    },
+    /// The server accepted the recipient's commit for `epoch`; it was
+    /// relayed to the other members. Apply it and send the Welcome, if any.
+    CommitAccepted {
+        /// Epoch the commit was made in (the group is now at `epoch + 1`).
+        epoch: u64,
+    },
+    /// The server refused the recipient's commit because another commit for
+    /// that epoch came first (`stale_epoch`); process the winner, which is
+    /// relayed as `mls`, and retry.
+    CommitRejected {
+        /// Epoch the refused commit was made in.
+        epoch: u64,
+        /// The group's current epoch at the server.
+        current_epoch: u64,
+    },
     /// Answer to `ping`.
     Pong {
         /// The ping's id.
@@ -248,8 +296,9 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
         kind: String,
     }
     const KNOWN: &[&str] = &[
-        "join", "offer", "answer", "set_muted", "layer_preference", "ping", "leave", "joined",
+        "join", "offer", "answer", "set_muted", "layer_preference", "ping", "leave", "mls", "group_member", "joined",
         "participant_joined", "participant_updated", "participant_left", "layer", "pong", "error",
+        "create_group", "commit_accepted", "commit_rejected",
     ];
     match serde_json::from_str::<Tagged>(text) {
         Ok(t) if !KNOWN.contains(&t.kind.as_str()) => {

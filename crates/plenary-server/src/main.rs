@@ -6,6 +6,7 @@
 
 mod assets;
 mod config;
+mod ds;
 mod http;
 mod join;
 mod media;

@@ -13,6 +13,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::ds::{DeliveryService, Outbox};
 use crate::tcp::{TcpEvent, TcpMux};
 
 /// What a WebSocket connection receives from the media loop.
@@ -64,6 +65,8 @@ pub async fn run(
     let mut clients: HashMap<ParticipantId, mpsc::UnboundedSender<ToClient>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut next_timeout = Instant::now();
+    let mut ds = DeliveryService::default();
+    let mut ds_out: Outbox = Vec::new();
     loop {
         let sleep = tokio::time::sleep_until(next_timeout.into());
         let tcp_event = async {
@@ -96,9 +99,38 @@ pub async fn run(
                         let result = sfu.join(now, &room, profile, version);
                         if let Ok(id) = &result {
                             clients.insert(*id, to_client);
+                            ds_out.extend(ds.joined(&room, *id));
                         }
                         let _ = reply.send(result);
                     }
+                    Command::Message(id, ClientMsg::Mls { envelope }) => match ds.envelope(id, &envelope) {
+                        Ok(out) => ds_out.extend(out),
+                        Err(e) => {
+                            debug!(participant = %id, error = %e, "envelope refused");
+                            if let Some(tx) = clients.get(&id) {
+                                let _ = tx.send(ToClient::Msg(ServerMsg::Error {
+                                    code: e.code(),
+                                    message: e.to_string(),
+                                    fatal: false,
+                                }));
+                            }
+                        }
+                    },
+                    Command::Message(id, ClientMsg::GroupMember { leaf }) => match ds.group_member(id, leaf) {
+                        Ok(out) => {
+                            ds_out.extend(out);
+                            sfu.set_leaf(id, leaf);
+                        }
+                        Err(e) => {
+                            if let Some(tx) = clients.get(&id) {
+                                let _ = tx.send(ToClient::Msg(ServerMsg::Error {
+                                    code: e.code(),
+                                    message: e.to_string(),
+                                    fatal: false,
+                                }));
+                            }
+                        }
+                    },
                     Command::Message(id, msg) => {
                         if let Err(e) = sfu.handle_message(now, id, msg) {
                             debug!(participant = %id, error = %e, "message rejected");
@@ -114,6 +146,7 @@ pub async fn run(
                     Command::Leave(id) => {
                         clients.remove(&id);
                         sfu.leave(now, id);
+                        ds_out.extend(ds.left(id));
                     }
                 }
             },
@@ -145,11 +178,18 @@ pub async fn run(
                     if let Some(tx) = clients.remove(&id) {
                         let _ = tx.send(ToClient::Close);
                     }
+                    ds_out.extend(ds.left(id));
                 }
                 Output::Timeout(t) => {
                     next_timeout = t;
                     break;
                 }
+            }
+        }
+        // Delivery Service messages go after the SFU's (`joined` before `create_group`).
+        for (id, msg) in ds_out.drain(..) {
+            if let Some(tx) = clients.get(&id) {
+                let _ = tx.send(ToClient::Msg(msg));
             }
         }
     }

@@ -16,6 +16,8 @@ pub(crate) struct Participant {
     pub profile: String,
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// Leaf index in the room's MLS group, once announced.
+    pub leaf: Option<u32>,
     /// Created by the participant's first SDP offer.
     pub rtc: Option<Rtc>,
     pub next_timeout: Option<Instant>,
@@ -32,6 +34,7 @@ impl Participant {
             profile,
             audio_muted: false,
             video_muted: false,
+            leaf: None,
             rtc: None,
             next_timeout: None,
             pending_offer: None,
@@ -44,6 +47,7 @@ impl Participant {
         ParticipantInfo {
             id: self.id,
             profile: self.profile.clone(),
+            leaf: self.leaf,
             audio_muted: self.audio_muted,
             video_muted: self.video_muted,
         }

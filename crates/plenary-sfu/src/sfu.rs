@@ -172,6 +172,13 @@ impl Sfu {
                 self.leave(now, id);
                 Ok(())
             }
+            // End-to-end encryption messages are the Delivery Service's
+            // business (plenary-server), never the SFU's.
+            ClientMsg::Mls { .. } => Ok(()),
+            ClientMsg::GroupMember { leaf } => {
+                self.set_leaf(id, leaf);
+                Ok(())
+            }
         };
         self.process(now, vec![id]);
         result
@@ -362,6 +369,19 @@ impl Sfu {
             MediaKind::Audio => p.audio_muted = muted,
             MediaKind::Video => p.video_muted = muted,
         }
+        let info = p.info();
+        for m in self.rooms.get(&p.room).cloned().unwrap_or_default() {
+            if m != id {
+                self.queue.push_back(Output::Signal(m, ServerMsg::ParticipantUpdated { participant: info.clone() }));
+            }
+        }
+    }
+
+    /// Records the participant's leaf index in the room's MLS group and
+    /// tells the others (`participant_updated`).
+    pub fn set_leaf(&mut self, id: ParticipantId, leaf: u32) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        p.leaf = Some(leaf);
         let info = p.info();
         for m in self.rooms.get(&p.room).cloned().unwrap_or_default() {
             if m != id {

@@ -1,0 +1,246 @@
+//! The MLS Delivery Service (RFC 9420 §16.6; DESIGN.md, Keys), sans-IO.
+//!
+//! Per room it holds the KeyPackages and join proofs of waiting joiners,
+//! accepts the first commit for each epoch and refuses later ones
+//! (`commit_rejected`, the stale-epoch rule), fans accepted commits and
+//! application messages out to the group's members, and routes each
+//! Welcome to the joiners whose KeyPackageRefs it names. It keeps no key and
+//! reads nothing but the envelope header ([`plenary_e2ee::envelope`]): kind,
+//! a commit's epoch, a Welcome's KeyPackageRefs.
+//!
+//! When no member of a room's group is online (the room is new, or every
+//! member left), the longest-present participant is asked to create a new
+//! group (`create_group`); waiting join requests are relayed to it once it
+//! announces itself with `group_member`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use plenary_e2ee::envelope::Envelope;
+use plenary_proto::{ErrorCode, ParticipantId, ServerMsg};
+
+/// Messages to send: (recipient, message).
+pub type Outbox = Vec<(ParticipantId, ServerMsg)>;
+
+/// Why the Delivery Service refused an envelope or announcement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DsError {
+    /// Not base64url, or not a valid envelope.
+    #[error("bad envelope: {0}")]
+    BadEnvelope(String),
+    /// The sender is not a member of the group (commits, Welcomes,
+    /// application messages need membership; join requests the opposite).
+    #[error("{0}")]
+    NotGroupMember(&'static str),
+    /// A Welcome naming no waiting joiner.
+    #[error("the Welcome names no joiner waiting in this room")]
+    NoJoinerWaiting,
+    /// The participant is not in a room.
+    #[error("not in a room")]
+    NotJoined,
+}
+
+impl DsError {
+    /// The code reported to the client.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DsError::BadEnvelope(_) => ErrorCode::BadEnvelope,
+            DsError::NotGroupMember(_) | DsError::NoJoinerWaiting => ErrorCode::NotGroupMember,
+            DsError::NotJoined => ErrorCode::NotJoined,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PendingJoin {
+    from: ParticipantId,
+    key_package_ref: Vec<u8>,
+    envelope: String,
+}
+
+#[derive(Debug, Default)]
+struct GroupRoom {
+    /// Participants in the room, in order of arrival.
+    online: Vec<ParticipantId>,
+    /// The group's current epoch, `None` while there is no group.
+    epoch: Option<u64>,
+    /// Asked to create the group, not yet announced.
+    creator: Option<ParticipantId>,
+    /// Members online, with their leaf index.
+    members: BTreeMap<ParticipantId, u32>,
+    /// Join requests not yet answered by a Welcome.
+    pending: Vec<PendingJoin>,
+    /// Joiners a Welcome was routed to, who may now announce membership.
+    welcomed: Vec<ParticipantId>,
+}
+
+/// The Delivery Service for all rooms.
+#[derive(Debug, Default)]
+pub struct DeliveryService {
+    rooms: HashMap<String, GroupRoom>,
+    room_of: HashMap<ParticipantId, String>,
+}
+
+impl DeliveryService {
+    /// A participant entered `room`. May ask it to create the group.
+    pub fn joined(&mut self, room: &str, id: ParticipantId) -> Outbox {
+        self.room_of.insert(id, room.to_owned());
+        let r = self.rooms.entry(room.to_owned()).or_default();
+        r.online.push(id);
+        let mut out = Vec::new();
+        r.ensure_creator(&mut out);
+        out
+    }
+
+    /// A participant left (or its connection died).
+    pub fn left(&mut self, id: ParticipantId) -> Outbox {
+        let mut out = Vec::new();
+        let Some(room) = self.room_of.remove(&id) else { return out };
+        let Some(r) = self.rooms.get_mut(&room) else { return out };
+        r.online.retain(|p| *p != id);
+        r.members.remove(&id);
+        r.pending.retain(|p| p.from != id);
+        r.welcomed.retain(|p| *p != id);
+        if r.creator == Some(id) {
+            r.creator = None;
+        }
+        if r.online.is_empty() {
+            self.rooms.remove(&room);
+            return out;
+        }
+        if r.members.is_empty() && r.creator.is_none() {
+            // Every member is gone: the group is lost; start a new one.
+            r.epoch = None;
+            r.welcomed.clear();
+            r.ensure_creator(&mut out);
+        }
+        out
+    }
+
+    /// `group_member`: the participant created the group or processed its
+    /// Welcome and sits at `leaf`.
+    ///
+    /// # Errors
+    /// [`DsError::NotGroupMember`] when it was neither asked to create nor
+    /// sent a Welcome.
+    pub fn group_member(&mut self, id: ParticipantId, leaf: u32) -> Result<Outbox, DsError> {
+        let r = self.room_mut(id)?;
+        let mut out = Vec::new();
+        if r.creator == Some(id) {
+            r.creator = None;
+            r.epoch = Some(0);
+            r.members.clear();
+            r.members.insert(id, leaf);
+            for p in &r.pending {
+                out.push((id, ServerMsg::Mls { from: p.from, envelope: p.envelope.clone() }));
+            }
+            return Ok(out);
+        }
+        if let Some(pos) = r.welcomed.iter().position(|p| *p == id) {
+            r.welcomed.remove(pos);
+            r.members.insert(id, leaf);
+            return Ok(out);
+        }
+        if let Some(known) = r.members.get_mut(&id) {
+            // A member re-announcing (e.g. after a commit moved it); keep it current.
+            *known = leaf;
+            return Ok(out);
+        }
+        Err(DsError::NotGroupMember("announce membership only after creating the group or processing a Welcome"))
+    }
+
+    /// An envelope from a participant.
+    ///
+    /// # Errors
+    /// [`DsError`]: bad bytes, or a message the sender's role does not allow.
+    pub fn envelope(&mut self, id: ParticipantId, b64: &str) -> Result<Outbox, DsError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(b64.trim_end_matches('='))
+            .map_err(|e| DsError::BadEnvelope(format!("not base64url: {e}")))?;
+        let env = Envelope::decode(&bytes).map_err(|e| DsError::BadEnvelope(e.to_string()))?;
+        let r = self.room_mut(id)?;
+        let is_member = r.members.contains_key(&id);
+        let mut out = Vec::new();
+        match env {
+            Envelope::JoinRequest { key_package_ref, .. } => {
+                if is_member {
+                    return Err(DsError::NotGroupMember("already a member of the group"));
+                }
+                r.pending.retain(|p| p.from != id);
+                r.pending.push(PendingJoin { from: id, key_package_ref: key_package_ref.to_vec(), envelope: b64.to_owned() });
+                for m in r.members.keys() {
+                    out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
+                }
+            }
+            Envelope::Commit { epoch, .. } => {
+                if !is_member {
+                    return Err(DsError::NotGroupMember("only members commit"));
+                }
+                let current = r.epoch.unwrap_or(0);
+                if r.epoch != Some(epoch) {
+                    out.push((id, ServerMsg::CommitRejected { epoch, current_epoch: current }));
+                    return Ok(out);
+                }
+                r.epoch = Some(epoch + 1);
+                for m in r.members.keys().filter(|m| **m != id) {
+                    out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
+                }
+                out.push((id, ServerMsg::CommitAccepted { epoch }));
+            }
+            Envelope::Welcome { key_package_refs, .. } => {
+                if !is_member {
+                    return Err(DsError::NotGroupMember("only members send Welcomes"));
+                }
+                let mut routed = 0;
+                let mut i = 0;
+                while i < r.pending.len() {
+                    if key_package_refs.contains(&r.pending[i].key_package_ref.as_slice()) {
+                        let p = r.pending.remove(i);
+                        out.push((p.from, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
+                        r.welcomed.push(p.from);
+                        routed += 1;
+                    } else {
+                        i += 1;
+                    }
+                }
+                if routed == 0 {
+                    return Err(DsError::NoJoinerWaiting);
+                }
+            }
+            Envelope::Application { .. } => {
+                if !is_member {
+                    return Err(DsError::NotGroupMember("only members send application messages"));
+                }
+                for m in r.members.keys().filter(|m| **m != id) {
+                    out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
+                }
+            }
+            _ => return Err(DsError::BadEnvelope("unsupported envelope kind".into())),
+        }
+        Ok(out)
+    }
+
+    fn room_mut(&mut self, id: ParticipantId) -> Result<&mut GroupRoom, DsError> {
+        let room = self.room_of.get(&id).ok_or(DsError::NotJoined)?;
+        self.rooms.get_mut(room).ok_or(DsError::NotJoined)
+    }
+}
+
+impl GroupRoom {
+    fn ensure_creator(&mut self, out: &mut Outbox) {
+        if self.members.is_empty()
+            && self.creator.is_none()
+            && self.epoch.is_none()
+            && let Some(first) = self.online.first()
+        {
+            self.creator = Some(*first);
+            out.push((*first, ServerMsg::CreateGroup));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "ds_tests.rs"]
+mod tests;

@@ -1,0 +1,109 @@
+use super::*;
+
+fn env(kind: u8, body: &[u8]) -> String {
+    let mut b = vec![1u8, kind];
+    b.extend_from_slice(body);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn join_request(r: u8) -> String {
+    let mut body = vec![32u8];
+    body.extend_from_slice(&[r; 32]);
+    body.extend_from_slice(&[0u8; 32]);
+    body.extend_from_slice(b"keypackage");
+    env(1, &body)
+}
+
+fn commit(epoch: u64) -> String {
+    let mut body = epoch.to_be_bytes().to_vec();
+    body.extend_from_slice(b"commit");
+    env(2, &body)
+}
+
+fn welcome(refs: &[u8]) -> String {
+    let mut body = (refs.len() as u16).to_be_bytes().to_vec();
+    for r in refs {
+        body.push(32);
+        body.extend_from_slice(&[*r; 32]);
+    }
+    body.extend_from_slice(b"welcome");
+    env(3, &body)
+}
+
+const A: ParticipantId = ParticipantId(1);
+const B: ParticipantId = ParticipantId(2);
+const C: ParticipantId = ParticipantId(3);
+
+fn to(out: &Outbox, who: ParticipantId) -> Vec<&ServerMsg> {
+    out.iter().filter(|(p, _)| *p == who).map(|(_, m)| m).collect()
+}
+
+#[test]
+fn first_creates_joiners_are_welcomed_commits_are_ordered() {
+    let mut ds = DeliveryService::default();
+    assert_eq!(to(&ds.joined("r", A), A), vec![&ServerMsg::CreateGroup]);
+    assert!(ds.joined("r", B).is_empty(), "only one creator");
+    // B asks before A announced: the request waits.
+    let jr = join_request(7);
+    assert!(ds.envelope(B, &jr).unwrap().is_empty());
+    let out = ds.group_member(A, 0).unwrap();
+    assert!(matches!(to(&out, A)[0], ServerMsg::Mls { from, .. } if *from == B), "waiting request relayed to creator");
+    // A commits in epoch 0: accepted. A second commit for epoch 0 is stale.
+    let out = ds.envelope(A, &commit(0)).unwrap();
+    assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
+    let out = ds.envelope(A, &commit(0)).unwrap();
+    assert_eq!(to(&out, A), vec![&ServerMsg::CommitRejected { epoch: 0, current_epoch: 1 }]);
+    // The Welcome goes to B only; B may then announce membership.
+    assert_eq!(ds.group_member(B, 1).unwrap_err().code(), ErrorCode::NotGroupMember);
+    let out = ds.envelope(A, &welcome(&[7])).unwrap();
+    assert_eq!(out.len(), 1);
+    assert!(matches!(to(&out, B)[0], ServerMsg::Mls { from, .. } if *from == A));
+    ds.group_member(B, 1).unwrap();
+    // Application messages fan out to the other members.
+    let app = env(4, b"ciphertext");
+    let out = ds.envelope(B, &app).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, A);
+}
+
+#[test]
+fn refusals_are_typed_and_change_nothing() {
+    let mut ds = DeliveryService::default();
+    ds.joined("r", A);
+    ds.group_member(A, 0).unwrap();
+    ds.joined("r", B);
+    // Non-members cannot commit, welcome or send application messages.
+    assert_eq!(ds.envelope(B, &commit(0)).unwrap_err().code(), ErrorCode::NotGroupMember);
+    assert_eq!(ds.envelope(B, &env(4, b"x")).unwrap_err().code(), ErrorCode::NotGroupMember);
+    assert_eq!(ds.envelope(B, &welcome(&[1])).unwrap_err().code(), ErrorCode::NotGroupMember);
+    // A Welcome for somebody not waiting is refused.
+    assert_eq!(ds.envelope(A, &welcome(&[9])).unwrap_err(), DsError::NoJoinerWaiting);
+    // Garbage.
+    for bad in ["", "!!!", &URL_SAFE_NO_PAD.encode([1u8]), &URL_SAFE_NO_PAD.encode([9u8, 1, 2]), &env(2, &[0, 0])] {
+        assert_eq!(ds.envelope(A, bad).unwrap_err().code(), ErrorCode::BadEnvelope, "{bad:?}");
+    }
+    // Epoch untouched by all of that.
+    let out = ds.envelope(A, &commit(0)).unwrap();
+    assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
+    assert_eq!(ds.envelope(C, &commit(1)).unwrap_err(), DsError::NotJoined);
+}
+
+#[test]
+fn group_is_recreated_when_every_member_left() {
+    let mut ds = DeliveryService::default();
+    ds.joined("r", A);
+    ds.group_member(A, 0).unwrap();
+    ds.joined("r", B);
+    ds.joined("r", C);
+    ds.envelope(C, &join_request(3)).unwrap();
+    let out = ds.left(A);
+    assert_eq!(to(&out, B), vec![&ServerMsg::CreateGroup], "longest present participant creates");
+    let out = ds.group_member(B, 0).unwrap();
+    assert_eq!(to(&out, B).len(), 1, "C's waiting request reaches the new creator");
+    // The new group starts at epoch 0.
+    let out = ds.envelope(B, &commit(0)).unwrap();
+    assert_eq!(to(&out, B), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
+    ds.left(B);
+    ds.left(C);
+    assert!(ds.rooms.is_empty());
+}
