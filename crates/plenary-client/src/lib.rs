@@ -45,6 +45,7 @@ pub mod source;
 
 pub use events::{SentStats, Summary, TrackStats};
 pub use meeting_url::{MeetingUrl, UrlError};
+pub use rustls::pki_types::CertificateDer;
 pub use session::CONNECT_TIMEOUT;
 
 /// What [`join`] does.
@@ -97,9 +98,9 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
-    /// An https link, which this build cannot open.
-    #[error("https/wss meeting links are not supported by the native client yet; use http")]
-    TlsUnsupported,
+    /// The TLS configuration for an https link could not be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
     /// The server did not answer in time.
     #[error("timed out after {} s waiting for {what}", after.as_secs())]
     Timeout {
@@ -154,7 +155,21 @@ pub enum ClientError {
 /// server, ICE/DTLS not up within [`CONNECT_TIMEOUT`], or a lost
 /// connection.
 pub async fn join(opts: JoinOptions) -> Result<Summary, ClientError> {
-    session::run(opts).await
+    session::run(opts, Vec::new()).await
+}
+
+/// Like [`join`], but for `https` links also trusts `roots` (DER CA
+/// certificates) besides the system's, e.g. a test server's self-signed
+/// certificate. (The system store itself can be replaced with the
+/// `SSL_CERT_FILE` or `SSL_CERT_DIR` environment variables.)
+///
+/// # Errors
+/// As [`join`]; [`ClientError::Tls`] for a certificate rustls refuses.
+pub async fn join_with_root_certificates(
+    opts: JoinOptions,
+    roots: Vec<CertificateDer<'static>>,
+) -> Result<Summary, ClientError> {
+    session::run(opts, roots).await
 }
 
 /// Path of a file made by `scripts/test-media.sh`, if it exists: in

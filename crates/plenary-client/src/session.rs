@@ -15,7 +15,9 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use rustls::pki_types::CertificateDer;
+use std::sync::Arc;
 
 use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, human_summary, kind_str};
 use crate::meeting_url::MeetingUrl;
@@ -42,7 +44,7 @@ const KEYFRAME_ANSWER_INTERVAL: Duration = Duration::from_millis(250);
 const PREFERRED_SIZE: (u32, u32) = (1280, 720);
 
 /// Runs a whole session; see [`crate::join`].
-pub(crate) async fn run(opts: JoinOptions) -> Result<Summary, ClientError> {
+pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'static>>) -> Result<Summary, ClientError> {
     let meeting = MeetingUrl::parse(&opts.url)?;
     let video = opts.video.as_deref().map(LoopedSource::from_ivf).transpose()?;
     let audio = opts.audio.as_deref().map(LoopedSource::from_ogg).transpose()?;
@@ -53,7 +55,7 @@ pub(crate) async fn run(opts: JoinOptions) -> Result<Summary, ClientError> {
     let reporter = Reporter { json: opts.json };
     let started = Instant::now();
 
-    let (mut ws, local_addr) = connect(&meeting).await?;
+    let (mut ws, local_addr) = connect(&meeting, extra_roots).await?;
     let profile = serde_json::json!({ "name": opts.name }).to_string();
     send(
         &mut ws,
@@ -105,19 +107,37 @@ pub(crate) async fn run(opts: JoinOptions) -> Result<Summary, ClientError> {
     session.finish(&mut ws, result).await
 }
 
+/// TLS for `wss://`: the system's root certificates (which
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR` can replace) plus `extra_roots`, with the
+/// aws-lc-rs provider.
+fn tls_connector(extra_roots: Vec<CertificateDer<'static>>) -> Result<Connector, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::debug!("loading system root certificates: {e}");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(added, ignored, "system root certificates");
+    for cert in extra_roots {
+        roots.add(cert).map_err(|e| ClientError::Tls(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Connector::Rustls(Arc::new(config)))
+}
+
 /// Opens the WebSocket; returns it and the local address of its TCP
 /// connection (the local address that reaches the server).
-async fn connect(meeting: &MeetingUrl) -> Result<(Ws, SocketAddr), ClientError> {
+async fn connect(meeting: &MeetingUrl, extra_roots: Vec<CertificateDer<'static>>) -> Result<(Ws, SocketAddr), ClientError> {
     let url = meeting.ws_url.to_string();
-    if meeting.ws_url.scheme() == "wss" {
-        return Err(ClientError::TlsUnsupported);
-    }
-    let connecting = tokio_tungstenite::connect_async(url.as_str());
+    let connector = if meeting.ws_url.scheme() == "wss" { Some(tls_connector(extra_roots)?) } else { None };
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, false, connector);
     let (ws, _response) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => return Err(ClientError::Timeout { what: "connecting to the server", after: CONNECT_TIMEOUT }),
-        Ok(Err(tungstenite::Error::Url(tungstenite::error::UrlError::TlsFeatureNotEnabled))) => {
-            return Err(ClientError::TlsUnsupported);
-        }
         Ok(Err(tungstenite::Error::Http(resp))) => {
             return Err(ClientError::Connect {
                 url,
@@ -128,9 +148,11 @@ async fn connect(meeting: &MeetingUrl) -> Result<(Ws, SocketAddr), ClientError> 
         Ok(Ok(v)) => v,
     };
     let local = match ws.get_ref() {
-        MaybeTlsStream::Plain(tcp) => tcp.local_addr().map_err(ClientError::Socket)?,
-        _ => return Err(ClientError::TlsUnsupported),
-    };
+        MaybeTlsStream::Plain(tcp) => tcp.local_addr(),
+        MaybeTlsStream::Rustls(tls) => tls.get_ref().0.local_addr(),
+        _ => Err(std::io::Error::other("unexpected stream type")),
+    }
+    .map_err(ClientError::Socket)?;
     Ok((ws, local))
 }
 

@@ -161,7 +161,56 @@ async fn bad_files_are_rejected_before_connecting() {
     o.video = Some("/nonexistent/video.ivf".into());
     let err = plenary_client::join(o).await.unwrap_err();
     assert!(matches!(err, ClientError::Source(_)), "{err}");
-    let mut o = opts("127.0.0.1:9".parse().unwrap());
-    o.url = "https://127.0.0.1:9/m/r".into();
-    assert!(matches!(plenary_client::join(o).await.unwrap_err(), ClientError::TlsUnsupported));
+}
+
+/// A TLS fake server with a fresh self-signed certificate for 127.0.0.1
+/// that refuses the join; returns its address and the certificate.
+async fn tls_server_refusing_join() -> (SocketAddr, plenary_client::CertificateDer<'static>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let cert = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        // An untrusting client aborts the handshake: nothing more to do.
+        let Ok(tls) = acceptor.accept(tcp).await else { return };
+        let mut ws = tokio_tungstenite::accept_async(tls).await.unwrap();
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                assert!(matches!(plenary_proto::decode_client_msg(t.as_str()), Ok(ClientMsg::Join { .. })));
+                let refuse = ServerMsg::Error { code: ErrorCode::RoomFull, message: "full".into(), fatal: true };
+                ws.send(Message::text(plenary_proto::encode(&refuse))).await.unwrap();
+            }
+        }
+    });
+    (addr, cert)
+}
+
+#[tokio::test]
+async fn https_links_use_tls() {
+    let (addr, cert) = tls_server_refusing_join().await;
+    let mut o = opts(addr);
+    o.url = format!("https://{addr}/m/r");
+    // The refusal arrived over TLS.
+    let err = plenary_client::join_with_root_certificates(o, vec![cert]).await.unwrap_err();
+    assert!(matches!(err, ClientError::Server { code: ErrorCode::RoomFull, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn https_with_an_untrusted_certificate_fails() {
+    let (addr, _cert) = tls_server_refusing_join().await;
+    let mut o = opts(addr);
+    o.url = format!("https://{addr}/m/r");
+    let err = plenary_client::join(o).await.unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
 }
