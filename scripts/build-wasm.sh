@@ -9,16 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUDGET=${PLENARY_WASM_BUDGET:-1048576}
-OUT="$ROOT/web/wasm"
+OUT="${PLENARY_WASM_OUT:-$ROOT/web/wasm}"
 # Own target dir: size-optimised profile settings must not invalidate the
 # native release build.
 export CARGO_TARGET_DIR="${PLENARY_WASM_TARGET_DIR:-$ROOT/target-wasm}"
-export CARGO_PROFILE_RELEASE_OPT_LEVEL=z
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=${PLENARY_WASM_OPT_LEVEL:-3}
 export CARGO_PROFILE_RELEASE_LTO=true
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 export CARGO_PROFILE_RELEASE_DEBUG=0
 export CARGO_PROFILE_RELEASE_PANIC=abort
-export CARGO_PROFILE_RELEASE_STRIP=true
 
 want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}') || true
