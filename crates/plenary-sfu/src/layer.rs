@@ -36,6 +36,10 @@ pub const LAYER_STALE_AFTER: Duration = Duration::from_millis(1500);
 pub enum Verdict {
     /// Drop the frame: it is not of the forwarded layer.
     Drop,
+    /// Drop the frame: the forwarded layer lost frames (or the target layer
+    /// has not sent a key frame yet), so nothing but a key frame may pass;
+    /// the caller should request one (PLI, rate limited).
+    WaitKeyframe,
     /// Forward the frame with this (rewritten) RTP time, in units of the
     /// codec clock.
     Forward {
@@ -63,6 +67,11 @@ pub struct LayerSelector {
     last_out: Option<(u64, Instant)>,
     /// Clock rate of the codec, Hz.
     clock_rate: u32,
+    /// The current layer lost frames upstream: forward nothing until its
+    /// next key frame. The outgoing stream's sequence numbers and VP8
+    /// picture ids are continuous, so a receiver could not tell that a
+    /// reference frame is missing and would decode garbage.
+    broken: bool,
 }
 
 impl LayerSelector {
@@ -75,6 +84,7 @@ impl LayerSelector {
             offset: 0,
             last_out: None,
             clock_rate,
+            broken: false,
         }
     }
 
@@ -123,29 +133,50 @@ impl LayerSelector {
 
     /// Decides what to do with one incoming frame of layer `rid` with RTP
     /// time `rtp_time` (codec clock units, unwrapped) received at `now`.
+    /// `contiguous` is false when frames of that layer were lost before it.
     ///
     /// Frames of the current layer are forwarded until a key frame of the
-    /// target layer arrives; then the selector switches.
-    pub fn on_frame(&mut self, rid: &Option<String>, rtp_time: u64, keyframe: bool, now: Instant) -> Verdict {
+    /// target layer arrives; then the selector switches. After a loss on the
+    /// current layer only its next key frame passes.
+    pub fn on_frame(
+        &mut self,
+        rid: &Option<String>,
+        rtp_time: u64,
+        keyframe: bool,
+        contiguous: bool,
+        now: Instant,
+    ) -> Verdict {
         let Some(target) = &self.target else {
             return Verdict::Drop;
         };
         let mut switched = false;
         if self.current.as_ref() != Some(rid) {
-            if target != rid || !keyframe {
+            if target != rid {
                 return Verdict::Drop;
+            }
+            if !keyframe {
+                return Verdict::WaitKeyframe;
             }
             self.current = Some(rid.clone());
             self.offset = self.offset_for(rtp_time, now);
+            self.broken = false;
             switched = true;
+        } else if keyframe {
+            self.broken = false;
+        } else if !contiguous || self.broken {
+            self.broken = true;
+            return Verdict::WaitKeyframe;
         }
         let out = (rtp_time as i64).saturating_add(self.offset).max(0) as u64;
         if let Some((last, _)) = self.last_out
-            && out < last && !switched {
-                // Reordered frame from before the switch point: drop rather
-                // than move the timeline backwards.
-                return Verdict::Drop;
-            }
+            && out < last
+            && !switched
+        {
+            // A frame from before the last one sent: it cannot be shown in
+            // order, and what follows may reference it.
+            self.broken = true;
+            return Verdict::WaitKeyframe;
+        }
         self.last_out = Some((out, now));
         Verdict::Forward { rtp_time: out, switched }
     }
@@ -234,7 +265,7 @@ mod tests {
         assert_eq!(s.retarget(&layers, now), None, "unchanged target is not reported");
         s.set_preferred(0, 0);
         assert_eq!(s.retarget(&layers, now), None);
-        assert_eq!(s.on_frame(&Some("f".into()), 1000, true, now), Verdict::Drop);
+        assert_eq!(s.on_frame(&Some("f".into()), 1000, true, true, now), Verdict::Drop);
     }
 
     #[test]
@@ -254,20 +285,35 @@ mod tests {
         let f = Some("f".to_string());
         let mut s = LayerSelector::new(90_000);
         s.retarget(&[layer("q", None, t0), layer("f", None, t0)], t0);
-        assert_eq!(s.on_frame(&q, 10_000, false, t0), Verdict::Drop, "no key frame yet");
-        assert!(matches!(s.on_frame(&q, 13_000, true, t0), Verdict::Forward { rtp_time: 13_000, switched: true }));
+        assert_eq!(s.on_frame(&q, 10_000, false, true, t0), Verdict::WaitKeyframe, "no key frame yet");
+        assert!(matches!(s.on_frame(&q, 13_000, true, true, t0), Verdict::Forward { rtp_time: 13_000, switched: true }));
         s.set_preferred(1280, 720);
         assert_eq!(s.retarget(&[layer("q", None, t0), layer("f", None, t0)], t0), Some(f.clone()));
         let t1 = t0 + Duration::from_millis(33);
         // The other layer's timeline is unrelated (random RTP offset).
-        assert_eq!(s.on_frame(&f, 900_000, false, t1), Verdict::Drop, "delta frame of target");
-        assert!(matches!(s.on_frame(&q, 16_000, false, t1), Verdict::Forward { rtp_time: 16_000, .. }));
+        assert_eq!(s.on_frame(&f, 900_000, false, true, t1), Verdict::WaitKeyframe, "delta frame of target");
+        assert!(matches!(s.on_frame(&q, 16_000, false, true, t1), Verdict::Forward { rtp_time: 16_000, .. }));
         let t2 = t1 + Duration::from_millis(33);
-        let Verdict::Forward { rtp_time, switched } = s.on_frame(&f, 903_000, true, t2) else { panic!() };
+        let Verdict::Forward { rtp_time, switched } = s.on_frame(&f, 903_000, true, true, t2) else { panic!() };
         assert!(switched);
         assert_eq!(rtp_time, 16_000 + 2970, "continues from the last output by the wall-clock gap");
-        assert_eq!(s.on_frame(&q, 19_000, false, t2), Verdict::Drop, "old layer dropped after switch");
-        let Verdict::Forward { rtp_time: next, .. } = s.on_frame(&f, 906_000, false, t2) else { panic!() };
+        assert_eq!(s.on_frame(&q, 19_000, false, true, t2), Verdict::Drop, "old layer dropped after switch");
+        let Verdict::Forward { rtp_time: next, .. } = s.on_frame(&f, 906_000, false, true, t2) else { panic!() };
         assert_eq!(next, rtp_time + 3000);
+    }
+
+    #[test]
+    fn after_a_loss_only_a_key_frame_passes() {
+        let t0 = Instant::now();
+        let h = Some("h".to_string());
+        let mut s = LayerSelector::new(90_000);
+        s.retarget(&[layer("h", Some(180), t0)], t0);
+        assert!(matches!(s.on_frame(&h, 0, true, true, t0), Verdict::Forward { .. }));
+        assert!(matches!(s.on_frame(&h, 3000, false, true, t0), Verdict::Forward { .. }));
+        assert_eq!(s.on_frame(&h, 9000, false, false, t0), Verdict::WaitKeyframe, "gap upstream");
+        assert_eq!(s.on_frame(&h, 12000, false, true, t0), Verdict::WaitKeyframe, "still broken");
+        assert!(matches!(s.on_frame(&h, 15000, true, true, t0), Verdict::Forward { .. }), "key frame heals");
+        assert!(matches!(s.on_frame(&h, 18000, false, true, t0), Verdict::Forward { .. }));
+        assert_eq!(s.on_frame(&h, 17000, false, true, t0), Verdict::WaitKeyframe, "late frame breaks the chain");
     }
 }

@@ -9,6 +9,7 @@ use plenary_proto::{
     ClientMsg, MAX_PROFILE_BYTES, MediaKind, PROTOCOL_VERSION, ParticipantId, RoomId, ServerMsg, TrackInfo,
 };
 use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
@@ -557,14 +558,24 @@ impl Sfu {
     /// Forwards one frame from `source` to every subscriber of the track.
     fn forward(&mut self, now: Instant, source: ParticipantId, data: MediaData, work: &mut Vec<ParticipantId>) {
         let rid: Option<String> = data.rid.map(|r| r.to_string());
-        let keyframe = data.is_keyframe();
-        let (room, layers_changed, layers, kind) = {
+        let is_vp8 = data.params.spec().codec == Codec::Vp8;
+        let size = if data.is_keyframe() && is_vp8 { vp8_keyframe_size(&data.data) } else { None };
+        // A VP8 key frame must carry its (clear) header; anything else
+        // claiming to be one is not a safe switching point.
+        let keyframe = data.is_keyframe() && (!is_vp8 || size.is_some());
+        let (room, layers_changed, layers, kind, size_unknown) = {
             let Some(p) = self.participants.get_mut(&source) else { return };
             let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == data.mid) else { return };
-            let size = if keyframe { vp8_keyframe_size(&data.data) } else { None };
             let changed = t.saw_frame(rid.as_deref(), size, now);
-            (p.room.clone(), changed, if changed { t.layers.clone() } else { Vec::new() }, t.kind)
+            let unknown = t.layers.iter().any(|l| l.rid == rid && l.height.is_none());
+            (p.room.clone(), changed, if changed { t.layers.clone() } else { Vec::new() }, t.kind, unknown)
         };
+        if kind == MediaKind::Video && is_vp8 && size_unknown {
+            // Learn this layer's size from a key frame so subscribers can be
+            // given the layer that fits their tile (rate limited).
+            self.request_keyframe(now, source, data.mid, rid.as_deref());
+            work.push(source);
+        }
         if !data.contiguous && kind == MediaKind::Video {
             self.request_keyframe(now, source, data.mid, rid.as_deref());
             work.push(source);
@@ -587,12 +598,11 @@ impl Sfu {
                     && let Some(r) = t.selector.retarget(&layers, now) {
                         pli_for.push(r);
                     }
-                match t.selector.on_frame(&rid, data.time.numer(), keyframe, now) {
-                    Verdict::Drop => {
-                        // Waiting for a key frame of the chosen layer: ask again (rate limited).
-                        if t.selector.current().is_none() && t.selector.pending_target() == Some(&rid) {
-                            pli_for.push(rid.clone());
-                        }
+                match t.selector.on_frame(&rid, data.time.numer(), keyframe, data.contiguous, now) {
+                    Verdict::Drop => continue,
+                    Verdict::WaitKeyframe => {
+                        // Waiting for a key frame of this layer: ask (rate limited).
+                        pli_for.push(rid.clone());
                         continue;
                     }
                     Verdict::Forward { rtp_time, switched } => {

@@ -148,3 +148,22 @@ fn garbage_datagrams_do_not_disturb_a_meeting() {
     w.run(Duration::from_secs(2), 30);
     assert!(w.frames(s, vmid).len() > n + 40, "media keeps flowing after garbage");
 }
+
+#[test]
+fn after_an_upstream_outage_subscribers_resume_on_a_key_frame() {
+    let mut w = World::new();
+    let p = w.join("room-f", true, false);
+    let s = w.join("room-f", false, false);
+    // Key frames only every 10 s: recovery must come from a key frame request.
+    w.run(Duration::from_secs(2), 300);
+    let vmid = w.mid_of(s, p, MediaKind::Video).expect("video");
+    let before = w.frames(s, vmid).len();
+    let plis = w.sfu.stats().keyframe_requests;
+    w.blackout = Some((w.peers[p].addr, w.now + Duration::from_secs(3)));
+    w.run(Duration::from_secs(6), 300);
+    let frames = w.frames(s, vmid);
+    assert!(frames.len() > before + 30, "video came back after the outage");
+    let first_after = frames[before];
+    assert!(first_after.keyframe, "the first frame forwarded after frames were lost is a key frame");
+    assert!(w.sfu.stats().keyframe_requests > plis, "the SFU asked the publisher for it");
+}

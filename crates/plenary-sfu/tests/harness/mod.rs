@@ -48,6 +48,8 @@ pub struct Peer {
     pub received: Vec<Received>,
     pub frame_no: u64,
     pub connected: bool,
+    /// A PLI/FIR arrived: the next frame of each layer is a key frame.
+    pub keyframe_requested: bool,
 }
 
 /// The world: SFU + peers + virtual clock.
@@ -57,6 +59,8 @@ pub struct World {
     pub start: Instant,
     pub now: Instant,
     pub peers: Vec<Peer>,
+    /// Packets from this address to the SFU are lost until the instant.
+    pub blackout: Option<(SocketAddr, Instant)>,
     wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>, bool)>,
 }
 
@@ -68,7 +72,7 @@ impl World {
         let start = Instant::now();
         let sfu_addr = SocketAddr::from(SFU_ADDR);
         let sfu = Sfu::new(SfuConfig { udp_candidates: vec![sfu_addr], ..SfuConfig::default() });
-        World { sfu, sfu_next: start, start, now: start, peers: Vec::new(), wire: VecDeque::new() }
+        World { sfu, sfu_next: start, start, now: start, peers: Vec::new(), blackout: None, wire: VecDeque::new() }
     }
 
     /// A participant joins `room`, publishing audio and (simulcast) video
@@ -111,6 +115,7 @@ impl World {
             received: Vec::new(),
             frame_no: 0,
             connected: false,
+            keyframe_requested: false,
         };
         self.peers.push(peer);
         let idx = self.peers.len() - 1;
@@ -183,6 +188,12 @@ impl World {
 
     fn deliver(&mut self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
         if dst == SocketAddr::from(SFU_ADDR) {
+            if let Some((addr, until)) = self.blackout
+                && addr == src
+                && self.now < until
+            {
+                return;
+            }
             let _ = self.sfu.handle_receive(self.now, Protocol::Udp, src, dst, data);
             return;
         }
@@ -212,6 +223,7 @@ impl World {
                     busy = true;
                     match e {
                         Event::Connected => p.connected = true,
+                        Event::KeyframeRequest(_) => p.keyframe_requested = true,
                         Event::MediaData(d) => p.received.push(Received {
                             at: now,
                             mid: d.mid,
@@ -268,7 +280,8 @@ impl World {
             let Some(pt) = p.rtc.codec_config().find(|c| c.spec().codec == Codec::Vp8).map(|c| c.pt()) else {
                 continue;
             };
-            let key = p.frame_no % keyframe_every == 0;
+            let key = p.frame_no % keyframe_every == 0 || p.keyframe_requested;
+            p.keyframe_requested = false;
             let rtp = MediaTime::new(elapsed.as_micros() as u64 * 90 / 1000, Frequency::NINETY_KHZ);
             let layers: Vec<(Option<&str>, u32, u32, u8)> = if p.simulcast {
                 LAYERS.iter().map(|(r, w, h, t)| (Some(*r), *w, *h, *t)).collect()
