@@ -176,3 +176,51 @@ pub(crate) fn kind_str(kind: MediaKind) -> &'static str {
         MediaKind::Video => "video",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON shapes that scripts and the browser end-to-end test read.
+    #[test]
+    fn json_shapes() {
+        let track = TrackStats {
+            participant_id: ParticipantId(3),
+            kind: MediaKind::Video,
+            mid: "a1".into(),
+            frames: 10,
+            bytes: 2000,
+            recording: None,
+        };
+        let sent = SentStats { kind: MediaKind::Audio, mid: "b2".into(), frames: 50, bytes: 900 };
+        let summary = Summary {
+            participant_id: ParticipantId(1),
+            room: "r".into(),
+            duration_s: 10.5,
+            connect_s: Some(0.25),
+            tracks: vec![track.clone()],
+            sent: vec![sent.clone()],
+        };
+        let v = serde_json::to_value(JsonEvent::Summary(&summary)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "event": "summary", "participant_id": 1, "room": "r", "duration_s": 10.5, "connect_s": 0.25,
+                "tracks": [{"participant_id": 3, "kind": "video", "mid": "a1", "frames": 10, "bytes": 2000}],
+                "sent": [{"kind": "audio", "mid": "b2", "frames": 50, "bytes": 900}],
+            })
+        );
+        let v = serde_json::to_value(JsonEvent::TrackAdded {
+            participant_id: ParticipantId(3),
+            kind: MediaKind::Audio,
+            mid: "x",
+        })
+        .unwrap();
+        assert_eq!(v, serde_json::json!({"event": "track_added", "participant_id": 3, "kind": "audio", "mid": "x"}));
+        let v = serde_json::to_value(JsonEvent::Frames { t: 1.0, tracks: vec![track], sent: vec![sent] }).unwrap();
+        assert_eq!(v["event"], "frames");
+        assert_eq!(v["tracks"][0]["frames"], 10);
+        assert_eq!(summary.frames_from(ParticipantId(3), MediaKind::Video), 10);
+        assert_eq!(summary.frames_from(ParticipantId(3), MediaKind::Audio), 0);
+    }
+}
