@@ -74,6 +74,7 @@ export class Grid {
       audioMuted: self.micMuted,
       videoMuted: self.cameraOff || !self.track,
       isSelf: true,
+      handRaised: !!self.handRaised,
     });
     for (const p of remotes) {
       const key = `p${p.id}`;
@@ -87,6 +88,8 @@ export class Grid {
         videoMuted: p.videoMuted || !p.video,
         isSelf: false,
         participantId: p.id,
+        handRaised: !!p.handRaised,
+        waitingKeys: !!p.waitingKeys,
       });
     }
     for (const [key, tile] of this.tiles) {
@@ -130,6 +133,8 @@ export class Grid {
     mic.hidden = !t.audioMuted;
     if (t.audioMuted && !mic.firstChild) mic.appendChild(icon('mic-off', 14));
     mic.setAttribute('aria-label', t.audioMuted ? 'Microphone off' : '');
+    el.querySelector('.tile-hand').hidden = !t.handRaised;
+    this.setTileWaiting(tile, !!t.waitingKeys);
 
     if (tile.track !== t.track) {
       tile.track = t.track;
@@ -167,6 +172,22 @@ export class Grid {
       this.audios.set(mid, { el, track });
       el.play().catch(() => this.onAutoplayBlocked());
     }
+  }
+
+  /**
+   * Shows "Waiting for keys…" instead of the picture on the tiles of the
+   * participants in `ids` (their frames arrive but cannot be decrypted).
+   */
+  setWaiting(ids) {
+    for (const [key, tile] of this.tiles) {
+      if (key !== 'self') this.setTileWaiting(tile, ids.has(Number(key.slice(1))));
+    }
+  }
+
+  setTileWaiting(tile, waiting) {
+    tile.el.classList.toggle('waiting-keys', waiting);
+    const w = tile.el.querySelector('.tile-waiting');
+    if (w) w.hidden = !waiting;
   }
 
   /** Highlights the tiles of participants whose audio level is above a threshold. */

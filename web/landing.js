@@ -1,7 +1,7 @@
-// Landing page: start a new meeting (random room id) or join one from a
+// Landing page: start a new meeting (random room id and meeting secret) or join one from a
 // pasted link or code.
 
-import { newRoomId, meetingPath, parseJoinInput } from './room.js';
+import { newMeetingLink, parseJoinInput } from './room.js';
 import { fillIcons } from './icons.js';
 
 fillIcons();
@@ -11,7 +11,8 @@ const joinButton = document.getElementById('join-button');
 const error = document.getElementById('join-error');
 
 document.getElementById('new-meeting').addEventListener('click', () => {
-  window.location.assign(meetingPath(newRoomId()));
+  // The secret after # is made here and never sent to the server.
+  window.location.assign(newMeetingLink());
 });
 
 input.addEventListener('input', () => {

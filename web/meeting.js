@@ -16,6 +16,7 @@ import { PreJoin, fillSelect } from './prejoin.js';
 import { Grid } from './grid.js';
 import { renderPeople } from './people.js';
 import { fillIcons, setIcon } from './icons.js';
+import { secretFromHash, loadWasm, MediaE2ee } from './e2ee.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -31,7 +32,7 @@ const STATE_TEXT = {
 /** Shows one of the page's views: prejoin, meeting, left, failed, bad-room. */
 function showView(name) {
   document.body.dataset.view = name;
-  for (const id of ['prejoin', 'meeting', 'left', 'failed', 'bad-room']) $(id).hidden = id !== name;
+  for (const id of ['prejoin', 'meeting', 'left', 'failed', 'bad-room', 'bad-link']) $(id).hidden = id !== name;
   $('controls').hidden = name !== 'meeting';
 }
 
@@ -79,8 +80,13 @@ function formatElapsed(ms) {
 }
 
 class MeetingPage {
-  constructor(room) {
+  /** @param {string} room @param {string|null} secret the meeting secret from the fragment, or null (unencrypted link) */
+  constructor(room, secret) {
     this.room = room;
+    this.secret = secret;
+    /** @type {MediaE2ee|null} */
+    this.media = null;
+    this.unreadChat = 0;
     this.local = new LocalMedia();
     /** @type {MeetingSession|null} */
     this.session = null;
@@ -106,6 +112,20 @@ class MeetingPage {
     $('leave-button').addEventListener('click', () => this.leave());
     $('people-button').addEventListener('click', () => this.togglePeople());
     $('people-close').addEventListener('click', () => this.togglePeople(false));
+    $('chat-button').addEventListener('click', () => this.toggleChat());
+    $('chat-close').addEventListener('click', () => this.toggleChat(false));
+    $('chat-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const input = $('chat-input');
+      if (this.session?.sendChat(input.value)) input.value = '';
+      else if (input.value.trim()) toast('The message could not be sent yet: still joining the encrypted meeting.', { kind: 'warn' });
+    });
+    $('hand-button').addEventListener('click', () => this.toggleHand());
+    $('e2ee-badge').addEventListener('click', () => {
+      const info = $('e2ee-info');
+      info.hidden = !info.hidden;
+      $('e2ee-badge').setAttribute('aria-expanded', String(!info.hidden));
+    });
     for (const id of ['copy-link', 'copy-link-top', 'copy-link-alone']) {
       $(id).addEventListener('click', () => copyLink(this.room));
     }
@@ -142,11 +162,34 @@ class MeetingPage {
     this.join(name);
   }
 
+  /** With a secret: loads plenary-wasm and starts the media worker (once). */
+  prepareE2ee() {
+    if (!this.secret) return Promise.resolve();
+    this.e2eeReady ||= loadWasm().then(() => {
+      this.media = new MediaE2ee();
+      this.media.addEventListener('stats', () => this.onMediaStats());
+    });
+    return this.e2eeReady;
+  }
+
   join(name) {
     this.name = cleanName(name) || 'Guest';
     showView('meeting');
-    const session = new MeetingSession({ room: this.room, name: this.name, local: this.local });
+    if (this.secret && !this.media) {
+      this.prepareE2ee().then(() => this.join(name), (err) => {
+        console.error('plenary: could not load end-to-end encryption:', String(err?.message ?? err));
+        $('failed-message').textContent = 'End-to-end encryption could not be started in this browser.';
+        showView('failed');
+      });
+      return;
+    }
+    const session = new MeetingSession({ room: this.room, name: this.name, local: this.local, secret: this.secret, media: this.media });
     this.session = session;
+    session.addEventListener('e2ee', () => this.renderE2ee());
+    session.addEventListener('chat', (ev) => this.onChat(ev.detail));
+    $('chat-list').replaceChildren();
+    this.unreadChat = 0;
+    this.renderE2ee();
     session.addEventListener('state', (ev) => this.onState(ev.detail));
     session.addEventListener('participants', () => this.render());
     session.addEventListener('error', (ev) => this.onError(ev.detail));
@@ -234,6 +277,74 @@ class MeetingPage {
     this.grid.layout();
   }
 
+  /** Security code and lock. */
+  renderE2ee() {
+    const e2ee = !!this.secret;
+    $('e2ee-badge').hidden = !e2ee;
+    $('chat-button').hidden = !e2ee;
+    $('hand-button').hidden = !e2ee;
+    if (!e2ee) return;
+    const st = this.session?.e2eeState();
+    $('security-code').textContent = st?.securityCode || 'Joining the encrypted meeting…';
+    const raised = !!this.session?.handRaised;
+    const hand = $('hand-button');
+    hand.setAttribute('aria-pressed', String(raised));
+    hand.setAttribute('aria-label', raised ? 'Lower hand' : 'Raise hand');
+    hand.classList.toggle('raised', raised);
+  }
+
+  onMediaStats() {
+    const s = this.session;
+    if (!s) return;
+    const waiting = new Set();
+    for (const p of s.participants.values()) if (s.waitingForKeys(p.id)) waiting.add(p.id);
+    this.grid.setWaiting(waiting);
+  }
+
+  toggleHand() {
+    if (!this.session) return;
+    this.session.raiseHand(!this.session.handRaised);
+    this.renderE2ee();
+    this.render();
+  }
+
+  toggleChat(open) {
+    const panel = $('chat-panel');
+    const show = open ?? panel.hidden;
+    panel.hidden = !show;
+    if (show) $('people-panel').hidden = true;
+    $('chat-button').setAttribute('aria-pressed', String(show));
+    $('chat-button').setAttribute('aria-label', show ? 'Hide chat' : 'Show chat');
+    if (show) {
+      this.unreadChat = 0;
+      $('chat-badge').hidden = true;
+      $('chat-input').focus();
+    }
+    this.grid.layout();
+  }
+
+  /** One chat line; written with textContent only. */
+  onChat(line) {
+    const li = document.createElement('li');
+    li.className = 'chat-line';
+    li.dataset.self = String(line.self);
+    const from = document.createElement('span');
+    from.className = 'chat-from';
+    from.textContent = line.self ? 'You' : line.name;
+    const text = document.createElement('span');
+    text.className = 'chat-text';
+    text.textContent = line.text;
+    li.append(from, text);
+    const list = $('chat-list');
+    list.appendChild(li);
+    list.scrollTop = list.scrollHeight;
+    if ($('chat-panel').hidden && !line.self) {
+      this.unreadChat++;
+      $('chat-badge').textContent = String(this.unreadChat);
+      $('chat-badge').hidden = false;
+    }
+  }
+
   leave() {
     this.session?.leave();
     this.session = null;
@@ -261,8 +372,8 @@ class MeetingPage {
     if (!s) return;
     const micMuted = this.local.micMuted || !this.local.audio;
     const cameraOff = this.local.cameraOff || !this.local.video;
-    const remotes = [...s.participants.values()].map((p) => ({ ...p, ...s.tracksOf(p.id) }));
-    const self = { name: this.name, track: this.local.video, micMuted, cameraOff };
+    const remotes = [...s.participants.values()].map((p) => ({ ...p, ...s.tracksOf(p.id), waitingKeys: s.waitingForKeys(p.id) }));
+    const self = { name: this.name, track: this.local.video, micMuted, cameraOff, handRaised: s.handRaised };
     this.grid.update({ self, remotes });
     renderPeople($('people-list'), self, remotes);
     const count = String(remotes.length + 1);
@@ -291,10 +402,20 @@ function main() {
     showView('bad-room');
     return;
   }
+  // The meeting secret lives only in the fragment, which browsers never send.
+  // TRANSITION: a link without any fragment still joins unencrypted.
+  const fragment = secretFromHash(location.hash);
+  if (fragment.status === 'invalid') {
+    showView('bad-link');
+    return;
+  }
+  const secret = fragment.status === 'valid' ? fragment.secret : null;
   $('room-id').textContent = room;
   $('prejoin-room').textContent = room;
   document.title = `${room} · Plenary`;
-  const page = new MeetingPage(room);
+  const page = new MeetingPage(room, secret);
+  // Start loading the encryption early, while the pre-join screen shows.
+  if (secret) page.prepareE2ee().catch(() => {});
 
   window.plenary = {
     /** Connection state and per-participant receive statistics. */
@@ -309,6 +430,10 @@ function main() {
       if (page.local.cameraOff !== off) await page.toggleCamera();
     },
     leave: () => page.leave(),
+    /** E2EE state: epoch, security code, decrypt failures, frames decrypted per participant. */
+    e2ee: () => (page.session ? page.session.e2eeState() : { enabled: !!secret }),
+    sendChat: (text) => page.session?.sendChat(text) ?? false,
+    raiseHand: (raised) => page.session?.raiseHand(raised),
   };
 
   const params = new URLSearchParams(location.search);

@@ -30,10 +30,15 @@ export class PeerSession extends EventTarget {
    * @param {{iceServers?: Array<{urls: string[], username?: string, credential?: string}>,
    *          audio?: MediaStreamTrack|null, video?: MediaStreamTrack|null}} opts
    */
-  constructor(signaling, { iceServers = [], audio = null, video = null } = {}) {
+  constructor(signaling, { iceServers = [], audio = null, video = null, media = null } = {}) {
     super();
     this.signaling = signaling;
+    /** @type {import('./e2ee.js').MediaE2ee|null} SFrame transforms, with E2EE. */
+    this.media = media;
+    /** Receiver -> the id its transform reports under. */
+    this.e2eeIds = new Map();
     this.pc = new RTCPeerConnection({
+      ...(media ? media.pcConfig : {}),
       iceServers: iceServers.map((s) => ({
         urls: s.urls,
         ...(s.username != null ? { username: s.username } : {}),
@@ -87,6 +92,10 @@ export class PeerSession extends EventTarget {
         sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })),
       });
       preferCodec(video, 'video/VP8');
+      if (this.media) {
+        this.media.attachSender(audio.sender, 'audio');
+        this.media.attachSender(video.sender, 'video');
+      }
       this.audioSender = audio.sender;
       this.videoSender = video.sender;
       const offer = await this.pc.createOffer();
@@ -114,10 +123,22 @@ export class PeerSession extends EventTarget {
       return;
     }
     await this.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    this.attachReceivers();
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);
     this.signaling.answer(this.pc.localDescription.sdp);
     this.updateRemote(Array.isArray(msg.track_map) ? msg.track_map : []);
+  }
+
+  /** Every new receiving transceiver gets its decrypting transform before media flows. */
+  attachReceivers() {
+    if (!this.media) return;
+    for (const t of this.pc.getTransceivers()) {
+      const r = t.receiver;
+      if (t.mid == null || !r.track || this.e2eeIds.has(r)) continue;
+      if (t.sender === this.audioSender || t.sender === this.videoSender) continue;
+      this.e2eeIds.set(r, this.media.attachReceiver(r, r.track.kind));
+    }
   }
 
   /** Rebuilds the mid -> remote track map from the transceivers and `trackMap`. */
@@ -138,6 +159,7 @@ export class PeerSession extends EventTarget {
         kind: info.kind,
         track: t.receiver.track,
         receiver: t.receiver,
+        e2eeId: this.e2eeIds.get(t.receiver) ?? null,
       });
     }
     for (const mid of this.sentSizes.keys()) if (!next.has(mid)) this.sentSizes.delete(mid);

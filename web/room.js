@@ -58,3 +58,17 @@ export function parseJoinInput(text, here = window.location) {
   if (url.origin !== here.origin) return { url: url.href };
   return { url: meetingPath(room) + url.hash };
 }
+
+/** A new meeting secret for the link's fragment: 16 random bytes (WebCrypto) as unpadded base64url. */
+export function newSecret() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** A new end-to-end encrypted meeting link path: `/m/<room>#<secret>`. */
+export function newMeetingLink() {
+  return `${meetingPath(newRoomId())}#${newSecret()}`;
+}

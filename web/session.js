@@ -14,6 +14,7 @@
 
 import { Signaling, signalingUrl } from './signaling.js';
 import { PeerSession } from './peer.js';
+import { GroupSession } from './e2ee.js';
 
 /** Longest display name, in characters. */
 export const MAX_NAME_CHARS = 64;
@@ -53,13 +54,23 @@ export function decodeProfile(profile) {
 
 export class MeetingSession extends EventTarget {
   /**
-   * @param {{room: string, name: string, local: import('./local-media.js').LocalMedia}} opts
+   * @param {{room: string, name: string, local: import('./local-media.js').LocalMedia,
+   *          secret?: string|null, media?: import('./e2ee.js').MediaE2ee|null}} opts
+   *   With `secret` (from the URL fragment) and `media`, the meeting is end-to-end
+   *   encrypted: the server gets the profile "{}", names and chat travel as
+   *   MLS application messages, every frame is SFrame-encrypted.
    */
-  constructor({ room, name, local }) {
+  constructor({ room, name, local, secret = null, media = null }) {
     super();
     this.room = room;
     this.name = cleanName(name);
     this.local = local;
+    this.secret = secret;
+    this.media = secret ? media : null;
+    /** @type {GroupSession|null} this connection's MLS membership. */
+    this.group = null;
+    /** Chat lines of this meeting: {from, name, text, self, at}. */
+    this.chat = [];
     this.state = 'idle';
     /** Our participant id in the current connection. */
     this.selfId = null;
@@ -118,6 +129,27 @@ export class MeetingSession extends EventTarget {
     sig.addEventListener('participant_left', (ev) => this.onLeft(ev.detail.participant_id));
     sig.addEventListener('error', (ev) => this.onServerError(ev.detail));
     sig.addEventListener('layer', (ev) => this.layers.set(ev.detail.mid, ev.detail.rid ?? null));
+    if (this.media) {
+      const group = new GroupSession({
+        room: this.room,
+        secret: this.secret,
+        name: this.name,
+        signaling: sig,
+        media: this.media,
+        online: () => this.onlineLeaves(),
+        selfId: () => this.selfId,
+      });
+      this.group = group;
+      group.addEventListener('change', () => {
+        if (this.group !== group) return;
+        this.refreshNames();
+        this.emitParticipants();
+        this.dispatchEvent(new CustomEvent('e2ee'));
+      });
+      group.addEventListener('chat', (ev) => {
+        if (this.group === group) this.addChat(ev.detail);
+      });
+    }
     sig.addEventListener('close', (ev) => {
       if (this.signaling !== sig || ev.detail.byUser) return;
       this.connectionLost();
@@ -128,7 +160,8 @@ export class MeetingSession extends EventTarget {
       if (this.signaling === sig) this.connectionLost();
       return;
     }
-    sig.join(this.room, encodeProfile(this.name));
+    // With E2EE the server learns no name: it travels encrypted in the group.
+    sig.join(this.room, this.group ? '{}' : encodeProfile(this.name));
     this.joinTimer = window.setTimeout(() => {
       if (this.signaling === sig && !this.connJoined) this.connectionLost();
     }, JOIN_TIMEOUT_MS);
@@ -141,7 +174,9 @@ export class MeetingSession extends EventTarget {
     this.participants.clear();
     for (const p of msg.participants || []) this.upsert(p, false);
     this.emitParticipants();
+    this.group?.start((msg.participants || []).length > 0);
     const peer = new PeerSession(this.signaling, {
+      media: this.media,
       iceServers: msg.ice_servers || [],
       audio: this.local.audio,
       video: this.local.cameraOff ? null : this.local.video,
@@ -178,17 +213,119 @@ export class MeetingSession extends EventTarget {
 
   upsert(p, emit = true) {
     if (!p || p.id === this.selfId) return;
+    const leaf = Number.isInteger(p.leaf) ? p.leaf : null;
+    const before = this.participants.get(p.id);
     this.participants.set(p.id, {
       id: p.id,
-      name: decodeProfile(p.profile).name,
+      name: this.group ? '' : decodeProfile(p.profile).name,
+      leaf,
+      handRaised: false,
       audioMuted: !!p.audio_muted,
       videoMuted: !!p.video_muted,
     });
+    if (this.group) {
+      if (leaf !== null) this.group.participantLeaf(p.id, before?.leaf !== leaf);
+      this.refreshNames();
+    }
     if (emit) this.emitParticipants();
   }
 
   onLeft(id) {
+    const p = this.participants.get(id);
+    if (p) this.group?.participantLeft(id, p.leaf);
     if (this.participants.delete(id)) this.emitParticipants();
+  }
+
+  /** Participant id -> leaf of the others who are group members. */
+  onlineLeaves() {
+    const out = new Map();
+    for (const p of this.participants.values()) if (p.leaf !== null) out.set(p.id, p.leaf);
+    return out;
+  }
+
+  /** Names and hands from the encrypted profiles, by leaf. */
+  refreshNames() {
+    if (!this.group) return;
+    const roster = this.group.roster();
+    for (const p of this.participants.values()) {
+      const r = p.leaf !== null ? roster.get(p.leaf) : null;
+      p.name = r && !r.isSelf ? cleanName(r.displayName ?? '') : '';
+      p.handRaised = !!(r && !r.isSelf && r.handRaised);
+    }
+  }
+
+  /** The participant at `leaf`, if known. */
+  participantAtLeaf(leaf) {
+    for (const p of this.participants.values()) if (p.leaf === leaf) return p;
+    return null;
+  }
+
+  addChat({ leaf, text, self }) {
+    const p = self ? null : this.participantAtLeaf(leaf);
+    const line = { from: self ? this.selfId : p?.id ?? null, name: self ? this.name : p?.name || 'Guest', text: String(text), self: !!self, at: Date.now() };
+    this.chat.push(line);
+    if (this.chat.length > 500) this.chat.shift();
+    this.dispatchEvent(new CustomEvent('chat', { detail: line }));
+  }
+
+  /** Sends an encrypted chat line; returns whether it went out. */
+  sendChat(text) {
+    const t = String(text ?? '').trim().slice(0, 2000);
+    if (!t || !this.group) return false;
+    if (!this.group.sendChat(t)) return false;
+    this.addChat({ leaf: this.group.ownLeaf, text: t, self: true });
+    return true;
+  }
+
+  /** Raises or lowers our hand (encrypted). */
+  raiseHand(raised) {
+    this.group?.raiseHand(!!raised);
+  }
+
+  get handRaised() {
+    return !!this.group?.handRaised;
+  }
+
+  /**
+   * E2EE state for the page and tests: epoch, security code, membership,
+   * decrypt failures, frames decrypted per remote participant. No keys.
+   */
+  e2eeState() {
+    if (!this.media) return { enabled: false };
+    const g = this.group;
+    const w = this.media.stats;
+    const perParticipant = {};
+    let decryptFailures = 0;
+    for (const r of Object.values(w.recv || {})) decryptFailures += r.failed;
+    for (const t of this.remoteTracks) {
+      const r = t.e2eeId ? w.recv?.[t.e2eeId] : null;
+      if (!r) continue;
+      const e = (perParticipant[t.participantId] ||= { video: 0, audio: 0, videoFailed: 0, audioFailed: 0, waiting: false });
+      e[t.kind] += r.decrypted;
+      e[`${t.kind}Failed`] += r.failed;
+      if (t.kind === 'video' && r.waiting) e.waiting = true;
+    }
+    return {
+      enabled: true,
+      member: !!g?.isMember,
+      epoch: g?.isMember ? g.epoch : null,
+      leaf: g?.isMember ? g.ownLeaf : null,
+      securityCode: g?.isMember ? g.securityCode : null,
+      workerEpoch: w.epoch,
+      framesSent: w.sent,
+      sendDropped: w.sendDropped,
+      decryptFailures,
+      framesDecrypted: Object.fromEntries(Object.entries(perParticipant).map(([id, e]) => [id, e.video + e.audio])),
+      perParticipant,
+      groupErrors: g?.errors ?? 0,
+    };
+  }
+
+  /** Whether the video of participant `id` arrives but cannot be decrypted. */
+  waitingForKeys(id) {
+    if (!this.media) return false;
+    const v = this.tracksOf(id).video;
+    return !!(v?.e2eeId && this.media.stats.recv?.[v.e2eeId]?.waiting);
   }
 
   onServerError(msg) {
@@ -226,6 +363,8 @@ export class MeetingSession extends EventTarget {
     window.clearTimeout(this.joinTimer);
     if (this.peer) this.peer.close();
     this.peer = null;
+    if (this.group) this.group.close();
+    this.group = null;
     if (this.signaling) this.signaling.close();
     this.signaling = null;
     if (this.remoteTracks.length || this.participants.size) {

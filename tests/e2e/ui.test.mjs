@@ -40,13 +40,15 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   const nameA = `Alice-${randomId(4)}`;
   const nameB = `Bob-${randomId(4)}`;
 
-  // Landing page: "New meeting" opens /m/<random id>.
+  // Landing page: "New meeting" opens /m/<random id>#<secret> (the secret is
+  // made in the browser and lives only in the fragment).
   await a.page.goto(server.url('/'));
   await a.page.getByRole('heading', { level: 1 }).waitFor();
   await shot(a.page, 'landing');
   await a.page.getByRole('button', { name: 'New meeting' }).click();
-  await a.page.waitForURL(/\/m\/[A-Za-z0-9_-]{10,}$/);
+  await a.page.waitForURL(/\/m\/[A-Za-z0-9_-]{10,}#[A-Za-z0-9_-]{22,}$/);
   const room = new URL(a.page.url()).pathname.split('/')[2];
+  const fragment = new URL(a.page.url()).hash;
 
   // Pre-join screen: preview, devices, name; Join is disabled without a name.
   await a.page.locator('#prejoin').waitFor({ state: 'visible' });
@@ -68,7 +70,7 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   assert.equal(await a.page.evaluate(() => localStorage.getItem('plenary.name')), nameA);
 
   // A second participant joins directly.
-  await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(nameB)}&autojoin=1`));
+  await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(nameB)}&autojoin=1${fragment}`));
   await b.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
   await a.page.locator('.tile .tile-name', { hasText: nameB }).waitFor();
   await b.page.locator('.tile .tile-name', { hasText: nameA }).waitFor();

@@ -1,0 +1,176 @@
+// Browser end-to-end encryption: headless Chromium pages join
+// `/m/<room>#<secret>` with fake capture from the real test media.
+//
+// Asserts:
+// - every page decodes every other page's video (framesDecoded > 100, after
+//   SFrame decryption in the media worker) and receives audio;
+// - all pages show the same security code (6 groups of 5 digits);
+// - the names shown are the ones chosen (they travel only in encrypted MLS
+//   profiles), and a chat message arrives;
+// - neither the names nor the chat text nor the secret appear in the server
+//   log or in any WebSocket frame the server sent or received;
+// - a page with a wrong secret (same room) is never admitted, never decodes
+//   the others' video ("Waiting for keys…" at most), and the others keep
+//   decoding each other.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import {
+  testMedia, startServer, openBrowser, waitFor, randomId, sleep, explained, foreignRequests, policyViolations,
+} from './lib/harness.mjs';
+
+/** Frames each page must have decoded from each remote video. */
+const MIN_FRAMES = 100;
+
+let server;
+let media;
+const browsers = [];
+const ctx = { server: () => server, browsers: () => browsers };
+
+before(async () => {
+  media = testMedia();
+  server = await startServer({ name: 'e2ee-server' });
+});
+
+after(async () => {
+  await Promise.all(browsers.map((b) => b.close()));
+  await server?.stop();
+});
+
+/** A fresh secret as the landing page makes it: 16 random bytes, base64url. */
+function newSecret() {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+}
+
+/** Opens a browser that records every WebSocket frame it sends and receives. */
+async function openRecorded() {
+  const b = await openBrowser(media);
+  b.frames = [];
+  b.page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => b.frames.push(String(f.payload)));
+    ws.on('framereceived', (f) => b.frames.push(String(f.payload)));
+  });
+  browsers.push(b);
+  return b;
+}
+
+const stats = (b) => b.page.evaluate(() => window.plenary.stats());
+const e2ee = (b) => b.page.evaluate(() => window.plenary.e2ee());
+
+test('E2EE meeting: media decrypts, same security code, encrypted names and chat, wrong secret kept out', { timeout: 150000 }, async (t) => {
+  await explained(t, ctx, async () => {
+    const room = `e2ee-${randomId(8)}`;
+    const secret = newSecret();
+    const names = [`Participant-${randomId(6)}`, `Participant-${randomId(6)}`];
+    const chatText = `Secret chat ${randomId(10)}`;
+    const pages = [];
+    for (const name of names) {
+      const b = await openRecorded();
+      await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(name)}&autojoin=1#${secret}`));
+      pages.push(b);
+      // Let the first page create the group before the next one asks to join.
+      await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
+    }
+
+    // Everyone is a member of one epoch with the same security code.
+    const agreed = await waitFor(async () => {
+      const s = await Promise.all(pages.map(e2ee));
+      const ok = s.every((x) => x.member && x.securityCode && x.epoch === s[0].epoch && x.securityCode === s[0].securityCode);
+      return ok ? s : null;
+    }, { ms: 30000 });
+    assert.ok(agreed, `pages agree on epoch and security code: ${JSON.stringify((await Promise.all(pages.map(e2ee))).map((x) => ({ m: x.member, e: x.epoch })))}`);
+    assert.match(agreed[0].securityCode, /^\d{5}( \d{5}){5}$/);
+    // The UI shows it too.
+    for (const b of pages) {
+      await b.page.locator('#e2ee-badge').click();
+      assert.equal((await b.page.locator('#security-code').textContent()).trim(), agreed[0].securityCode);
+    }
+    await pages[0].page.screenshot({ path: `${process.cwd()}/artifacts/e2ee-meeting.png` }).catch(() => {});
+
+    // Names shown are the chosen ones (from encrypted profiles).
+    for (const [i, b] of pages.entries()) {
+      for (const [j, name] of names.entries()) {
+        if (i === j) continue;
+        await b.page.locator('.tile .tile-name', { hasText: name }).waitFor({ timeout: 20000 });
+      }
+    }
+
+    // Every page decodes every other page's video and receives audio.
+    const decoded = await waitFor(async () => {
+      const all = await Promise.all(pages.map(stats));
+      const ok = all.every((s) => s.participants.length === pages.length - 1
+        && s.participants.every((p) => p.framesDecoded > MIN_FRAMES && p.totalSamplesReceived > 0 && p.audioBytesReceived > 0));
+      return ok ? all : null;
+    }, { ms: 60000 });
+    const summary = async () => JSON.stringify(await Promise.all(pages.map(async (b) => ({
+      p: (await stats(b)).participants.map((p) => ({ f: p.framesDecoded, a: p.audioBytesReceived })),
+      e: await e2ee(b),
+    }))));
+    assert.ok(decoded, `every page decodes every other: ${await summary()}`);
+    for (const b of pages) {
+      const s = await e2ee(b);
+      for (const [id, n] of Object.entries(s.framesDecrypted)) assert.ok(n > MIN_FRAMES, `frames decrypted from ${id}: ${n}`);
+      assert.ok(s.framesSent > 0);
+    }
+
+    // Encrypted chat arrives.
+    await pages[0].page.getByRole('button', { name: 'Show chat' }).click();
+    await pages[0].page.locator('#chat-input').fill(chatText);
+    await pages[0].page.locator('#chat-send').click();
+    await pages[1].page.getByRole('button', { name: 'Show chat' }).click();
+    await pages[1].page.locator('.chat-line .chat-text', { hasText: chatText }).waitFor({ timeout: 10000 });
+    assert.equal(await pages[1].page.locator('.chat-line .chat-from', { hasText: names[0] }).count(), 1);
+
+    // A page with a wrong secret: same room, different fragment.
+    const intruder = await openRecorded();
+    await intruder.page.goto(server.url(`/m/${room}?name=Intruder&autojoin=1#${newSecret()}`));
+    const before = await Promise.all(pages.map(stats));
+    await sleep(8000);
+    const ie = await e2ee(intruder);
+    assert.equal(ie.member, false, 'the wrong secret is never admitted');
+    const is = await stats(intruder);
+    for (const p of is.participants) {
+      assert.equal(p.framesDecoded ?? 0, 0, 'the intruder decodes no video');
+    }
+    assert.equal(Object.values(ie.framesDecrypted).reduce((a, b) => a + b, 0), 0, 'the intruder decrypts nothing');
+    // Frames do reach it, and its tiles say so instead of freezing.
+    await intruder.page.locator('.tile-waiting:not([hidden])').first().waitFor({ timeout: 10000 });
+    await intruder.page.screenshot({ path: `${process.cwd()}/artifacts/e2ee-intruder.png` }).catch(() => {});
+    // The others are not disturbed: same epoch, video keeps flowing.
+    const after = await Promise.all(pages.map(stats));
+    const codes = await Promise.all(pages.map(e2ee));
+    for (const [i, s] of after.entries()) {
+      assert.equal(codes[i].securityCode, agreed[0].securityCode, 'the security code did not change');
+      for (const p of s.participants) {
+        if (p.id === is.participantId) continue;
+        const prev = before[i].participants.find((q) => q.id === p.id);
+        assert.ok(p.framesDecoded > (prev?.framesDecoded ?? 0) + 50, `video keeps flowing on page ${i}`);
+      }
+    }
+
+    // Nothing the server saw holds the names, the chat text or the secret.
+    const secrets = [...names, chatText, secret];
+    const log = fs.readFileSync(server.logFile, 'utf8');
+    for (const [i, b] of [...pages, intruder].entries()) {
+      assert.ok(b.frames.length > 10, 'WebSocket frames were captured');
+      const all = b.frames.join('\n');
+      for (const s of secrets) assert.ok(!all.includes(s), `page ${i}'s WebSocket traffic holds no name, chat or secret`);
+      assert.deepEqual(foreignRequests(b.requests, server.origin), []);
+      assert.deepEqual(policyViolations(b), []);
+      for (const r of b.requests) assert.ok(!r.includes(secret), 'no request carries the secret');
+    }
+    for (const s of secrets) assert.ok(!log.includes(s), 'the server log holds no name, chat or secret');
+  });
+});
+
+test('a damaged fragment does not join', async () => {
+  const b = await openBrowser(media);
+  browsers.push(b);
+  const sockets = [];
+  b.page.on('websocket', (ws) => sockets.push(ws.url()));
+  await b.page.goto(server.url(`/m/e2ee-${randomId(6)}?name=X&autojoin=1#abc`));
+  await b.page.getByRole('heading', { name: 'This link is incomplete: the part after # is missing or damaged' }).waitFor();
+  await sleep(500);
+  assert.deepEqual(sockets, [], 'no WebSocket was opened');
+});

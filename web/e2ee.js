@@ -1,0 +1,459 @@
+// End-to-end encryption in the page (DESIGN.md, Keys):
+// - the meeting secret from the URL fragment (`/m/<room>#<secret>`), which
+//   never leaves the browser;
+// - MediaE2ee: the media worker (media-worker.js) and the SFrame transform
+//   of every RTCRtpSender and RTCRtpReceiver;
+// - GroupSession: this connection's MLS membership through the server's
+//   Delivery Service (create, join, batched commits by the committer,
+//   Welcomes, profiles, chat and hand raises as application messages).
+//
+// Never log or send the secret, keys, names or chat text.
+
+import init, { Meeting } from './wasm/plenary_e2ee.js';
+
+export { newSecret } from './room.js';
+
+/** Shortest secret accepted: 16 bytes as unpadded base64url. */
+const MIN_SECRET_CHARS = 22;
+/** Wait this long to batch a burst of join requests into one commit, ms. */
+const COMMIT_BATCH_MS = 100;
+/** A joiner not admitted after this long asks again, ms. */
+const JOIN_RETRY_MS = 8000;
+/** Alone in the room: how long to wait for `create_group` before asking to join, ms. */
+const CREATE_WAIT_MS = 1500;
+
+export function toBase64Url(bytes) {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+export function fromBase64Url(text) {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+  const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/**
+ * Reads the meeting secret from a URL fragment: {status: 'none'} without
+ * any fragment, {status: 'invalid'} when it is present but malformed,
+ * {status: 'valid', secret}.
+ */
+export function secretFromHash(hash) {
+  const h = String(hash ?? '');
+  if (h === '' ) return { status: 'none' };
+  const s = h.startsWith('#') ? h.slice(1) : h;
+  if (s.length < MIN_SECRET_CHARS || s.length > 128 || !/^[A-Za-z0-9_-]+$/.test(s) || s.length % 4 === 1) {
+    return { status: 'invalid' };
+  }
+  try {
+    if (fromBase64Url(s).length < 16) return { status: 'invalid' };
+  } catch {
+    return { status: 'invalid' };
+  }
+  return { status: 'valid', secret: s };
+}
+
+let wasmReady = null;
+/** Loads plenary-wasm once. */
+export function loadWasm() {
+  wasmReady ||= init();
+  return wasmReady;
+}
+
+/**
+ * The media side for the whole page: one worker, an SFrame transform per
+ * sender and receiver, the current epoch keys, and what the worker reports.
+ */
+export class MediaE2ee extends EventTarget {
+  constructor() {
+    super();
+    this.worker = new Worker(new URL('./media-worker.js', import.meta.url), { type: 'module', name: 'plenary-media' });
+    this.useScript = typeof window.RTCRtpScriptTransform === 'function';
+    /** Latest worker report. */
+    this.stats = { epoch: null, sent: 0, sendDropped: 0, recv: {} };
+    this.worker.addEventListener('message', (ev) => {
+      if (ev.data?.type !== 'stats') return;
+      this.stats = ev.data;
+      this.dispatchEvent(new CustomEvent('stats'));
+    });
+    this.worker.addEventListener('error', () => console.error('plenary: media worker failed'));
+    this.nextId = 0;
+  }
+
+  /** RTCPeerConnection options that the fallback path needs. */
+  get pcConfig() {
+    return this.useScript ? {} : { encodedInsertableStreams: true };
+  }
+
+  /** Installs the epoch keys in the worker; `reset` for a new group. */
+  setKeys(keys, reset) {
+    this.worker.postMessage({ type: 'keys', keys, reset: !!reset });
+  }
+
+  /** Encrypts everything `sender` sends. */
+  attachSender(sender, kind) {
+    this.attach(sender, { role: 'send', kind, id: `s${this.nextId++}` });
+  }
+
+  /** Decrypts everything `receiver` receives; returns the id the worker reports it under. */
+  attachReceiver(receiver, kind) {
+    const id = `r${this.nextId++}`;
+    this.attach(receiver, { role: 'recv', kind, id });
+    return id;
+  }
+
+  attach(endpoint, options) {
+    if (this.useScript) {
+      endpoint.transform = new window.RTCRtpScriptTransform(this.worker, options);
+    } else if (endpoint.createEncodedStreams) {
+      const { readable, writable } = endpoint.createEncodedStreams();
+      this.worker.postMessage({ type: 'streams', readable, writable, options }, [readable, writable]);
+    } else {
+      throw new Error('This browser cannot encrypt media end to end.');
+    }
+  }
+}
+
+/** Envelope kinds (plenary_e2ee::envelope). */
+const KIND_JOIN_REQUEST = 1;
+const KIND_WELCOME = 3;
+
+/**
+ * One connection's membership in the meeting's MLS group.
+ *
+ * Events: `change` (epoch, membership, security code, names or hands
+ * changed), `chat` (detail: {leaf, text, self}).
+ */
+export class GroupSession extends EventTarget {
+  /**
+   * @param {{room: string, secret: string, name: string, signaling: import('./signaling.js').Signaling,
+   *          media: MediaE2ee, online: () => Map<number, number>, selfId: () => number|null}} opts
+   *   `online()` gives participant id -> leaf of the others known to be members.
+   */
+  constructor({ room, secret, name, signaling, media, online, selfId }) {
+    super();
+    this.room = room;
+    this.secret = secret;
+    this.name = name;
+    this.sig = signaling;
+    this.media = media;
+    this.online = online;
+    this.selfId = selfId;
+    this.meeting = new Meeting(room, secret);
+    this.firstKeys = true;
+    /** Join requests waiting for a commit: participant id -> envelope bytes. */
+    this.pendingJoins = new Map();
+    /** Leaves of participants who left, to remove. */
+    this.removals = new Set();
+    /** Our commit in flight: {welcome, joiners}. */
+    this.inflight = null;
+    this.commitTimer = 0;
+    this.joinTimer = 0;
+    this.profileTimer = 0;
+    this.closed = false;
+    this.securityCode = null;
+    this.handRaised = false;
+    this.errors = 0;
+    this.handlers = {
+      create_group: () => this.onCreateGroup(),
+      mls: (ev) => this.onMls(ev.detail),
+      commit_accepted: () => this.onCommitAccepted(),
+      commit_rejected: () => this.onCommitRejected(),
+    };
+    for (const [type, fn] of Object.entries(this.handlers)) signaling.addEventListener(type, fn);
+  }
+
+  get isMember() {
+    return !this.closed && this.meeting.isMember;
+  }
+
+  get epoch() {
+    return this.meeting.epoch ?? null;
+  }
+
+  get ownLeaf() {
+    return this.meeting.ownLeaf ?? null;
+  }
+
+  close() {
+    this.closed = true;
+    window.clearTimeout(this.commitTimer);
+    window.clearTimeout(this.joinTimer);
+    window.clearTimeout(this.profileTimer);
+    for (const [type, fn] of Object.entries(this.handlers)) this.sig.removeEventListener(type, fn);
+    try {
+      this.meeting.free();
+    } catch {
+      // already freed
+    }
+  }
+
+  send(envelope) {
+    return this.sig.send({ type: 'mls', envelope: toBase64Url(envelope) });
+  }
+
+  /** After `joined`: ask to be added, unless we are alone and asked to create the group. */
+  start(othersPresent) {
+    if (othersPresent) this.requestJoin();
+    else this.joinTimer = window.setTimeout(() => this.requestJoin(), CREATE_WAIT_MS);
+  }
+
+  requestJoin() {
+    window.clearTimeout(this.joinTimer);
+    if (this.closed || this.meeting.isMember) return;
+    try {
+      this.send(this.meeting.joinRequest());
+    } catch (err) {
+      this.fault('join request', err);
+    }
+    this.joinTimer = window.setTimeout(() => this.requestJoin(), JOIN_RETRY_MS);
+  }
+
+  onCreateGroup() {
+    if (this.closed) return;
+    window.clearTimeout(this.joinTimer);
+    if (this.meeting.isMember) {
+      // The server lost the group (e.g. it restarted): start a new one.
+      this.meeting.free();
+      this.meeting = new Meeting(this.room, this.secret);
+      this.firstKeys = true;
+    }
+    try {
+      this.meeting.create();
+    } catch (err) {
+      this.fault('create', err);
+      return;
+    }
+    this.pendingJoins.clear();
+    this.removals.clear();
+    this.sig.send({ type: 'group_member', leaf: this.meeting.ownLeaf });
+    this.onNewEpoch(false);
+  }
+
+  onMls(msg) {
+    if (this.closed || typeof msg?.envelope !== 'string') return;
+    let bytes;
+    try {
+      bytes = fromBase64Url(msg.envelope);
+    } catch {
+      return;
+    }
+    const kind = bytes[1];
+    if (kind === KIND_JOIN_REQUEST) {
+      this.onJoinRequest(msg.from, bytes);
+      return;
+    }
+    if (kind === KIND_WELCOME && this.meeting.isMember) return;
+    let ev;
+    try {
+      ev = this.meeting.process(bytes);
+    } catch (err) {
+      this.fault('process', err);
+      return;
+    }
+    this.onEvent(ev);
+  }
+
+  onJoinRequest(from, bytes) {
+    if (from === this.selfId() || !this.meeting.isMember) return;
+    try {
+      this.meeting.verifyJoinRequest(bytes);
+    } catch {
+      // A wrong secret (or a forged request): never added.
+      this.pendingJoins.delete(from);
+      return;
+    }
+    this.pendingJoins.set(from, bytes);
+    this.scheduleCommit();
+  }
+
+  /** A participant left the room (or the connection died). */
+  participantLeft(id, leaf) {
+    this.pendingJoins.delete(id);
+    if (leaf != null && leaf !== this.ownLeaf) {
+      this.removals.add(leaf);
+      this.scheduleCommit();
+    }
+  }
+
+  /**
+   * A participant announced its leaf: its join is done, and the server now
+   * relays application messages to it, so it gets our profile (batched).
+   */
+  participantLeaf(id, isNew) {
+    this.pendingJoins.delete(id);
+    if (!isNew || this.profileTimer) return;
+    this.profileTimer = window.setTimeout(() => {
+      this.profileTimer = 0;
+      if (!this.closed) this.sendProfile();
+    }, COMMIT_BATCH_MS);
+  }
+
+  onEvent(ev) {
+    switch (ev.type) {
+      case 'joined':
+        window.clearTimeout(this.joinTimer);
+        this.sig.send({ type: 'group_member', leaf: ev.ownLeaf });
+        this.onNewEpoch(true);
+        break;
+      case 'epoch':
+        for (const l of ev.removed || []) this.removals.delete(l);
+        for (const l of ev.added || []) this.removals.delete(l);
+        this.onNewEpoch((ev.added || []).length > 0);
+        break;
+      case 'removed':
+        // Removed by mistake or as a leftover: ask to be added again.
+        this.meeting.free();
+        this.meeting = new Meeting(this.room, this.secret);
+        this.firstKeys = true;
+        this.emitChange();
+        this.requestJoin();
+        break;
+      case 'chat':
+        this.dispatchEvent(new CustomEvent('chat', { detail: { leaf: ev.sender, text: ev.text, self: false } }));
+        break;
+      case 'profile':
+      case 'hand':
+        this.emitChange();
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** New epoch (joined, created, or a commit applied): keys, code, profile. */
+  onNewEpoch(sendProfile) {
+    try {
+      this.media.setKeys(this.meeting.epochKeys(), this.firstKeys);
+      this.firstKeys = false;
+      this.securityCode = this.meeting.securityCode();
+    } catch (err) {
+      this.fault('keys', err);
+    }
+    if (sendProfile) this.sendProfile();
+    this.emitChange();
+    if (this.pendingJoins.size || this.removals.size) this.scheduleCommit();
+  }
+
+  sendProfile() {
+    if (!this.meeting.isMember) return;
+    try {
+      this.send(this.meeting.setProfile(this.name));
+      if (this.handRaised) this.send(this.meeting.raiseHand(true));
+    } catch (err) {
+      this.fault('profile', err);
+    }
+  }
+
+  emitChange() {
+    this.dispatchEvent(new CustomEvent('change'));
+  }
+
+  /** Leaves of the members online: ours and those announced by the others. */
+  onlineLeaves() {
+    const leaves = [...this.online().values()];
+    if (this.ownLeaf != null) leaves.push(this.ownLeaf);
+    return leaves;
+  }
+
+  scheduleCommit() {
+    if (this.commitTimer || this.closed) return;
+    this.commitTimer = window.setTimeout(() => {
+      this.commitTimer = 0;
+      this.maybeCommit();
+    }, COMMIT_BATCH_MS);
+  }
+
+  /** The committer adds the waiting joiners and removes who left, in one commit. */
+  maybeCommit() {
+    const m = this.meeting;
+    if (this.closed || !m.isMember || m.hasPendingCommit || this.inflight) return;
+    if (!m.isCommitter(this.onlineLeaves())) return;
+    const members = new Set(m.roster().map((r) => r.leaf));
+    const removes = [...this.removals].filter((l) => members.has(l) && l !== this.ownLeaf);
+    for (const l of this.removals) if (!members.has(l)) this.removals.delete(l);
+    const joiners = [...this.pendingJoins.keys()];
+    if (!joiners.length && !removes.length) return;
+    let out;
+    try {
+      out = m.commit(joiners.map((id) => this.pendingJoins.get(id)), removes);
+    } catch (err) {
+      this.fault('commit', err);
+      return;
+    }
+    // Joiners whose requests were refused are dropped.
+    for (const r of out.rejected || []) this.pendingJoins.delete(joiners[r.index]);
+    this.inflight = { welcome: out.welcome, joiners };
+    this.send(out.commit);
+  }
+
+  onCommitAccepted() {
+    const inflight = this.inflight;
+    this.inflight = null;
+    if (this.closed || !this.meeting.hasPendingCommit) return;
+    let ev;
+    try {
+      ev = this.meeting.commitAccepted();
+    } catch (err) {
+      this.fault('commit accepted', err);
+      return;
+    }
+    if (inflight?.welcome) this.send(inflight.welcome);
+    for (const id of inflight?.joiners || []) this.pendingJoins.delete(id);
+    this.onEvent(ev);
+  }
+
+  onCommitRejected() {
+    this.inflight = null;
+    if (this.closed || !this.meeting.hasPendingCommit) return;
+    try {
+      this.meeting.commitRejected();
+    } catch (err) {
+      this.fault('commit rejected', err);
+    }
+    // The winning commit arrives as `mls`; its epoch event retries.
+  }
+
+  /** Encrypted chat line. Returns whether it was sent. */
+  sendChat(text) {
+    if (!this.meeting.isMember) return false;
+    try {
+      return this.send(this.meeting.sendChat(text));
+    } catch (err) {
+      this.fault('chat', err);
+      return false;
+    }
+  }
+
+  raiseHand(raised) {
+    this.handRaised = raised;
+    if (!this.meeting.isMember) return;
+    try {
+      this.send(this.meeting.raiseHand(raised));
+    } catch (err) {
+      this.fault('hand', err);
+    }
+    this.emitChange();
+  }
+
+  /** leaf -> {displayName, handRaised} of the group's members. */
+  roster() {
+    const out = new Map();
+    if (!this.meeting.isMember) return out;
+    try {
+      for (const r of this.meeting.roster()) out.set(r.leaf, { displayName: r.displayName, handRaised: r.handRaised, isSelf: r.isSelf });
+    } catch {
+      // no group
+    }
+    return out;
+  }
+
+  fault(what, err) {
+    this.errors++;
+    // Only the operation and the library's reason; never content.
+    console.warn(`plenary: e2ee ${what} failed: ${String(err?.message ?? err).slice(0, 120)}`);
+  }
+}
