@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "PLENARY_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Operator tap: write every forwarded RTP packet, after SRTP
+    /// decryption, to this pcap file (to check that media is end-to-end
+    /// encrypted). Off by default.
+    #[arg(long, env = "PLENARY_TAP", value_name = "FILE.pcap")]
+    pub tap: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +66,7 @@ struct FileConfig {
     no_ice_tcp: bool,
     web_dir: Option<PathBuf>,
     log_format: Option<String>,
+    tap: Option<PathBuf>,
 }
 
 /// The resolved settings.
@@ -82,6 +88,8 @@ pub struct ServeConfig {
     pub web_dir: Option<PathBuf>,
     /// Log as JSON lines.
     pub log_json: bool,
+    /// Operator tap file.
+    pub tap: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -126,6 +134,7 @@ impl ServeArgs {
             ice_tcp: !(self.no_ice_tcp || file.no_ice_tcp),
             web_dir: self.web_dir.or(file.web_dir),
             log_json,
+            tap: self.tap.or(file.tap),
         })
     }
 }

@@ -11,6 +11,7 @@ mod http;
 mod join;
 mod media;
 mod serve;
+mod tap;
 mod tcp;
 mod ws;
 

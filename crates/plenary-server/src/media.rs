@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::ds::{DeliveryService, Outbox};
+use crate::tap::Tap;
 use crate::tcp::{TcpEvent, TcpMux};
 
 /// What a WebSocket connection receives from the media loop.
@@ -60,8 +61,10 @@ pub async fn run(
     udp: UdpSocket,
     udp_local: SocketAddr,
     mut tcp: Option<TcpMux>,
+    mut tap: Option<Tap>,
     mut commands: mpsc::Receiver<Command>,
 ) {
+    let mut tap_reported = Instant::now();
     let mut clients: HashMap<ParticipantId, mpsc::UnboundedSender<ToClient>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut next_timeout = Instant::now();
@@ -180,11 +183,22 @@ pub async fn run(
                     }
                     ds_out.extend(ds.left(id));
                 }
+                Output::Tap { source, destination, rtp } => {
+                    if let Some(tap) = tap.as_mut() {
+                        tap.write(source, destination, &rtp);
+                    }
+                }
                 Output::Timeout(t) => {
                     next_timeout = t;
                     break;
                 }
             }
+        }
+        if let Some(tap) = tap.as_mut()
+            && tap_reported.elapsed() >= std::time::Duration::from_secs(10)
+        {
+            tap_reported = Instant::now();
+            warn!(packets = tap.packets(), "OPERATOR TAP ON: forwarded RTP is being written to disk");
         }
         // Delivery Service messages go after the SFU's (`joined` before `create_group`).
         for (id, msg) in ds_out.drain(..) {

@@ -14,6 +14,7 @@ use crate::assets::Assets;
 use crate::config::ServeConfig;
 use crate::http::{AppState, router};
 use crate::media::{self, MediaHandle};
+use crate::tap::Tap;
 use crate::tcp::TcpMux;
 
 /// Runs the server until Ctrl-C.
@@ -38,7 +39,16 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         None
     };
 
+    let tap = match &cfg.tap {
+        Some(path) => {
+            let t = Tap::create(path).with_context(|| format!("creating tap file {}", path.display()))?;
+            warn!(file = %path.display(), "OPERATOR TAP ON: every forwarded RTP packet is written to disk after SRTP decryption");
+            Some(t)
+        }
+        None => None,
+    };
     let sfu = Sfu::new(SfuConfig {
+        tap: tap.is_some(),
         udp_candidates: vec![advertised],
         tcp_candidates: if tcp.is_some() { vec![advertised] } else { Vec::new() },
         ice_servers: cfg
@@ -49,7 +59,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         ..SfuConfig::default()
     });
     let (tx, rx) = mpsc::channel(4096);
-    tokio::spawn(media::run(sfu, udp, advertised, tcp, rx));
+    tokio::spawn(media::run(sfu, udp, advertised, tcp, tap, rx));
 
     let assets = match &cfg.web_dir {
         Some(d) => Assets::Dir(d.clone()),

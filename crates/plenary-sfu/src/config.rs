@@ -21,6 +21,10 @@ pub struct SfuConfig {
     pub pli_interval: Duration,
     /// Most participants one room may hold.
     pub max_room_size: usize,
+    /// Operator tap: emit [`crate::Output::Tap`] with every RTP packet sent
+    /// to a subscriber, as it is before SRTP protection. Off by default; for
+    /// proving what an operator can see.
+    pub tap: bool,
 }
 
 impl Default for SfuConfig {
@@ -31,6 +35,7 @@ impl Default for SfuConfig {
             ice_servers: Vec::new(),
             pli_interval: Duration::from_millis(500),
             max_room_size: 1000,
+            tap: false,
         }
     }
 }

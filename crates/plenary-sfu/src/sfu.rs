@@ -31,6 +31,17 @@ pub enum Output {
     /// The participant's media session died (ICE timeout, DTLS failure); it
     /// has been removed from its room. Close its WebSocket.
     Disconnected(ParticipantId),
+    /// Operator tap ([`SfuConfig::tap`]): one RTP packet (RFC 3550 header,
+    /// header extensions and payload) sent to a subscriber, as it is before
+    /// SRTP protection, i.e. everything a server operator can read.
+    Tap {
+        /// The SFU's media address.
+        source: SocketAddr,
+        /// The subscriber's address, when known.
+        destination: Option<SocketAddr>,
+        /// The RTP packet.
+        rtp: Vec<u8>,
+    },
     /// Nothing more to do until this instant, or until new input.
     Timeout(Instant),
 }
@@ -520,6 +531,13 @@ impl Sfu {
                 }
             }
             Event::MediaData(data) => self.forward(now, id, data, work),
+            Event::RawPacket(raw) => {
+                if let str0m::rtp::RawPacket::RtpTx(_, rtp) = *raw {
+                    let destination = self.routes.iter().find(|(_, p)| **p == id).map(|((_, addr), _)| *addr);
+                    let source = self.config.udp_candidates.first().copied().unwrap_or(([0, 0, 0, 0], 0).into());
+                    self.queue.push_back(Output::Tap { source, destination, rtp });
+                }
+            }
             Event::KeyframeRequest(req) => {
                 let found = self.participants.get(&id).and_then(|p| {
                     p.tracks_out.iter().find(|t| t.live_mid() == Some(req.mid)).map(|t| {
@@ -688,6 +706,7 @@ fn new_rtc(config: &SfuConfig, crypto: Arc<str0m::crypto::CryptoProvider>, now: 
         .set_crypto_provider(crypto)
         .enable_h265(false)
         .enable_av1(false)
+        .enable_raw_packets(config.tap)
         .build(now);
     for addr in &config.udp_candidates {
         match Candidate::host(*addr, "udp") {

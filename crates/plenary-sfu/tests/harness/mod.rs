@@ -152,7 +152,7 @@ impl World {
                         busy = true;
                         self.signal(id, msg);
                     }
-                    Output::Disconnected(_) => busy = true,
+                    Output::Disconnected(_) | Output::Tap { .. } => busy = true,
                     Output::Timeout(t) => {
                         self.sfu_next = t;
                         break;
