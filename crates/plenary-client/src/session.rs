@@ -275,6 +275,13 @@ impl Session {
         self.pending = Some(pending);
         send(ws, &ClientMsg::Offer { sdp: offer.to_sdp_string() }).await?;
         self.offer_sent_at = Some(Instant::now());
+        // Without a file for a kind, show it as muted, as a browser without
+        // that device does.
+        for (kind, has) in [(MediaKind::Audio, self.audio.is_some()), (MediaKind::Video, self.video.is_some())] {
+            if !has {
+                send(ws, &ClientMsg::SetMuted { kind, muted: true }).await?;
+            }
+        }
 
         let mut buf = vec![0u8; 2048];
         let mut next_report = Instant::now() + REPORT_INTERVAL;
