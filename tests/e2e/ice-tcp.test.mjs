@@ -1,0 +1,58 @@
+// ICE-TCP (RFC 6544): with UDP to the media port blocked (an iptables rule
+// on this test's own port, loopback only), two Chromium pages still meet
+// over the server's passive TCP candidate on the same port number, and
+// decode each other's video.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { testMedia, startServer, openBrowser, waitFor, randomId } from './lib/harness.mjs';
+
+let server;
+let rule = null;
+const browsers = [];
+
+function iptables(args) {
+  execFileSync('iptables', args, { stdio: 'ignore' });
+}
+
+function canUseIptables() {
+  try {
+    iptables(['-L', 'INPUT', '-n']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+before(async () => {
+  server = await startServer({ name: 'ice-tcp-server' });
+});
+
+after(async () => {
+  await Promise.all(browsers.map((b) => b.close()));
+  if (rule) iptables(['-D', ...rule]);
+  await server?.stop();
+});
+
+test('browsers meet over ICE-TCP when UDP is blocked', { skip: !canUseIptables() && 'iptables unavailable (needs root)' }, async () => {
+  rule = ['INPUT', '-i', 'lo', '-p', 'udp', '--dport', String(server.rtcPort), '-j', 'DROP'];
+  iptables(['-I', ...rule]);
+  const media = testMedia();
+  const room = randomId();
+  for (const name of ['Tcp-a', 'Tcp-b']) {
+    const b = await openBrowser(media);
+    browsers.push(b);
+    await b.page.goto(server.url(`/m/${room}?name=${name}&autojoin=1`));
+  }
+  const met = await waitFor(async () => {
+    for (const b of browsers) {
+      const s = await b.page.evaluate(() => window.plenary.stats());
+      const other = s.participants.find((p) => p.framesDecoded > 50);
+      if (!other) return false;
+    }
+    return true;
+  }, { ms: 40000 });
+  // UDP to the media port is dropped, so the frames came over ICE-TCP.
+  assert.ok(met, 'both pages decode each other\'s video with UDP blocked');
+});
