@@ -1,4 +1,4 @@
-// Browser end-to-end encryption: headless Chromium pages join
+// Browser end-to-end encryption: three headless Chromium pages join
 // `/m/<room>#<secret>` with fake capture from the real test media.
 //
 // Asserts:
@@ -22,6 +22,8 @@ import {
 
 /** Frames each page must have decoded from each remote video. */
 const MIN_FRAMES = 100;
+/** Pages with the right secret. */
+const PAGES = Number(process.env.PLENARY_E2EE_PAGES || 3);
 
 let server;
 let media;
@@ -62,15 +64,16 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
   await explained(t, ctx, async () => {
     const room = `e2ee-${randomId(8)}`;
     const secret = newSecret();
-    const names = [`Participant-${randomId(6)}`, `Participant-${randomId(6)}`];
+    const names = Array.from({ length: PAGES }, () => `Participant-${randomId(6)}`);
     const chatText = `Secret chat ${randomId(10)}`;
     const pages = [];
-    for (const name of names) {
+    // The first page creates the group; the others join together (one
+    // batched commit, or a few).
+    for (const [i, name] of names.entries()) {
       const b = await openRecorded();
       await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(name)}&autojoin=1#${secret}`));
       pages.push(b);
-      // Let the first page create the group before the next one asks to join.
-      await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
+      if (i === 0) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
     }
 
     // Everyone is a member of one epoch with the same security code.
@@ -109,10 +112,28 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
     }))));
     assert.ok(decoded, `every page decodes every other: ${await summary()}`);
     for (const b of pages) {
-      const s = await e2ee(b);
-      for (const [id, n] of Object.entries(s.framesDecrypted)) assert.ok(n > MIN_FRAMES, `frames decrypted from ${id}: ${n}`);
+      // The worker reports twice a second: let its counters catch up.
+      const s = (await waitFor(async () => {
+        const x = await e2ee(b);
+        const vals = Object.values(x.perParticipant);
+        return vals.length === pages.length - 1 && vals.every((n) => n.video > MIN_FRAMES && n.audio > MIN_FRAMES) ? x : null;
+      }, { ms: 5000 })) || (await e2ee(b));
+      assert.equal(Object.keys(s.perParticipant).length, pages.length - 1);
+      for (const [id, n] of Object.entries(s.perParticipant)) {
+        assert.ok(n.video > MIN_FRAMES, `video frames decrypted from ${id}: ${n.video}`);
+        assert.ok(n.audio > MIN_FRAMES, `audio frames decrypted from ${id}: ${n.audio}`);
+        assert.equal(n.waiting, false);
+      }
+      b.failuresBefore = s.perParticipant;
       assert.ok(s.framesSent > 0);
+      assert.equal(await b.page.locator('.tile-waiting:not([hidden])').count(), 0, 'no tile waits for keys');
     }
+
+    // Raise hand travels encrypted too.
+    await pages[1].page.getByRole('button', { name: 'Raise hand' }).click();
+    await pages[0].page.locator('.tile', { has: pages[0].page.locator('.tile-name', { hasText: names[1] }) })
+      .locator('.tile-hand:not([hidden])').waitFor({ timeout: 10000 });
+    await pages[1].page.getByRole('button', { name: 'Lower hand' }).click();
 
     // Encrypted chat arrives.
     await pages[0].page.getByRole('button', { name: 'Show chat' }).click();
@@ -142,11 +163,38 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
     const codes = await Promise.all(pages.map(e2ee));
     for (const [i, s] of after.entries()) {
       assert.equal(codes[i].securityCode, agreed[0].securityCode, 'the security code did not change');
+      for (const [id, n] of Object.entries(pages[i].failuresBefore)) {
+        assert.equal(codes[i].perParticipant[id]?.videoFailed, n.videoFailed, `no new decrypt failures on page ${i}`);
+      }
       for (const p of s.participants) {
         if (p.id === is.participantId) continue;
         const prev = before[i].participants.find((q) => q.id === p.id);
-        assert.ok(p.framesDecoded > (prev?.framesDecoded ?? 0) + 50, `video keeps flowing on page ${i}`);
+        // 4 browsers share 2 cores here: frame rates drop, but frames keep coming.
+        assert.ok(p.framesDecoded > (prev?.framesDecoded ?? 0) + 20, `video keeps flowing on page ${i}: ${prev?.framesDecoded} -> ${p.framesDecoded}, ${JSON.stringify(codes[i].perParticipant)} ${JSON.stringify(p.video)}`);
       }
+    }
+
+    // Someone leaves: the committer removes them, the keys rotate (a new
+    // epoch and security code for those who stay) and media keeps flowing.
+    if (pages.length > 2) {
+      const gone = pages.pop();
+      await gone.page.evaluate(() => window.plenary.leave());
+      const rotated = await waitFor(async () => {
+        const s = await Promise.all(pages.map(e2ee));
+        return s.every((x) => x.member && x.epoch > agreed[0].epoch && x.securityCode === s[0].securityCode && x.securityCode !== agreed[0].securityCode) ? s : null;
+      }, { ms: 15000 });
+      assert.ok(rotated, 'a new epoch and security code after someone left');
+      const s0 = await Promise.all(pages.map(stats));
+      await sleep(3000);
+      const s1 = await Promise.all(pages.map(stats));
+      for (const [i, s] of s1.entries()) {
+        for (const p of s.participants) {
+          if (p.id === is.participantId) continue;
+          const prev = s0[i].participants.find((q) => q.id === p.id);
+          assert.ok(p.framesDecoded > (prev?.framesDecoded ?? 0) + 10, `video keeps flowing after the rotation on page ${i}`);
+        }
+      }
+      pages.push(gone);
     }
 
     // Nothing the server saw holds the names, the chat text or the secret.
