@@ -55,7 +55,12 @@ fn main() -> Result<()> {
         }
         Cmd::Join(args) => {
             init_logging(false, "warn");
-            rt.block_on(join::run(args))
+            if let Err(e) = rt.block_on(join::run(args)) {
+                // A participant wants the reason, not a backtrace.
+                eprintln!("plenary: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
         }
     }
 }

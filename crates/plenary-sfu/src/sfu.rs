@@ -585,6 +585,11 @@ impl Sfu {
             let Some(p) = self.participants.get_mut(&source) else { return };
             let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == data.mid) else { return };
             let changed = t.saw_frame(rid.as_deref(), size, now);
+            if keyframe {
+                // The request was answered: a subscriber that needs the next
+                // key frame (a new track going live, a loss) may ask at once.
+                t.last_pli.retain(|(r, _)| *r != data.rid);
+            }
             let unknown = t.layers.iter().any(|l| l.rid == rid && l.height.is_none());
             (p.room.clone(), changed, if changed { t.layers.clone() } else { Vec::new() }, t.kind, unknown)
         };
