@@ -11,7 +11,9 @@
 //   log or in any WebSocket frame the server sent or received;
 // - a page with a wrong secret (same room) is never admitted, never decodes
 //   the others' video ("Waiting for keys…" at most), and the others keep
-//   decoding each other.
+//   decoding each other;
+// - the createEncodedStreams fallback works where RTCRtpScriptTransform is
+//   missing; after a server restart the pages form a new group by themselves.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -246,6 +248,40 @@ test('without RTCRtpScriptTransform, the createEncodedStreams fallback encrypts 
     }, { ms: 45000 });
     assert.ok(ok, `fallback path decrypts: ${JSON.stringify(await Promise.all(pages.map(e2ee)))}`);
     assert.equal(await pages[0].page.evaluate(() => typeof window.RTCRtpScriptTransform), 'undefined');
-    await Promise.all(pages.map((b) => b.page.evaluate(() => window.plenary.leave())));
+    await Promise.all(browsers.splice(0).map((b) => b.close()));
+  });
+});
+
+test('after a server restart, E2EE pages re-form the group and media resumes', { timeout: 120000 }, async (t) => {
+  await explained(t, ctx, async () => {
+    const room = `e2ee-rs-${randomId(6)}`;
+    const secret = newSecret();
+    const pages = [];
+    for (const name of ['Restart-A', 'Restart-B']) {
+      const b = await openRecorded();
+      await b.page.goto(server.url(`/m/${room}?name=${name}&autojoin=1#${secret}`));
+      pages.push(b);
+      if (pages.length === 1) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
+    }
+    const flowing = async (min) => {
+      const all = await Promise.all(pages.map(e2ee));
+      return all.every((x) => x.member && x.securityCode === all[0].securityCode
+        && Object.values(x.perParticipant).some((n) => n.video > min)) ? all : null;
+    };
+    const first = await waitFor(() => flowing(30), { ms: 30000 });
+    assert.ok(first, 'video decrypts before the restart');
+
+    const { httpPort, rtcPort } = server;
+    await server.stop();
+    await sleep(1500);
+    server = await startServer({ name: 'e2ee-server-2', httpPort, rtcPort });
+    const back = await waitFor(async () => {
+      const st = await Promise.all(pages.map(stats));
+      if (!st.every((s) => s.state === 'connected' && s.participants.length === 1 && s.participants[0].framesDecoded > 30)) return null;
+      return flowing(30);
+    }, { ms: 40000 });
+    assert.ok(back, `video decrypts again after the restart: ${JSON.stringify(await Promise.all(pages.map(e2ee)))}`);
+    assert.notEqual(back[0].securityCode, first[0].securityCode, 'a new group, a new security code');
+    await Promise.all(browsers.splice(0).map((b) => b.close()));
   });
 });
