@@ -598,14 +598,13 @@ impl Participant {
         let Some(staged) = group.pending_commit() else {
             return Err(GroupError::NoPendingCommit);
         };
-        let added: Vec<u32> = Vec::new();
         let removed: Vec<u32> = staged
             .remove_proposals()
             .map(|p| p.remove_proposal().removed().u32())
             .collect();
         let new_members_before: Vec<u32> = group.members().map(|m| m.index.u32()).collect();
         group.merge_pending_commit(provider).map_err(lib)?;
-        let mut added = added;
+        let mut added = Vec::new();
         for m in group.members() {
             let leaf = m.index.u32();
             if !new_members_before.contains(&leaf) || removed.contains(&leaf) {
@@ -700,6 +699,10 @@ impl Participant {
     /// [`GroupError::StaleEpoch`] for a commit of a past epoch,
     /// [`GroupError::AlreadyInGroup`] for a late Welcome,
     /// [`GroupError::Envelope`] / [`GroupError::MalformedMls`] for garbage.
+    /// A server that echoes a commit back to its sender after the sender
+    /// already called [`Participant::commit_accepted`] gets
+    /// [`GroupError::StaleEpoch`] for the echo, which is harmless; an echo
+    /// that arrives while the commit is still pending counts as acceptance.
     pub fn process(&mut self, bytes: &[u8]) -> Result<Event, GroupError> {
         match Envelope::decode(bytes)? {
             Envelope::Welcome {
