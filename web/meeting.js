@@ -5,9 +5,16 @@
 // `?name=NAME&autojoin=1` skips the pre-join screen and joins at once with
 // the default devices (or none, if they cannot be opened).
 //
+// The link `/m/<room>#<secret>` makes the meeting end-to-end encrypted (the
+// fragment never reaches the server); a fragment that is present but not a
+// valid secret shows "This link is incomplete" and does not join.
+// TRANSITION: a link without any fragment still joins unencrypted, until
+// the native client speaks E2EE.
+//
 // For tests and diagnostics, `window.plenary` exposes the session:
 // `await plenary.stats()` gives the connection state and, per remote
-// participant, name and inbound-rtp counters (see MeetingSession.stats).
+// participant, name and inbound-rtp counters (see MeetingSession.stats);
+// `plenary.e2ee()` the encryption state (see MeetingSession.e2eeState).
 
 import { roomFromPath } from './room.js';
 import { LocalMedia } from './local-media.js';
@@ -414,6 +421,9 @@ function main() {
   $('prejoin-room').textContent = room;
   document.title = `${room} · Plenary`;
   const page = new MeetingPage(room, secret);
+  if (secret) {
+    $('prejoin-hint').textContent = 'End-to-end encrypted: anyone with the full link can join; the server cannot see, hear or read the meeting.';
+  }
   // Start loading the encryption early, while the pre-join screen shows.
   if (secret) page.prepareE2ee().catch(() => {});
 

@@ -12,15 +12,15 @@ import { initials, hue } from './grid.js';
  */
 export function renderPeople(ul, self, remotes) {
   const rows = [
-    row({ key: 'self', name: self.name, suffix: ' (You)', audioMuted: self.micMuted, videoMuted: self.cameraOff }),
+    row({ key: 'self', name: self.name, suffix: ' (You)', audioMuted: self.micMuted, videoMuted: self.cameraOff, handRaised: !!self.handRaised }),
     ...[...remotes]
       .sort((a, b) => a.name.localeCompare(b.name) || a.id - b.id)
-      .map((p) => row({ key: String(p.id), name: p.name || 'Guest', suffix: '', audioMuted: p.audioMuted, videoMuted: p.videoMuted })),
+      .map((p) => row({ key: String(p.id), name: p.name || 'Guest', suffix: '', audioMuted: p.audioMuted, videoMuted: p.videoMuted, handRaised: !!p.handRaised })),
   ];
   ul.replaceChildren(...rows);
 }
 
-function row({ key, name, suffix, audioMuted, videoMuted }) {
+function row({ key, name, suffix, audioMuted, videoMuted, handRaised }) {
   const li = document.createElement('li');
   li.className = 'person';
   li.dataset.participant = key;
@@ -51,6 +51,14 @@ function row({ key, name, suffix, audioMuted, videoMuted }) {
   cam.setAttribute('aria-hidden', 'false');
   cam.setAttribute('aria-label', videoMuted ? 'Camera off' : 'Camera on');
   cam.classList.toggle('off', videoMuted);
+  if (handRaised) {
+    const hand = icon('hand', 16);
+    hand.setAttribute('role', 'img');
+    hand.setAttribute('aria-hidden', 'false');
+    hand.setAttribute('aria-label', 'Hand raised');
+    hand.classList.add('raised');
+    state.append(hand);
+  }
   state.append(mic, cam);
 
   li.append(avatar, label, state);
