@@ -20,6 +20,20 @@
 //!
 //! `epoch` of a Commit is the epoch the commit was made in (the one it
 //! leaves). An envelope is at most [`MAX_ENVELOPE_LEN`] bytes.
+//!
+//! What the server does with them:
+//!
+//! - JoinRequest: keeps it (it is the joiner's KeyPackage) and hands it to
+//!   the members; remembers `key_package_ref` → joiner connection.
+//! - Commit: accepts the first commit whose `epoch` equals the room's current
+//!   epoch, bumps the room's epoch, fans it out to every other member (and
+//!   acknowledges the sender); rejects any other with "stale epoch".
+//! - Welcome: sends it to the joiners whose KeyPackageRefs it lists, before
+//!   any commit of a later epoch, so a joiner never sees a commit for an epoch
+//!   it has not joined yet.
+//! - Application: fans it out to the other members.
+//!
+//! Each client must receive envelopes in the order the server accepted them.
 
 /// Envelope format version.
 pub const VERSION: u8 = 1;
