@@ -22,6 +22,9 @@ export const MAX_NAME_CHARS = 64;
 /** Errors that answer `join`: retrying the same join cannot help. */
 const JOIN_ERRORS = new Set(['bad_room_id', 'bad_profile', 'unsupported_version', 'room_full', 'already_joined']);
 
+/** Errors about MLS envelopes from the Delivery Service. */
+const MLS_ERRORS = new Set(['bad_envelope', 'stale_epoch', 'not_group_member']);
+
 /** Reconnection back-off, milliseconds; after the last step the meeting fails. */
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000];
 
@@ -330,6 +333,12 @@ export class MeetingSession extends EventTarget {
 
   onServerError(msg) {
     const code = msg.code || 'internal';
+    // The Delivery Service refusing an MLS message is the group's business
+    // (e.g. a Welcome for a joiner who just left): counted, not shown.
+    if (this.group && MLS_ERRORS.has(code)) {
+      this.group.errors++;
+      return;
+    }
     // Before `joined`, an error about the join itself ends the attempt.
     const fatal = !!msg.fatal || (!this.connJoined && JOIN_ERRORS.has(code));
     const err = { code, message: msg.message || 'Server error', fatal };

@@ -18,8 +18,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import {
-  testMedia, startServer, openBrowser, waitFor, randomId, sleep, explained, foreignRequests, policyViolations,
+  ARTIFACTS, testMedia, startServer, openBrowser, waitFor, randomId, sleep, explained, foreignRequests, policyViolations,
 } from './lib/harness.mjs';
 
 /** Frames each page must have decoded from each remote video. */
@@ -91,7 +92,7 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
       await b.page.locator('#e2ee-badge').click();
       assert.equal((await b.page.locator('#security-code').textContent()).trim(), agreed[0].securityCode);
     }
-    await pages[0].page.screenshot({ path: `${process.cwd()}/artifacts/e2ee-meeting.png` }).catch(() => {});
+    await pages[0].page.screenshot({ path: path.join(ARTIFACTS, 'e2ee-meeting.png') }).catch(() => {});
 
     // Names shown are the chosen ones (from encrypted profiles).
     for (const [i, b] of pages.entries()) {
@@ -159,7 +160,7 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
     assert.equal(Object.values(ie.framesDecrypted).reduce((a, b) => a + b, 0), 0, 'the intruder decrypts nothing');
     // Frames do reach it, and its tiles say so instead of freezing.
     await intruder.page.locator('.tile-waiting:not([hidden])').first().waitFor({ timeout: 10000 });
-    await intruder.page.screenshot({ path: `${process.cwd()}/artifacts/e2ee-intruder.png` }).catch(() => {});
+    await intruder.page.screenshot({ path: path.join(ARTIFACTS, 'e2ee-intruder.png') }).catch(() => {});
     // The others are not disturbed: same epoch, video keeps flowing.
     const after = await Promise.all(pages.map(stats));
     const codes = await Promise.all(pages.map(e2ee));
