@@ -128,10 +128,17 @@ class MeetingPage {
       else if (input.value.trim()) toast('The message could not be sent yet: still joining the encrypted meeting.', { kind: 'warn' });
     });
     $('hand-button').addEventListener('click', () => this.toggleHand());
-    $('e2ee-badge').addEventListener('click', () => {
-      const info = $('e2ee-info');
-      info.hidden = !info.hidden;
-      $('e2ee-badge').setAttribute('aria-expanded', String(!info.hidden));
+    const showCode = (show) => {
+      $('e2ee-info').hidden = !show;
+      $('e2ee-badge').setAttribute('aria-expanded', String(show));
+    };
+    $('e2ee-badge').addEventListener('click', () => showCode($('e2ee-info').hidden));
+    // Closes on Escape or a click elsewhere.
+    document.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') showCode(false);
+    });
+    document.addEventListener('click', (ev) => {
+      if (!$('e2ee-info').hidden && !ev.target.closest?.('.e2ee-wrap')) showCode(false);
     });
     for (const id of ['copy-link', 'copy-link-top', 'copy-link-alone']) {
       $(id).addEventListener('click', () => copyLink(this.room));
