@@ -249,6 +249,12 @@ pub enum ServerMsg {
         /// The group's current epoch at the server.
         current_epoch: u64,
     },
+    /// The room's active speaker changed (from the RFC 6464 audio levels,
+    /// smoothed, with hysteresis).
+    ActiveSpeaker {
+        /// Who is speaking now.
+        participant_id: ParticipantId,
+    },
     /// Answer to `ping`.
     Pong {
         /// The ping's id.
@@ -298,7 +304,7 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
     const KNOWN: &[&str] = &[
         "join", "offer", "answer", "set_muted", "layer_preference", "ping", "leave", "mls", "group_member", "joined",
         "participant_joined", "participant_updated", "participant_left", "layer", "pong", "error",
-        "create_group", "commit_accepted", "commit_rejected",
+        "create_group", "commit_accepted", "commit_rejected", "active_speaker",
     ];
     match serde_json::from_str::<Tagged>(text) {
         Ok(t) if !KNOWN.contains(&t.kind.as_str()) => {

@@ -19,7 +19,8 @@
 //!   RTP timestamps are rewritten so the subscriber sees one continuous
 //!   stream (its SSRC and sequence numbers come from the outgoing stream);
 //! - key frame requests from subscribers reach the publisher, rate limited;
-//!   NACK/RTX is handled per hop by str0m.
+//!   NACK/RTX is handled per hop by str0m;
+//! - the active speaker of each room, from RFC 6464 audio levels.
 //!
 //! The SFU reads only RTP headers and header extensions and, for VP8, the
 //! payload descriptor and the clear key frame header bytes: it never needs
@@ -40,10 +41,12 @@ mod error;
 mod layer;
 mod participant;
 mod sfu;
+mod speaker;
 mod track;
 
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use layer::{LayerInfo, LayerSelector, Verdict};
 pub use sfu::{Output, Sfu, SfuStats};
+pub use speaker::SpeakerDetector;
 pub use track::vp8_keyframe_size;

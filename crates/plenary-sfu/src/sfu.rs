@@ -19,6 +19,7 @@ use crate::config::SfuConfig;
 use crate::error::SfuError;
 use crate::layer::Verdict;
 use crate::participant::Participant;
+use crate::speaker::SpeakerDetector;
 use crate::track::{OutState, TrackIn, TrackOut, vp8_keyframe_size};
 
 /// What the SFU wants the caller to do next.
@@ -72,7 +73,12 @@ pub struct Sfu {
     next_id: u64,
     last_now: Option<Instant>,
     stats: SfuStats,
+    speakers: HashMap<RoomId, SpeakerDetector>,
+    next_speaker_eval: Option<Instant>,
 }
+
+/// How often active speakers are re-evaluated.
+const SPEAKER_EVAL_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Sfu {
     /// A new SFU with no rooms.
@@ -87,6 +93,8 @@ impl Sfu {
             next_id: 1,
             last_now: None,
             stats: SfuStats::default(),
+            speakers: HashMap::new(),
+            next_speaker_eval: None,
         }
     }
 
@@ -152,6 +160,9 @@ impl Sfu {
         for m in members {
             self.queue.push_back(Output::Signal(m, ServerMsg::ParticipantJoined { participant: info.clone() }));
         }
+        if let Some(speaker) = self.speakers.get(&room).and_then(|d| d.current()) {
+            self.queue.push_back(Output::Signal(id, ServerMsg::ActiveSpeaker { participant_id: speaker }));
+        }
         Ok(id)
     }
 
@@ -214,8 +225,12 @@ impl Sfu {
             }
             None => Vec::new(),
         };
+        if let Some(d) = self.speakers.get_mut(&gone.room) {
+            d.remove(id);
+        }
         if members.is_empty() {
             self.rooms.remove(&gone.room);
+            self.speakers.remove(&gone.room);
             info!(participant = %id, "participant left; room closed");
         } else {
             info!(participant = %id, room_size = members.len(), "participant left");
@@ -292,6 +307,10 @@ impl Sfu {
     /// Advances time: drives every session whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = Some(now);
+        if self.next_speaker_eval.is_none_or(|t| t <= now) {
+            self.next_speaker_eval = Some(now + SPEAKER_EVAL_INTERVAL);
+            self.evaluate_speakers(now);
+        }
         let due: Vec<ParticipantId> = self
             .participants
             .values()
@@ -307,6 +326,16 @@ impl Sfu {
         self.process(now, due);
     }
 
+    fn evaluate_speakers(&mut self, now: Instant) {
+        for (room, d) in &mut self.speakers {
+            if let Some(speaker) = d.evaluate(now) {
+                for m in self.rooms.get(room).into_iter().flatten() {
+                    self.queue.push_back(Output::Signal(*m, ServerMsg::ActiveSpeaker { participant_id: speaker }));
+                }
+            }
+        }
+    }
+
     /// Next thing to do. Call until it returns [`Output::Timeout`].
     pub fn poll_output(&mut self, now: Instant) -> Output {
         if let Some(o) = self.queue.pop_front() {
@@ -316,6 +345,7 @@ impl Sfu {
             .participants
             .values()
             .filter_map(|p| p.next_timeout)
+            .chain(self.next_speaker_eval.filter(|_| !self.speakers.is_empty()))
             .min()
             .unwrap_or(now + Duration::from_secs(1));
         Output::Timeout(next.max(self.last_now.unwrap_or(now)).min(now + Duration::from_secs(1)))
@@ -598,6 +628,11 @@ impl Sfu {
             // given the layer that fits their tile (rate limited).
             self.request_keyframe(now, source, data.mid, rid.as_deref());
             work.push(source);
+        }
+        if kind == MediaKind::Audio
+            && let Some(level) = data.ext_vals.audio_level
+        {
+            self.speakers.entry(room.clone()).or_default().record(source, level, now);
         }
         if !data.contiguous && kind == MediaKind::Video {
             self.request_keyframe(now, source, data.mid, rid.as_deref());

@@ -167,3 +167,40 @@ fn after_an_upstream_outage_subscribers_resume_on_a_key_frame() {
     assert!(first_after.keyframe, "the first frame forwarded after frames were lost is a key frame");
     assert!(w.sfu.stats().keyframe_requests > plis, "the SFU asked the publisher for it");
 }
+
+#[test]
+fn active_speaker_follows_who_talks_within_a_second() {
+    let mut w = World::new();
+    let a = w.join("room-g", true, false);
+    let b = w.join("room-g", true, false);
+    let c = w.join("room-g", false, false);
+    let (a_id, b_id) = (w.peers[a].id, w.peers[b].id);
+    let speakers = |w: &World, i: usize| -> Vec<plenary_proto::ParticipantId> {
+        w.peers[i]
+            .signals
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::ActiveSpeaker { participant_id } => Some(*participant_id),
+                _ => None,
+            })
+            .collect()
+    };
+    w.peers[a].audio_level = 25;
+    w.run(Duration::from_secs(3), 30);
+    assert_eq!(speakers(&w, c).last(), Some(&a_id), "a talks");
+    w.peers[a].audio_level = 127;
+    w.peers[b].audio_level = 30;
+    let before = speakers(&w, c).len();
+    w.run(Duration::from_secs(1), 30);
+    assert_eq!(speakers(&w, c).last(), Some(&b_id), "b detected within 1 s");
+    // A 200 ms burst from a while b talks moves nothing.
+    w.peers[a].audio_level = 10;
+    w.run(Duration::from_millis(200), 30);
+    w.peers[a].audio_level = 127;
+    w.run(Duration::from_secs(2), 30);
+    let all = speakers(&w, c);
+    assert_eq!(all.len(), before + 1, "exactly one change, no flapping: {all:?}");
+    // A newcomer learns who speaks.
+    let d = w.join("room-g", false, false);
+    assert_eq!(speakers(&w, d).last(), Some(&b_id));
+}

@@ -50,6 +50,10 @@ pub struct Peer {
     pub connected: bool,
     /// A PLI/FIR arrived: the next frame of each layer is a key frame.
     pub keyframe_requested: bool,
+    /// RFC 6464 level sent with audio, -dBov (127 = silence).
+    pub audio_level: i8,
+    /// Own offer awaiting the SFU's answer.
+    pub pending: Option<str0m::change::SdpPendingOffer>,
 }
 
 /// The world: SFU + peers + virtual clock.
@@ -116,24 +120,14 @@ impl World {
             frame_no: 0,
             connected: false,
             keyframe_requested: false,
+            audio_level: 127,
+            pending: Some(pending),
         };
         self.peers.push(peer);
         let idx = self.peers.len() - 1;
         self.sfu
             .handle_message(self.now, id, ClientMsg::Offer { sdp: offer.to_sdp_string() })
             .expect("offer accepted");
-        self.pump();
-        let answer = self.peers[idx]
-            .signals
-            .iter()
-            .rev()
-            .find_map(|s| match s {
-                ServerMsg::Answer { sdp } => Some(sdp.clone()),
-                _ => None,
-            })
-            .expect("answer");
-        let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
-        self.peers[idx].rtc.sdp_api().accept_answer(pending, answer).expect("answer applies");
         self.pump();
         idx
     }
@@ -175,6 +169,11 @@ impl World {
 
     fn signal(&mut self, id: ParticipantId, msg: ServerMsg) {
         let Some(i) = self.peers.iter().position(|p| p.id == id) else { return };
+        if let ServerMsg::Answer { sdp } = &msg {
+            let answer = SdpAnswer::from_sdp_string(sdp).expect("answer parses");
+            let pending = self.peers[i].pending.take().expect("an offer was pending");
+            self.peers[i].rtc.sdp_api().accept_answer(pending, answer).expect("answer applies");
+        }
         if let ServerMsg::Offer { sdp, track_map } = &msg {
             let offer = SdpOffer::from_sdp_string(sdp).expect("server offer parses");
             let answer = self.peers[i].rtc.sdp_api().accept_offer(offer).expect("server offer applies");
@@ -310,7 +309,7 @@ impl World {
             };
             let rtp = MediaTime::new(elapsed.as_micros() as u64 * 48 / 1000, Frequency::FORTY_EIGHT_KHZ);
             if let Some(w) = p.rtc.writer(mid) {
-                let _ = w.write(pt, now, rtp, vec![0xfc; 60]);
+                let _ = w.audio_level(-p.audio_level.abs(), p.audio_level.abs() < 60).write(pt, now, rtp, vec![0xfc; 60]);
             }
         }
     }
