@@ -23,6 +23,13 @@ pub struct TrackStats {
     /// File the track was recorded to, if recording and any frame was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<PathBuf>,
+    /// End-to-end encrypted meetings only: frames decrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrypted: Option<u64>,
+    /// End-to-end encrypted meetings only: frames that could not be
+    /// decrypted (no keys yet, unknown key, tampered), dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrypt_failures: Option<u64>,
 }
 
 /// Frames and bytes sent on one of our own tracks.
@@ -123,6 +130,24 @@ pub enum JsonEvent<'a> {
         /// Our tracks.
         sent: Vec<SentStats>,
     },
+    /// End-to-end encrypted meetings: the group moved to a new epoch and
+    /// its media keys are installed.
+    Epoch {
+        /// MLS epoch.
+        epoch: u64,
+        /// The security code participants compare aloud.
+        security_code: &'a str,
+    },
+    /// End-to-end encrypted meetings: a member's display name from its
+    /// encrypted profile (only in `--json` output, never logged).
+    Profile {
+        /// The member's participant id, if its leaf is known.
+        participant_id: Option<ParticipantId>,
+        /// The member's MLS leaf index.
+        leaf: u32,
+        /// Display name.
+        display_name: &'a str,
+    },
     /// At the end.
     Summary(&'a Summary),
 }
@@ -159,6 +184,9 @@ pub fn human_summary(s: &Summary) -> String {
     for t in &s.tracks {
         let kind = kind_str(t.kind);
         out.push_str(&format!("\n  {} {kind} (mid {}): {} frames, {} bytes", t.participant_id, t.mid, t.frames, t.bytes));
+        if let (Some(ok), Some(failed)) = (t.decrypted, t.decrypt_failures) {
+            out.push_str(&format!(" ({ok} decrypted, {failed} failed)"));
+        }
         if let Some(p) = &t.recording {
             out.push_str(&format!(" -> {}", p.display()));
         }
@@ -191,6 +219,8 @@ mod tests {
             frames: 10,
             bytes: 2000,
             recording: None,
+            decrypted: None,
+            decrypt_failures: None,
         };
         let sent = SentStats { kind: MediaKind::Audio, mid: "b2".into(), frames: 50, bytes: 900 };
         let summary = Summary {
@@ -222,5 +252,10 @@ mod tests {
         assert_eq!(v["tracks"][0]["frames"], 10);
         assert_eq!(summary.frames_from(ParticipantId(3), MediaKind::Video), 10);
         assert_eq!(summary.frames_from(ParticipantId(3), MediaKind::Audio), 0);
+        let v = serde_json::to_value(JsonEvent::Epoch { epoch: 2, security_code: "01234 56789" }).unwrap();
+        assert_eq!(v, serde_json::json!({"event": "epoch", "epoch": 2, "security_code": "01234 56789"}));
+        let e2ee_track = TrackStats { decrypted: Some(9), decrypt_failures: Some(1), ..summary.tracks[0].clone() };
+        let v = serde_json::to_value(&e2ee_track).unwrap();
+        assert_eq!((v["decrypted"].as_u64(), v["decrypt_failures"].as_u64()), (Some(9), Some(1)));
     }
 }

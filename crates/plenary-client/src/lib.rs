@@ -40,6 +40,7 @@ pub mod ivf;
 pub mod meeting_url;
 pub mod ogg;
 pub mod record;
+mod e2ee;
 mod session;
 pub mod source;
 
@@ -141,6 +142,12 @@ pub enum ClientError {
     /// str0m refused an operation.
     #[error("WebRTC: {0}")]
     Rtc(String),
+    /// The link has a fragment that is not a valid meeting secret.
+    #[error("This link is incomplete: the part after # is missing or damaged")]
+    IncompleteLink,
+    /// End-to-end encryption could not be set up.
+    #[error("end-to-end encryption: {0}")]
+    E2ee(String),
 }
 
 /// Joins a meeting, publishes, receives and reports until `duration` has

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use plenary_proto::{ClientMsg, MediaKind, PROTOCOL_VERSION, ParticipantId, ServerMsg, TrackInfo};
+use plenary_proto::{ClientMsg, MediaKind, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, ServerMsg, TrackInfo};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt};
@@ -19,6 +19,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 
+use crate::e2ee::{E2ee, Out};
 use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, human_summary, kind_str};
 use crate::meeting_url::MeetingUrl;
 use crate::record::{Pushed, RecordCodec, Recorder};
@@ -46,6 +47,8 @@ const PREFERRED_SIZE: (u32, u32) = (1280, 720);
 /// Runs a whole session; see [`crate::join`].
 pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'static>>) -> Result<Summary, ClientError> {
     let meeting = MeetingUrl::parse(&opts.url)?;
+    // The fragment holds the meeting secret: it stays on this machine.
+    let secret = crate::e2ee::secret_from_link(&opts.url).map_err(|()| ClientError::IncompleteLink)?;
     let video = opts.video.as_deref().map(LoopedSource::from_ivf).transpose()?;
     let audio = opts.audio.as_deref().map(LoopedSource::from_ogg).transpose()?;
     if let Some(dir) = &opts.record {
@@ -56,13 +59,31 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
     let started = Instant::now();
 
     let (mut ws, local_addr) = connect(&meeting, extra_roots).await?;
-    let profile = serde_json::json!({ "name": opts.name }).to_string();
+    // With E2EE the server learns no name: it travels encrypted in the group.
+    let profile = if secret.is_some() {
+        "{}".to_owned()
+    } else {
+        serde_json::json!({ "name": opts.name }).to_string()
+    };
     send(
         &mut ws,
         &ClientMsg::Join { room: meeting.room.to_string(), profile, version: PROTOCOL_VERSION },
     )
     .await?;
-    let (participant_id, room, present) = wait_joined(&mut ws).await?;
+    let (participant_id, room, others) = wait_joined(&mut ws).await?;
+    let present: Vec<ParticipantId> = others.iter().map(|p| p.id).collect();
+    let e2ee = match secret {
+        None => None,
+        Some(secret) => {
+            let mut e = E2ee::new(meeting.room.as_str(), secret, &opts.name, participant_id).map_err(ClientError::E2ee)?;
+            let now = Instant::now();
+            for p in &others {
+                e.participant_leaf(p.id, p.leaf, now);
+            }
+            e.start(!others.is_empty(), now);
+            Some(e)
+        }
+    };
     tracing::info!(participant = %participant_id, "joined");
     reporter.emit(
         &JsonEvent::Joined { participant_id, room: &room, participants: present.clone() },
@@ -102,6 +123,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         last_keyframe_answer: None,
         rtp_base: (u64::from(rand::random::<u32>()), u64::from(rand::random::<u32>())),
         timeout: Instant::now(),
+        e2ee,
     };
     let result = session.run(&mut ws, opts.duration).await;
     session.finish(&mut ws, result).await
@@ -163,7 +185,7 @@ async fn send(ws: &mut Ws, msg: &ClientMsg) -> Result<(), ClientError> {
 }
 
 /// Waits for `joined` (or an error) after `join`.
-async fn wait_joined(ws: &mut Ws) -> Result<(ParticipantId, String, Vec<ParticipantId>), ClientError> {
+async fn wait_joined(ws: &mut Ws) -> Result<(ParticipantId, String, Vec<ParticipantInfo>), ClientError> {
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())
@@ -171,7 +193,7 @@ async fn wait_joined(ws: &mut Ws) -> Result<(ParticipantId, String, Vec<Particip
             .map_err(|_| ClientError::Timeout { what: "the server's answer to join", after: CONNECT_TIMEOUT })?;
         match decode(msg)? {
             Some(ServerMsg::Joined { participant_id, room, participants, .. }) => {
-                return Ok((participant_id, room, participants.into_iter().map(|p| p.id).collect()));
+                return Ok((participant_id, room, participants));
             }
             Some(ServerMsg::Error { code, message, .. }) => return Err(ClientError::Server { code, message }),
             _ => {}
@@ -218,6 +240,8 @@ struct RxTrack {
     active: bool,
     recorder: Option<Recorder>,
     last_keyframe_request: Option<Instant>,
+    /// Frames were dropped (not decryptable) since the last one recorded.
+    decrypt_gap: bool,
 }
 
 enum End {
@@ -251,6 +275,8 @@ struct Session {
     rtp_base: (u64, u64),
     /// Next time the Rtc wants a timeout input.
     timeout: Instant,
+    /// End-to-end encryption, for links with a secret.
+    e2ee: Option<E2ee>,
 }
 
 impl Session {
@@ -321,6 +347,10 @@ impl Session {
                 send(ws, &ClientMsg::Ping { id: ping_id }).await?;
                 next_ping = now + PING_INTERVAL;
             }
+            if let Some(e) = &mut self.e2ee {
+                let outs = e.poll(now);
+                self.on_e2ee(ws, outs).await?;
+            }
             self.send_due_media(now)?;
             if !self.rtc.is_alive() {
                 return Err(ClientError::MediaLost);
@@ -342,6 +372,9 @@ impl Session {
             }
             if let Some(t) = self.ice_disconnected_since {
                 deadline = deadline.min(t + ICE_DISCONNECTED_GRACE);
+            }
+            if let Some(t) = self.e2ee.as_ref().and_then(E2ee::next_deadline) {
+                deadline = deadline.min(t);
             }
 
             tokio::select! {
@@ -450,6 +483,24 @@ impl Session {
         let track = &mut self.rx[i];
         track.stats.frames += 1;
         track.stats.bytes += data.data.len() as u64;
+        let plain;
+        let frame: &[u8] = match &mut self.e2ee {
+            None => &data.data,
+            Some(e) => match e.decrypt(track.stats.kind == MediaKind::Video, &data.data) {
+                Some(p) => {
+                    *track.stats.decrypted.get_or_insert(0) += 1;
+                    plain = p;
+                    &plain
+                }
+                None => {
+                    // Never passed on: the recorder then waits for a key frame.
+                    *track.stats.decrypt_failures.get_or_insert(0) += 1;
+                    track.decrypt_gap = true;
+                    return Ok(());
+                }
+            },
+        };
+        let contiguous = data.contiguous && !track.decrypt_gap;
         let Some(rec) = &mut track.recorder else {
             return Ok(());
         };
@@ -462,8 +513,9 @@ impl Session {
             return Ok(());
         }
         let time = data.time.rebase(clock).numer();
-        match rec.push(time, data.contiguous, &data.data)? {
+        match rec.push(time, contiguous, frame)? {
             Pushed::Written => {
+                track.decrypt_gap = false;
                 if track.stats.recording.is_none() {
                     track.stats.recording = Some(rec.path().to_owned());
                 }
@@ -516,8 +568,16 @@ impl Session {
                     }
                 };
                 let time = MediaTime::new(base + frame.time, frequency(clock));
-                let len = frame.data.len() as u64;
-                writer.write(pt, due_at, time, frame.data).map_err(|e| ClientError::Rtc(e.to_string()))?;
+                let data = match &mut self.e2ee {
+                    None => frame.data.to_vec(),
+                    // Nothing leaves in clear: without keys, frames are dropped.
+                    Some(e) => match e.encrypt(is_video, &frame.data) {
+                        Some(sealed) => sealed,
+                        None => continue,
+                    },
+                };
+                let len = data.len() as u64;
+                writer.write(pt, due_at, time, data).map_err(|e| ClientError::Rtc(e.to_string()))?;
                 track.frames += 1;
                 track.bytes += len;
                 self.drain()?;
@@ -549,8 +609,18 @@ impl Session {
                     self.on_offer(ws, &sdp, track_map).await?;
                 }
             }
+            ServerMsg::ParticipantJoined { participant } | ServerMsg::ParticipantUpdated { participant }
+                if self.e2ee.is_some() && participant.leaf.is_some() && self.participants.contains(&participant.id) =>
+            {
+                if let Some(e) = &mut self.e2ee {
+                    e.participant_leaf(participant.id, participant.leaf, Instant::now());
+                }
+            }
             ServerMsg::ParticipantJoined { participant } => {
                 let id = participant.id;
+                if let Some(e) = &mut self.e2ee {
+                    e.participant_leaf(id, participant.leaf, Instant::now());
+                }
                 if !self.participants.contains(&id) {
                     self.participants.push(id);
                 }
@@ -560,6 +630,9 @@ impl Session {
             }
             ServerMsg::ParticipantLeft { participant_id } => {
                 self.participants.retain(|p| *p != participant_id);
+                if let Some(e) = &mut self.e2ee {
+                    e.participant_left(participant_id, Instant::now());
+                }
                 self.reporter.emit(&JsonEvent::ParticipantLeft { participant_id }, || {
                     Some(format!("{participant_id} left"))
                 });
@@ -571,9 +644,55 @@ impl Session {
                 tracing::warn!(?code, %message, "server reported an error");
             }
             ServerMsg::Layer { mid, rid } => tracing::debug!(%mid, ?rid, "layer"),
+            ServerMsg::CreateGroup => {
+                if let Some(e) = &mut self.e2ee {
+                    let outs = e.on_create_group();
+                    self.on_e2ee(ws, outs).await?;
+                }
+            }
+            ServerMsg::Mls { from, envelope } => {
+                if let Some(e) = &mut self.e2ee {
+                    let outs = e.on_mls(from, &envelope, Instant::now());
+                    self.on_e2ee(ws, outs).await?;
+                }
+            }
+            ServerMsg::CommitAccepted { .. } => {
+                if let Some(e) = &mut self.e2ee {
+                    let outs = e.on_commit_accepted(Instant::now());
+                    self.on_e2ee(ws, outs).await?;
+                }
+            }
+            ServerMsg::CommitRejected { .. } => {
+                if let Some(e) = &mut self.e2ee {
+                    e.on_commit_rejected();
+                }
+            }
             // joined (again), participant_updated, pong, and messages this
             // client does not take part in yet.
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Sends and reports what end-to-end encryption asked for.
+    async fn on_e2ee(&mut self, ws: &mut Ws, outs: Vec<Out>) -> Result<(), ClientError> {
+        for out in outs {
+            match out {
+                Out::Send(msg) => send(ws, &msg).await?,
+                Out::Epoch { epoch, security_code } => {
+                    tracing::info!(epoch, "end-to-end encryption: new epoch");
+                    self.reporter.emit(&JsonEvent::Epoch { epoch, security_code: &security_code }, || {
+                        Some(format!("end-to-end encrypted, epoch {epoch}; security code {security_code}"))
+                    });
+                }
+                Out::Profile { leaf, participant_id, display_name } => {
+                    // Names go to our own --json output only, never to the log.
+                    self.reporter.emit(
+                        &JsonEvent::Profile { participant_id, leaf, display_name: &display_name },
+                        || None,
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -631,10 +750,13 @@ impl Session {
                     frames: 0,
                     bytes: 0,
                     recording: None,
+                    decrypted: self.e2ee.as_ref().map(|_| 0),
+                    decrypt_failures: self.e2ee.as_ref().map(|_| 0),
                 },
                 active: true,
                 recorder,
                 last_keyframe_request: None,
+                decrypt_gap: false,
             });
         }
         let gone: Vec<usize> =
