@@ -104,7 +104,7 @@ impl SpeakerDetector {
                 best = Some((*p, s));
             }
         }
-        let Some((top, top_score)) = best else { return None };
+        let (top, top_score) = best?;
         let leads = Some(top) != self.current
             && top_score >= MIN_SCORE
             && (self.current.is_none() || top_score >= current_score + MARGIN);
@@ -154,7 +154,7 @@ mod tests {
                 d.record(*p, *l, *t);
             }
             n += 1;
-            if n % 5 == 0 && let Some(s) = d.evaluate(*t) {
+            if n.is_multiple_of(5) && let Some(s) = d.evaluate(*t) {
                 changes.push((*t - start, s));
             }
             *t += Duration::from_millis(20);
