@@ -14,11 +14,16 @@
 //! announces itself with `group_member`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use plenary_e2ee::envelope::Envelope;
 use plenary_proto::{ErrorCode, ParticipantId, ServerMsg};
+
+/// How long a participant asked to create the group may stay silent before
+/// a joiner that speaks the protocol is asked instead.
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Messages to send: (recipient, message).
 pub type Outbox = Vec<(ParticipantId, ServerMsg)>;
@@ -66,14 +71,19 @@ struct GroupRoom {
     online: Vec<ParticipantId>,
     /// The group's current epoch, `None` while there is no group.
     epoch: Option<u64>,
-    /// Asked to create the group, not yet announced.
+    /// Asked to create the group (and when), not yet announced.
     creator: Option<ParticipantId>,
+    creator_asked: Option<Instant>,
     /// Members online, with their leaf index.
     members: BTreeMap<ParticipantId, u32>,
     /// Join requests not yet answered by a Welcome.
     pending: Vec<PendingJoin>,
     /// Joiners a Welcome was routed to, who may now announce membership.
     welcomed: Vec<ParticipantId>,
+    /// Participants that have spoken the end-to-end protocol (sent an
+    /// envelope or announced membership); others (unencrypted clients)
+    /// are never left in charge of creating the group.
+    capable: Vec<ParticipantId>,
 }
 
 /// The Delivery Service for all rooms.
@@ -85,17 +95,17 @@ pub struct DeliveryService {
 
 impl DeliveryService {
     /// A participant entered `room`. May ask it to create the group.
-    pub fn joined(&mut self, room: &str, id: ParticipantId) -> Outbox {
+    pub fn joined(&mut self, now: Instant, room: &str, id: ParticipantId) -> Outbox {
         self.room_of.insert(id, room.to_owned());
         let r = self.rooms.entry(room.to_owned()).or_default();
         r.online.push(id);
         let mut out = Vec::new();
-        r.ensure_creator(&mut out);
+        r.ensure_creator(now, &mut out);
         out
     }
 
     /// A participant left (or its connection died).
-    pub fn left(&mut self, id: ParticipantId) -> Outbox {
+    pub fn left(&mut self, now: Instant, id: ParticipantId) -> Outbox {
         let mut out = Vec::new();
         let Some(room) = self.room_of.remove(&id) else { return out };
         let Some(r) = self.rooms.get_mut(&room) else { return out };
@@ -103,6 +113,7 @@ impl DeliveryService {
         r.members.remove(&id);
         r.pending.retain(|p| p.from != id);
         r.welcomed.retain(|p| *p != id);
+        r.capable.retain(|p| *p != id);
         if r.creator == Some(id) {
             r.creator = None;
         }
@@ -114,7 +125,7 @@ impl DeliveryService {
             // Every member is gone: the group is lost; start a new one.
             r.epoch = None;
             r.welcomed.clear();
-            r.ensure_creator(&mut out);
+            r.ensure_creator(now, &mut out);
         }
         out
     }
@@ -127,12 +138,16 @@ impl DeliveryService {
     /// sent a Welcome.
     pub fn group_member(&mut self, id: ParticipantId, leaf: u32) -> Result<Outbox, DsError> {
         let r = self.room_mut(id)?;
+        if !r.capable.contains(&id) {
+            r.capable.push(id);
+        }
         let mut out = Vec::new();
         if r.creator == Some(id) {
             r.creator = None;
             r.epoch = Some(0);
             r.members.clear();
             r.members.insert(id, leaf);
+            r.pending.retain(|p| p.from != id);
             for p in &r.pending {
                 out.push((id, ServerMsg::Mls { from: p.from, envelope: p.envelope.clone() }));
             }
@@ -155,12 +170,15 @@ impl DeliveryService {
     ///
     /// # Errors
     /// [`DsError`]: bad bytes, or a message the sender's role does not allow.
-    pub fn envelope(&mut self, id: ParticipantId, b64: &str) -> Result<Outbox, DsError> {
+    pub fn envelope(&mut self, now: Instant, id: ParticipantId, b64: &str) -> Result<Outbox, DsError> {
         let bytes = URL_SAFE_NO_PAD
             .decode(b64.trim_end_matches('='))
             .map_err(|e| DsError::BadEnvelope(format!("not base64url: {e}")))?;
         let env = Envelope::decode(&bytes).map_err(|e| DsError::BadEnvelope(e.to_string()))?;
         let r = self.room_mut(id)?;
+        if !r.capable.contains(&id) {
+            r.capable.push(id);
+        }
         let is_member = r.members.contains_key(&id);
         let mut out = Vec::new();
         match env {
@@ -169,6 +187,17 @@ impl DeliveryService {
                     return Err(DsError::NotGroupMember("already a member of the group"));
                 }
                 r.pending.retain(|p| p.from != id);
+                if r.members.is_empty()
+                    && r.creator.is_some_and(|c| !r.capable.contains(&c))
+                    && r.creator_asked.is_some_and(|t| now.saturating_duration_since(t) >= CREATE_TIMEOUT)
+                {
+                    // The participant asked to create stayed silent (an
+                    // unencrypted client): this joiner creates instead.
+                    r.creator = Some(id);
+                    r.creator_asked = Some(now);
+                    out.push((id, ServerMsg::CreateGroup));
+                    return Ok(out);
+                }
                 r.pending.push(PendingJoin { from: id, key_package_ref: key_package_ref.to_vec(), envelope: b64.to_owned() });
                 for m in r.members.keys() {
                     out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
@@ -229,13 +258,15 @@ impl DeliveryService {
 }
 
 impl GroupRoom {
-    fn ensure_creator(&mut self, out: &mut Outbox) {
+    fn ensure_creator(&mut self, now: Instant, out: &mut Outbox) {
         if self.members.is_empty()
             && self.creator.is_none()
             && self.epoch.is_none()
-            && let Some(first) = self.online.first()
+            && let Some(first) =
+                self.online.iter().find(|p| self.capable.contains(p)).or(self.online.first())
         {
             self.creator = Some(*first);
+            self.creator_asked = Some(now);
             out.push((*first, ServerMsg::CreateGroup));
         }
     }

@@ -30,6 +30,12 @@ fn welcome(refs: &[u8]) -> String {
     env(3, &body)
 }
 
+fn t0() -> Instant {
+    use std::sync::OnceLock;
+    static T: OnceLock<Instant> = OnceLock::new();
+    *T.get_or_init(Instant::now)
+}
+
 const A: ParticipantId = ParticipantId(1);
 const B: ParticipantId = ParticipantId(2);
 const C: ParticipantId = ParticipantId(3);
@@ -41,27 +47,27 @@ fn to(out: &Outbox, who: ParticipantId) -> Vec<&ServerMsg> {
 #[test]
 fn first_creates_joiners_are_welcomed_commits_are_ordered() {
     let mut ds = DeliveryService::default();
-    assert_eq!(to(&ds.joined("r", A), A), vec![&ServerMsg::CreateGroup]);
-    assert!(ds.joined("r", B).is_empty(), "only one creator");
+    assert_eq!(to(&ds.joined(t0(), "r", A), A), vec![&ServerMsg::CreateGroup]);
+    assert!(ds.joined(t0(), "r", B).is_empty(), "only one creator");
     // B asks before A announced: the request waits.
     let jr = join_request(7);
-    assert!(ds.envelope(B, &jr).unwrap().is_empty());
+    assert!(ds.envelope(t0(), B, &jr).unwrap().is_empty());
     let out = ds.group_member(A, 0).unwrap();
     assert!(matches!(to(&out, A)[0], ServerMsg::Mls { from, .. } if *from == B), "waiting request relayed to creator");
     // A commits in epoch 0: accepted. A second commit for epoch 0 is stale.
-    let out = ds.envelope(A, &commit(0)).unwrap();
+    let out = ds.envelope(t0(), A, &commit(0)).unwrap();
     assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
-    let out = ds.envelope(A, &commit(0)).unwrap();
+    let out = ds.envelope(t0(), A, &commit(0)).unwrap();
     assert_eq!(to(&out, A), vec![&ServerMsg::CommitRejected { epoch: 0, current_epoch: 1 }]);
     // The Welcome goes to B only; B may then announce membership.
     assert_eq!(ds.group_member(B, 1).unwrap_err().code(), ErrorCode::NotGroupMember);
-    let out = ds.envelope(A, &welcome(&[7])).unwrap();
+    let out = ds.envelope(t0(), A, &welcome(&[7])).unwrap();
     assert_eq!(out.len(), 1);
     assert!(matches!(to(&out, B)[0], ServerMsg::Mls { from, .. } if *from == A));
     ds.group_member(B, 1).unwrap();
     // Application messages fan out to the other members.
     let app = env(4, b"ciphertext");
-    let out = ds.envelope(B, &app).unwrap();
+    let out = ds.envelope(t0(), B, &app).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, A);
 }
@@ -69,41 +75,63 @@ fn first_creates_joiners_are_welcomed_commits_are_ordered() {
 #[test]
 fn refusals_are_typed_and_change_nothing() {
     let mut ds = DeliveryService::default();
-    ds.joined("r", A);
+    ds.joined(t0(), "r", A);
     ds.group_member(A, 0).unwrap();
-    ds.joined("r", B);
+    ds.joined(t0(), "r", B);
     // Non-members cannot commit, welcome or send application messages.
-    assert_eq!(ds.envelope(B, &commit(0)).unwrap_err().code(), ErrorCode::NotGroupMember);
-    assert_eq!(ds.envelope(B, &env(4, b"x")).unwrap_err().code(), ErrorCode::NotGroupMember);
-    assert_eq!(ds.envelope(B, &welcome(&[1])).unwrap_err().code(), ErrorCode::NotGroupMember);
+    assert_eq!(ds.envelope(t0(), B, &commit(0)).unwrap_err().code(), ErrorCode::NotGroupMember);
+    assert_eq!(ds.envelope(t0(), B, &env(4, b"x")).unwrap_err().code(), ErrorCode::NotGroupMember);
+    assert_eq!(ds.envelope(t0(), B, &welcome(&[1])).unwrap_err().code(), ErrorCode::NotGroupMember);
     // A Welcome for somebody not waiting is refused.
-    assert_eq!(ds.envelope(A, &welcome(&[9])).unwrap_err(), DsError::NoJoinerWaiting);
+    assert_eq!(ds.envelope(t0(), A, &welcome(&[9])).unwrap_err(), DsError::NoJoinerWaiting);
     // Garbage.
     for bad in ["", "!!!", &URL_SAFE_NO_PAD.encode([1u8]), &URL_SAFE_NO_PAD.encode([9u8, 1, 2]), &env(2, &[0, 0])] {
-        assert_eq!(ds.envelope(A, bad).unwrap_err().code(), ErrorCode::BadEnvelope, "{bad:?}");
+        assert_eq!(ds.envelope(t0(), A, bad).unwrap_err().code(), ErrorCode::BadEnvelope, "{bad:?}");
     }
     // Epoch untouched by all of that.
-    let out = ds.envelope(A, &commit(0)).unwrap();
+    let out = ds.envelope(t0(), A, &commit(0)).unwrap();
     assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
-    assert_eq!(ds.envelope(C, &commit(1)).unwrap_err(), DsError::NotJoined);
+    assert_eq!(ds.envelope(t0(), C, &commit(1)).unwrap_err(), DsError::NotJoined);
 }
 
 #[test]
 fn group_is_recreated_when_every_member_left() {
     let mut ds = DeliveryService::default();
-    ds.joined("r", A);
+    ds.joined(t0(), "r", A);
     ds.group_member(A, 0).unwrap();
-    ds.joined("r", B);
-    ds.joined("r", C);
-    ds.envelope(C, &join_request(3)).unwrap();
-    let out = ds.left(A);
+    ds.joined(t0(), "r", B);
+    ds.joined(t0(), "r", C);
+    ds.envelope(t0(), C, &join_request(3)).unwrap();
+    ds.envelope(t0(), B, &join_request(2)).unwrap();
+    let out = ds.left(t0(), A);
     assert_eq!(to(&out, B), vec![&ServerMsg::CreateGroup], "longest present participant creates");
     let out = ds.group_member(B, 0).unwrap();
     assert_eq!(to(&out, B).len(), 1, "C's waiting request reaches the new creator");
     // The new group starts at epoch 0.
-    let out = ds.envelope(B, &commit(0)).unwrap();
+    let out = ds.envelope(t0(), B, &commit(0)).unwrap();
     assert_eq!(to(&out, B), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
-    ds.left(B);
-    ds.left(C);
+    ds.left(t0(), B);
+    ds.left(t0(), C);
     assert!(ds.rooms.is_empty());
+}
+
+#[test]
+fn an_unencrypted_first_participant_does_not_lock_the_room() {
+    let mut ds = DeliveryService::default();
+    assert_eq!(to(&ds.joined(t0(), "r", A), A), vec![&ServerMsg::CreateGroup]);
+    ds.joined(t0(), "r", B);
+    // A never answers (no end-to-end support). Within the grace time B's
+    // request waits for A; after it, B is asked to create instead.
+    assert!(ds.envelope(t0(), B, &join_request(2)).unwrap().is_empty());
+    let later = t0() + CREATE_TIMEOUT;
+    let out = ds.envelope(later, B, &join_request(2)).unwrap();
+    assert_eq!(to(&out, B), vec![&ServerMsg::CreateGroup]);
+    ds.group_member(B, 0).unwrap();
+    ds.joined(t0(), "r", C);
+    let out = ds.envelope(t0(), C, &join_request(3)).unwrap();
+    assert!(matches!(to(&out, B)[0], ServerMsg::Mls { from, .. } if *from == C), "requests now reach B");
+    // When B leaves, the capable C is asked to create, not the silent A.
+    let out = ds.left(t0(), B);
+    assert_eq!(to(&out, C), vec![&ServerMsg::CreateGroup]);
+    assert!(to(&out, A).is_empty());
 }

@@ -102,11 +102,11 @@ pub async fn run(
                         let result = sfu.join(now, &room, profile, version);
                         if let Ok(id) = &result {
                             clients.insert(*id, to_client);
-                            ds_out.extend(ds.joined(&room, *id));
+                            ds_out.extend(ds.joined(now, &room, *id));
                         }
                         let _ = reply.send(result);
                     }
-                    Command::Message(id, ClientMsg::Mls { envelope }) => match ds.envelope(id, &envelope) {
+                    Command::Message(id, ClientMsg::Mls { envelope }) => match ds.envelope(now, id, &envelope) {
                         Ok(out) => ds_out.extend(out),
                         Err(e) => {
                             debug!(participant = %id, error = %e, "envelope refused");
@@ -149,7 +149,7 @@ pub async fn run(
                     Command::Leave(id) => {
                         clients.remove(&id);
                         sfu.leave(now, id);
-                        ds_out.extend(ds.left(id));
+                        ds_out.extend(ds.left(Instant::now(), id));
                     }
                 }
             },
@@ -181,7 +181,7 @@ pub async fn run(
                     if let Some(tx) = clients.remove(&id) {
                         let _ = tx.send(ToClient::Close);
                     }
-                    ds_out.extend(ds.left(id));
+                    ds_out.extend(ds.left(Instant::now(), id));
                 }
                 Output::Tap { source, destination, rtp } => {
                     if let Some(tap) = tap.as_mut() {
