@@ -82,6 +82,9 @@ pub(crate) struct E2ee {
     self_id: ParticipantId,
     /// Leaves of the other participants known to be members.
     leaves: HashMap<ParticipantId, u32>,
+    /// Display names by leaf, to name a participant whose profile came
+    /// before its leaf was announced.
+    names: HashMap<u32, String>,
     /// Join requests waiting for a commit.
     pending_joins: BTreeMap<ParticipantId, Vec<u8>>,
     /// Leaves of participants who left, to remove.
@@ -110,6 +113,7 @@ impl E2ee {
             origin: Instant::now(),
             self_id,
             leaves: HashMap::new(),
+            names: HashMap::new(),
             pending_joins: BTreeMap::new(),
             removals: BTreeSet::new(),
             inflight: None,
@@ -130,6 +134,7 @@ impl E2ee {
         }
         self.media = MediaCrypto::new(GRACE);
         self.inflight = None;
+        self.names.clear();
     }
 
     /// After `joined`: ask to be added, or (alone) wait a little for `create_group`.
@@ -230,18 +235,25 @@ impl E2ee {
     }
 
     /// A participant's leaf from `joined`, `participant_joined` or `participant_updated`.
-    pub(crate) fn participant_leaf(&mut self, id: ParticipantId, leaf: Option<u32>, now: Instant) {
-        let Some(leaf) = leaf else { return };
+    pub(crate) fn participant_leaf(&mut self, id: ParticipantId, leaf: Option<u32>, now: Instant) -> Vec<Out> {
+        let mut out = Vec::new();
+        let Some(leaf) = leaf else { return out };
         if id == self.self_id {
-            return;
+            return out;
         }
         let before = self.leaves.insert(id, leaf);
+        if before != Some(leaf)
+            && let Some(name) = self.names.get(&leaf)
+        {
+            out.push(Out::Profile { leaf, participant_id: Some(id), display_name: name.clone() });
+        }
         self.pending_joins.remove(&id);
         // Its join is done and the server now relays application messages
         // to it: send our profile (batched).
         if before != Some(leaf) && self.profile_at.is_none() {
             self.profile_at = Some(now + COMMIT_BATCH);
         }
+        out
     }
 
     /// A participant left the room.
@@ -275,6 +287,7 @@ impl E2ee {
             }
             Event::Profile { sender, display_name } => {
                 let participant_id = self.leaves.iter().find(|(_, l)| **l == sender).map(|(id, _)| *id);
+                self.names.insert(sender, display_name.clone());
                 out.push(Out::Profile { leaf: sender, participant_id, display_name });
             }
             _ => {}

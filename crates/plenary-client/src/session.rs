@@ -78,7 +78,8 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
             let mut e = E2ee::new(meeting.room.as_str(), secret, &opts.name, participant_id).map_err(ClientError::E2ee)?;
             let now = Instant::now();
             for p in &others {
-                e.participant_leaf(p.id, p.leaf, now);
+                // Nobody's profile is known yet: nothing to report.
+                let _ = e.participant_leaf(p.id, p.leaf, now);
             }
             e.start(!others.is_empty(), now);
             Some(e)
@@ -613,13 +614,15 @@ impl Session {
                 if self.e2ee.is_some() && participant.leaf.is_some() && self.participants.contains(&participant.id) =>
             {
                 if let Some(e) = &mut self.e2ee {
-                    e.participant_leaf(participant.id, participant.leaf, Instant::now());
+                    let outs = e.participant_leaf(participant.id, participant.leaf, Instant::now());
+                    self.on_e2ee(ws, outs).await?;
                 }
             }
             ServerMsg::ParticipantJoined { participant } => {
                 let id = participant.id;
                 if let Some(e) = &mut self.e2ee {
-                    e.participant_leaf(id, participant.leaf, Instant::now());
+                    let outs = e.participant_leaf(id, participant.leaf, Instant::now());
+                    self.on_e2ee(ws, outs).await?;
                 }
                 if !self.participants.contains(&id) {
                     self.participants.push(id);
