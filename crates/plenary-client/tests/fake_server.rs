@@ -55,7 +55,7 @@ fn joined() -> ServerMsg {
 
 fn opts(addr: SocketAddr) -> JoinOptions {
     JoinOptions {
-        url: format!("http://{addr}/m/r#fragment-secret"),
+        url: format!("http://{addr}/m/r"),
         name: "Ada Lovelace".into(),
         duration: Some(Duration::from_secs(1)),
         ..Default::default()
@@ -90,6 +90,45 @@ async fn join_sends_room_and_opaque_profile_but_not_the_fragment() {
         }
         other => panic!("first message {other:?}"),
     }
+}
+
+/// With a secret in the fragment (end-to-end encryption), the server gets
+/// the profile "{}": neither the name nor the secret.
+#[tokio::test]
+async fn e2ee_join_sends_neither_name_nor_secret() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let addr = fake_server(|mut ws| async move {
+        let first = recv(&mut ws).await;
+        let _ = tx.send(first);
+        send(
+            &mut ws,
+            &ServerMsg::Error { code: ErrorCode::RoomFull, message: "room is full".into(), fatal: true },
+        )
+        .await;
+    })
+    .await;
+    let mut o = opts(addr);
+    o.url = format!("http://{addr}/m/r#AAECAwQFBgcICQoLDA0ODw");
+    let err = plenary_client::join(o).await.unwrap_err();
+    assert!(matches!(&err, ClientError::Server { code: ErrorCode::RoomFull, .. }), "{err}");
+    match rx.await.unwrap() {
+        ClientMsg::Join { room, profile, .. } => {
+            assert_eq!(room, "r");
+            assert_eq!(profile, "{}");
+        }
+        other => panic!("first message {other:?}"),
+    }
+}
+
+/// A damaged secret is refused before connecting.
+#[tokio::test]
+async fn damaged_secret_is_refused_before_connecting() {
+    let addr = fake_server(|_ws| async move {}).await;
+    let mut o = opts(addr);
+    o.url = format!("http://{addr}/m/r#fragment-secret");
+    let err = plenary_client::join(o).await.unwrap_err();
+    assert!(matches!(err, ClientError::IncompleteLink), "{err}");
+    assert_eq!(err.to_string(), "This link is incomplete: the part after # is missing or damaged");
 }
 
 #[tokio::test]
