@@ -85,7 +85,7 @@ async fn next(ws: &mut Ws) -> (String, String) {
             Some(Ok(Message::Text(t))) => {
                 let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
                 let ty = v["type"].as_str().unwrap_or_default().to_string();
-                if ty == "participant_joined" || ty == "participant_left" || ty == "participant_updated" {
+                if matches!(ty.as_str(), "participant_joined" | "participant_left" | "participant_updated" | "create_group" | "active_speaker") {
                     continue;
                 }
                 return (ty, v["code"].as_str().unwrap_or_default().to_string());
@@ -154,7 +154,7 @@ async fn bad_input_is_refused_and_the_meeting_goes_on() {
         (text("this is not json"), "malformed"),
         (text("{\"type\":\"offer\"}"), "malformed"),
         (text("{\"type\":\"self_destruct\"}"), "unknown_type"),
-        (text(format!("{{\"type\":\"offer\",\"sdp\":\"{}\"}}", "v".repeat(300 * 1024))), "too_large"),
+        (text(format!("{{\"type\":\"offer\",\"sdp\":\"{}\"}}", "v".repeat(plenary_proto::MAX_CLIENT_MESSAGE_BYTES + 1024))), "too_large"),
         (Message::Binary(vec![1u8, 2, 3].into()), "malformed"),
         (text("{\"type\":\"answer\",\"sdp\":\"v=0\"}"), "not_joined"),
         (text("{\"type\":\"join\",\"room\":\"../etc/passwd\",\"profile\":\"{}\"}"), "bad_room_id"),
@@ -193,7 +193,7 @@ async fn bad_input_is_refused_and_the_meeting_goes_on() {
     }
     assert!(limited, "a flood of messages is rate limited");
     // A frame far beyond any limit closes only this connection.
-    let _ = ws.send(text("x".repeat(2 * 1024 * 1024))).await;
+    let _ = ws.send(text("x".repeat(5 * plenary_proto::MAX_CLIENT_MESSAGE_BYTES))).await;
     let mut closed = false;
     for _ in 0..500 {
         let (ty, _) = next(&mut ws).await;

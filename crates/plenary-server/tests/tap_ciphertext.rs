@@ -102,13 +102,15 @@ fn vp8_descriptor_len(p: &[u8]) -> Option<usize> {
     (n < p.len()).then_some(n)
 }
 
+/// One RTP packet from the tap: payload type, timestamp, marker, payload.
+type Packet = (u8, u32, bool, Vec<u8>);
+
 /// Rebuilds the VP8 streams in a tap file: one IVF per SSRC of the video
 /// payload type. Returns the IVF paths.
 fn rebuild_vp8(tap: &Path, dir: &Path) -> Vec<PathBuf> {
     let data = std::fs::read(tap).expect("tap file");
     let mut reader = pcap_file::pcap::PcapReader::new(&data[..]).expect("pcap");
-    // ssrc -> seq -> (pt, timestamp, marker, payload)
-    let mut streams: BTreeMap<u32, BTreeMap<u16, (u8, u32, bool, Vec<u8>)>> = BTreeMap::new();
+    let mut streams: BTreeMap<u32, BTreeMap<u16, Packet>> = BTreeMap::new();
     let mut pt_count: BTreeMap<u8, usize> = BTreeMap::new();
     while let Some(Ok(pkt)) = reader.next_packet() {
         let rtp = &pkt.data[28..];
