@@ -1,5 +1,7 @@
 //! What the client reports: JSON lines on stdout with `--json`, short
-//! human-readable lines otherwise. Never names, chat or profile contents.
+//! human-readable lines otherwise. Never chat; display names only in the
+//! `--json` `profile` events of end-to-end encrypted meetings (learned from
+//! encrypted profiles, for the user's own tooling), never in logs.
 
 use std::io::Write;
 use std::path::PathBuf;

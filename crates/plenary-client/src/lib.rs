@@ -52,9 +52,14 @@ pub use session::CONNECT_TIMEOUT;
 /// What [`join`] does.
 #[derive(Debug, Clone, Default)]
 pub struct JoinOptions {
-    /// Meeting link, `http(s)://host[:port]/m/<room>[?query][#fragment]`.
+    /// Meeting link, `http(s)://host[:port]/m/<room>[?query][#secret]`. With a
+    /// secret in the fragment the meeting is end-to-end encrypted (MLS +
+    /// SFrame, as in the browser) and the secret never leaves this process;
+    /// without one, unencrypted (the transition). A damaged secret is
+    /// [`ClientError::IncompleteLink`].
     pub url: String,
-    /// Display name, sent only inside the opaque profile.
+    /// Display name: in the opaque profile without E2EE; with E2EE only
+    /// inside the encrypted MLS profile (the server gets "{}").
     pub name: String,
     /// VP8 IVF file to publish, looped.
     pub video: Option<PathBuf>,

@@ -684,6 +684,11 @@ impl Session {
                 Out::Send(msg) => send(ws, &msg).await?,
                 Out::Epoch { epoch, security_code } => {
                     tracing::info!(epoch, "end-to-end encryption: new epoch");
+                    // As the browser does on new keys: a key frame, so that
+                    // newcomers get a picture at once.
+                    if let Some(v) = &mut self.video {
+                        v.source.rewind_to_key_frame();
+                    }
                     self.reporter.emit(&JsonEvent::Epoch { epoch, security_code: &security_code }, || {
                         Some(format!("end-to-end encrypted, epoch {epoch}; security code {security_code}"))
                     });
