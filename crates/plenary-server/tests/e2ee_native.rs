@@ -376,6 +376,55 @@ fn native_clients_meet_end_to_end_encrypted() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Key rotation: a member leaves; the committer removes it, the other two
+/// move to a new epoch with a new security code and keep decrypting each
+/// other.
+#[test]
+fn a_leaving_member_is_removed_and_keys_rotate() {
+    let media = media_dir();
+    let (video, audio) = (media.join("carphone.ivf"), media.join("speech.ogg"));
+    if !video.is_file() || !audio.is_file() {
+        eprintln!("SKIPPED e2ee_native rotation: .media is missing; run scripts/test-media.sh");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("plenary-e2ee-rotate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let server = Server::start(&dir, &dir.join("tap.pcap"));
+    let seed = seed();
+    let url = format!("http://{}/m/rotate-{}#{}", server.http, std::process::id(), make_secret(seed));
+    let stay: Vec<Child> =
+        (0..2).map(|i| spawn_client(&url, &format!("Stayer-{i}"), &video, &audio, PUBLISH, None)).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let leaver = spawn_client(&url, "Leaver", &video, &audio, Duration::from_secs(4), None);
+    let mut runs = Vec::new();
+    for (i, child) in stay.into_iter().chain([leaver]).enumerate() {
+        let out = wait_with_timeout(child, PUBLISH + Duration::from_secs(30));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "client {i}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        runs.push(Run::parse(&stdout).unwrap_or_else(|| panic!("client {i}: no summary in\n{stdout}")));
+    }
+    let leaver_last = runs[2].epochs.last().cloned().expect("the leaver joined the group");
+    let (a, b) = (runs[0].epochs.last().cloned().expect("epochs"), runs[1].epochs.last().cloned().expect("epochs"));
+    assert_eq!(a, b, "the two who stayed agree on epoch and code");
+    assert!(a.0 > leaver_last.0, "a new epoch after the leaver left: {a:?} vs {leaver_last:?}");
+    assert_ne!(a.1, leaver_last.1, "the security code changed");
+    for (rx, tx) in [(&runs[0], &runs[1]), (&runs[1], &runs[0])] {
+        for kind in ["audio", "video"] {
+            let sent = tx.sent(kind);
+            let (_, decrypted, _) = rx.received(tx.id, kind);
+            assert!(
+                decrypted as f64 >= MIN_SHARE * sent as f64,
+                "p{} decrypted {decrypted} of {sent} {kind} frames from p{}",
+                rx.id,
+                tx.id
+            );
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A link whose fragment is not a valid secret is refused before anything
 /// is sent.
 #[test]
