@@ -45,6 +45,10 @@ pub enum DsError {
     /// The participant is not in a room.
     #[error("not in a room")]
     NotJoined,
+    /// A leaf index another online member already holds, or a second,
+    /// different announcement.
+    #[error("leaf {0} is not yours to announce")]
+    LeafTaken(u32),
 }
 
 impl DsError {
@@ -54,6 +58,7 @@ impl DsError {
             DsError::BadEnvelope(_) => ErrorCode::BadEnvelope,
             DsError::NotGroupMember(_) | DsError::NoJoinerWaiting => ErrorCode::NotGroupMember,
             DsError::NotJoined => ErrorCode::NotJoined,
+            DsError::LeafTaken(_) => ErrorCode::NotGroupMember,
         }
     }
 }
@@ -142,6 +147,9 @@ impl DeliveryService {
             r.capable.push(id);
         }
         let mut out = Vec::new();
+        if r.members.iter().any(|(p, l)| *p != id && *l == leaf) {
+            return Err(DsError::LeafTaken(leaf));
+        }
         if r.creator == Some(id) {
             r.creator = None;
             r.epoch = Some(0);
@@ -158,10 +166,10 @@ impl DeliveryService {
             r.members.insert(id, leaf);
             return Ok(out);
         }
-        if let Some(known) = r.members.get_mut(&id) {
-            // A member re-announcing (e.g. after a commit moved it); keep it current.
-            *known = leaf;
-            return Ok(out);
+        if let Some(known) = r.members.get(&id) {
+            // Re-announcing the same leaf is harmless; moving is not allowed
+            // (leaves do not move in MLS while a member stays).
+            return if *known == leaf { Ok(out) } else { Err(DsError::LeafTaken(leaf)) };
         }
         Err(DsError::NotGroupMember("announce membership only after creating the group or processing a Welcome"))
     }

@@ -64,7 +64,10 @@ fn first_creates_joiners_are_welcomed_commits_are_ordered() {
     let out = ds.envelope(t0(), A, &welcome(&[7])).unwrap();
     assert_eq!(out.len(), 1);
     assert!(matches!(to(&out, B)[0], ServerMsg::Mls { from, .. } if *from == A));
+    assert_eq!(ds.group_member(B, 0).unwrap_err(), DsError::LeafTaken(0), "A's leaf is A's");
     ds.group_member(B, 1).unwrap();
+    assert!(ds.group_member(B, 1).is_ok(), "repeating is harmless");
+    assert_eq!(ds.group_member(B, 7).unwrap_err(), DsError::LeafTaken(7), "no moving");
     // Application messages fan out to the other members.
     let app = env(4, b"ciphertext");
     let out = ds.envelope(t0(), B, &app).unwrap();

@@ -26,6 +26,14 @@ pub enum ToClient {
     Close,
 }
 
+/// Most messages queued for one connection. A client that does not read
+/// its WebSocket is disconnected when its queue is full, so no connection
+/// can make the server hold unbounded memory.
+pub const CLIENT_QUEUE: usize = 1024;
+
+/// Where a connection's messages go.
+pub type ClientTx = mpsc::Sender<ToClient>;
+
 /// A request from a WebSocket connection to the media loop.
 #[derive(Debug)]
 pub enum Command {
@@ -38,7 +46,7 @@ pub enum Command {
         /// Protocol version.
         version: u32,
         /// Where the participant's messages go.
-        to_client: mpsc::UnboundedSender<ToClient>,
+        to_client: ClientTx,
         /// Result.
         reply: oneshot::Sender<Result<ParticipantId, SfuError>>,
     },
@@ -55,6 +63,16 @@ pub struct MediaHandle {
     pub commands: mpsc::Sender<Command>,
 }
 
+/// Queues `msg` for `id`; a full queue marks the client for removal.
+fn deliver(clients: &HashMap<ParticipantId, ClientTx>, overflowed: &mut Vec<ParticipantId>, id: ParticipantId, msg: ServerMsg) {
+    if let Some(tx) = clients.get(&id)
+        && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ToClient::Msg(msg))
+        && !overflowed.contains(&id)
+    {
+        overflowed.push(id);
+    }
+}
+
 /// Runs the media loop until the command channel closes.
 pub async fn run(
     mut sfu: Sfu,
@@ -65,7 +83,8 @@ pub async fn run(
     mut commands: mpsc::Receiver<Command>,
 ) {
     let mut tap_reported = Instant::now();
-    let mut clients: HashMap<ParticipantId, mpsc::UnboundedSender<ToClient>> = HashMap::new();
+    let mut clients: HashMap<ParticipantId, ClientTx> = HashMap::new();
+    let mut overflowed: Vec<ParticipantId> = Vec::new();
     let mut buf = vec![0u8; 2048];
     let mut next_timeout = Instant::now();
     let mut ds = DeliveryService::default();
@@ -110,13 +129,11 @@ pub async fn run(
                         Ok(out) => ds_out.extend(out),
                         Err(e) => {
                             debug!(participant = %id, error = %e, "envelope refused");
-                            if let Some(tx) = clients.get(&id) {
-                                let _ = tx.send(ToClient::Msg(ServerMsg::Error {
-                                    code: e.code(),
-                                    message: e.to_string(),
-                                    fatal: false,
-                                }));
-                            }
+                            deliver(&clients, &mut overflowed, id, ServerMsg::Error {
+                                code: e.code(),
+                                message: e.to_string(),
+                                fatal: false,
+                            });
                         }
                     },
                     Command::Message(id, ClientMsg::GroupMember { leaf }) => match ds.group_member(id, leaf) {
@@ -125,25 +142,21 @@ pub async fn run(
                             sfu.set_leaf(id, leaf);
                         }
                         Err(e) => {
-                            if let Some(tx) = clients.get(&id) {
-                                let _ = tx.send(ToClient::Msg(ServerMsg::Error {
-                                    code: e.code(),
-                                    message: e.to_string(),
-                                    fatal: false,
-                                }));
-                            }
+                            deliver(&clients, &mut overflowed, id, ServerMsg::Error {
+                                code: e.code(),
+                                message: e.to_string(),
+                                fatal: false,
+                            });
                         }
                     },
                     Command::Message(id, msg) => {
                         if let Err(e) = sfu.handle_message(now, id, msg) {
                             debug!(participant = %id, error = %e, "message rejected");
-                            if let Some(tx) = clients.get(&id) {
-                                let _ = tx.send(ToClient::Msg(ServerMsg::Error {
-                                    code: e.code(),
-                                    message: e.to_string(),
-                                    fatal: false,
-                                }));
-                            }
+                            deliver(&clients, &mut overflowed, id, ServerMsg::Error {
+                                code: e.code(),
+                                message: e.to_string(),
+                                fatal: false,
+                            });
                         }
                     }
                     Command::Leave(id) => {
@@ -171,15 +184,11 @@ pub async fn run(
                     }
                     _ => {}
                 },
-                Output::Signal(id, msg) => {
-                    if let Some(tx) = clients.get(&id) {
-                        let _ = tx.send(ToClient::Msg(msg));
-                    }
-                }
+                Output::Signal(id, msg) => deliver(&clients, &mut overflowed, id, msg),
                 Output::Disconnected(id) => {
                     info!(participant = %id, "media session ended");
                     if let Some(tx) = clients.remove(&id) {
-                        let _ = tx.send(ToClient::Close);
+                        let _ = tx.try_send(ToClient::Close);
                     }
                     ds_out.extend(ds.left(Instant::now(), id));
                 }
@@ -202,8 +211,14 @@ pub async fn run(
         }
         // Delivery Service messages go after the SFU's (`joined` before `create_group`).
         for (id, msg) in ds_out.drain(..) {
-            if let Some(tx) = clients.get(&id) {
-                let _ = tx.send(ToClient::Msg(msg));
+            deliver(&clients, &mut overflowed, id, msg);
+        }
+        // Connections that stopped reading are dropped; the others carry on.
+        for id in std::mem::take(&mut overflowed) {
+            if clients.remove(&id).is_some() {
+                warn!(participant = %id, "client not reading its messages; disconnected");
+                sfu.leave(Instant::now(), id);
+                ds_out.extend(ds.left(Instant::now(), id));
             }
         }
     }

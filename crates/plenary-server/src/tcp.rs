@@ -11,6 +11,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::debug;
 
+/// A connection silent for this long is closed.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest queued outgoing bytes per connection before frames are dropped.
 const MAX_QUEUED_FRAMES: usize = 512;
 
@@ -78,7 +81,15 @@ impl TcpMux {
 
 async fn accept_loop(listener: TcpListener, advertised: SocketAddr, events: mpsc::Sender<TcpEvent>) {
     loop {
-        let Ok((stream, remote)) = listener.accept().await else { continue };
+        let (stream, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                debug!(error = %e, "ICE-TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let (wtx, wrx) = mpsc::channel(MAX_QUEUED_FRAMES);
         if events.send(TcpEvent::Opened { remote, writer: wtx }).await.is_err() {
@@ -106,8 +117,10 @@ async fn connection(
     });
     let mut len_buf = [0u8; 2];
     loop {
-        if rd.read_exact(&mut len_buf).await.is_err() {
-            break;
+        // ICE sends consent checks every few seconds; a silent peer is gone.
+        match tokio::time::timeout(IDLE_TIMEOUT, rd.read_exact(&mut len_buf)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
         }
         let len = usize::from(u16::from_be_bytes(len_buf));
         let mut data = vec![0u8; len];

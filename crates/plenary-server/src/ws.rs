@@ -11,7 +11,12 @@ use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, ServerMsg, decode_clien
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
-use crate::media::{Command, MediaHandle, ToClient};
+use crate::media::{CLIENT_QUEUE, Command, MediaHandle, ToClient};
+
+/// A connection must join within this time.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// A client that does not take a message within this time is disconnected.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Messages per second a connection may send on average.
 const RATE_PER_SEC: f64 = 30.0;
@@ -49,13 +54,14 @@ fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> ToClient {
 /// Serves one connection until it closes.
 pub async fn serve(socket: WebSocket, media: MediaHandle) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<ToClient>();
-    let writer = tokio::spawn(async move {
+    let (tx, mut rx) = mpsc::channel::<ToClient>(CLIENT_QUEUE);
+    let mut writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             match out {
                 ToClient::Msg(msg) => {
                     let fatal = matches!(msg, ServerMsg::Error { fatal: true, .. });
-                    if sink.send(Message::Text(encode(&msg).into())).await.is_err() {
+                    let sent = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(encode(&msg).into()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
                     if fatal {
@@ -65,18 +71,40 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
                 ToClient::Close => break,
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(None))).await;
     });
 
     let mut me: Option<ParticipantId> = None;
     let mut limit = RateLimit::new(Instant::now());
     let mut last_limit_error: Option<Instant> = None;
-    while let Some(frame) = stream.next().await {
+    let started = Instant::now();
+    loop {
+        let wait = if me.is_none() { JOIN_TIMEOUT.saturating_sub(started.elapsed()) } else { Duration::MAX };
+        let frame = tokio::select! {
+            f = tokio::time::timeout(wait, stream.next()) => match f {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = tx.try_send(error(ErrorCode::NotJoined, "no join within 15 s", true));
+                    break;
+                }
+            },
+            // The writer gave up (client not reading): stop reading too.
+            _ = &mut writer => break,
+        };
+        let now = Instant::now();
+        if !matches!(frame, Ok(Message::Close(_)) | Err(_)) && !limit.allow(now) {
+            if last_limit_error.is_none_or(|t| now.duration_since(t) > Duration::from_secs(1)) {
+                last_limit_error = Some(now);
+                let _ = tx.try_send(error(ErrorCode::RateLimited, "too many messages; slow down", false));
+            }
+            continue;
+        }
         let text = match frame {
             Ok(Message::Text(t)) => t,
             Ok(Message::Binary(b)) => {
                 debug!(len = b.len(), "binary frame rejected");
-                let _ = tx.send(error(ErrorCode::Malformed, "binary frames are not supported; send JSON text", false));
+                let _ = tx.try_send(error(ErrorCode::Malformed, "binary frames are not supported; send JSON text", false));
                 continue;
             }
             Ok(Message::Close(_)) => break,
@@ -86,19 +114,11 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
                 break;
             }
         };
-        let now = Instant::now();
-        if !limit.allow(now) {
-            if last_limit_error.is_none_or(|t| now.duration_since(t) > Duration::from_secs(1)) {
-                last_limit_error = Some(now);
-                let _ = tx.send(error(ErrorCode::RateLimited, "too many messages; slow down", false));
-            }
-            continue;
-        }
         let msg = match decode_client_msg(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
                 debug!(error = %e, "bad client message");
-                let _ = tx.send(error(e.code(), e.to_string(), false));
+                let _ = tx.try_send(error(e.code(), e.to_string(), false));
                 continue;
             }
         };
@@ -107,22 +127,22 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let cmd = Command::Join { room, profile, version, to_client: tx.clone(), reply: reply_tx };
                 if media.commands.send(cmd).await.is_err() {
-                    let _ = tx.send(error(ErrorCode::Internal, "server is shutting down", true));
+                    let _ = tx.try_send(error(ErrorCode::Internal, "server is shutting down", true));
                     break;
                 }
                 match reply_rx.await {
                     Ok(Ok(id)) => me = Some(id),
                     Ok(Err(e)) => {
-                        let _ = tx.send(error(e.code(), e.to_string(), false));
+                        let _ = tx.try_send(error(e.code(), e.to_string(), false));
                     }
                     Err(_) => break,
                 }
             }
             (None, ClientMsg::Ping { id }) => {
-                let _ = tx.send(ToClient::Msg(ServerMsg::Pong { id }));
+                let _ = tx.try_send(ToClient::Msg(ServerMsg::Pong { id }));
             }
             (None, _) => {
-                let _ = tx.send(error(ErrorCode::NotJoined, "send join first", false));
+                let _ = tx.try_send(error(ErrorCode::NotJoined, "send join first", false));
             }
             (Some(id), ClientMsg::Leave) => {
                 let _ = media.commands.send(Command::Leave(id)).await;
@@ -141,5 +161,8 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
         info!(participant = %id, "signaling connection closed");
     }
     drop(tx);
-    let _ = writer.await;
+    if !writer.is_finished() {
+        let _ = tokio::time::timeout(SEND_TIMEOUT, &mut writer).await;
+    }
+    writer.abort();
 }

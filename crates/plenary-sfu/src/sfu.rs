@@ -77,6 +77,10 @@ pub struct Sfu {
     next_speaker_eval: Option<Instant>,
 }
 
+/// Most tracks one participant may publish (camera, microphone, screen
+/// share and its audio, with room to spare).
+const MAX_PUBLISHED_TRACKS: usize = 8;
+
 /// How often active speakers are re-evaluated.
 const SPEAKER_EVAL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -354,7 +358,14 @@ impl Sfu {
     // ---- signaling ----
 
     fn handle_offer(&mut self, now: Instant, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let sending = sdp.lines().filter(|l| matches!(l.trim_end(), "a=sendonly" | "a=sendrecv")).count();
+        if sending > MAX_PUBLISHED_TRACKS {
+            return Err(SfuError::BadSdp(format!("at most {MAX_PUBLISHED_TRACKS} published tracks")));
+        }
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| {
+            debug!(participant = %id, error = %e, "offer does not parse");
+            SfuError::BadSdp("the offer is not valid SDP".into())
+        })?;
         let config = &self.config;
         let crypto = self.crypto.clone();
         let p = self.participants.get_mut(&id).ok_or(SfuError::UnknownParticipant)?;
@@ -366,7 +377,10 @@ impl Sfu {
             Some(rtc) => rtc,
             None => fresh.insert(new_rtc(config, crypto, now)),
         };
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
+            debug!(participant = %id, error = %e, "offer refused");
+            SfuError::BadSdp("the offer cannot be applied".into())
+        })?;
         if let Some(rtc) = fresh {
             p.rtc = Some(rtc);
         }
@@ -380,7 +394,10 @@ impl Sfu {
     }
 
     fn handle_answer(&mut self, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| {
+            debug!(participant = %id, error = %e, "answer does not parse");
+            SfuError::BadSdp("the answer is not valid SDP".into())
+        })?;
         let p = self.participants.get_mut(&id).ok_or(SfuError::UnknownParticipant)?;
         let (Some(rtc), Some(pending)) = (p.rtc.as_mut(), p.pending_offer.take()) else {
             return Err(SfuError::OutOfTurn("no offer from the server is awaiting an answer"));
@@ -394,7 +411,8 @@ impl Sfu {
                     _ => {}
                 }
             }
-            return Err(SfuError::BadSdp(e.to_string()));
+            debug!(participant = %id, error = %e, "answer refused");
+            return Err(SfuError::BadSdp("the answer cannot be applied".into()));
         }
         p.tracks_out.retain(|t| !matches!(t.state, OutState::NegotiatingStop(_)));
         for t in &mut p.tracks_out {
