@@ -4,6 +4,9 @@
 //! is dropped; the server never panics, and two native participants in a
 //! meeting keep exchanging media the whole time.
 
+mod common;
+
+use common::{free_port, media};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -12,21 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-
-fn free_port() -> u16 {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = s.local_addr().expect("addr").port();
-    drop(s);
-    port
-}
-
-fn media(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("PLENARY_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.media"));
-    let p = dir.join(name);
-    p.is_file().then_some(p)
-}
 
 struct Server {
     child: Child,

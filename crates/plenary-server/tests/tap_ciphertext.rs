@@ -6,6 +6,9 @@
 //! - A link with a secret (end-to-end encrypted): the same method yields no
 //!   picture, while the participants themselves decode each other.
 
+mod common;
+
+use common::{free_port, media};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,19 +16,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plenary_client::ivf::{IvfHeader, IvfWriter};
-
-fn free_port() -> u16 {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    s.local_addr().expect("addr").port()
-}
-
-fn media(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("PLENARY_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.media"));
-    let p = dir.join(name);
-    p.is_file().then_some(p)
-}
 
 /// Runs a 2-participant meeting on `fragment` (may be empty) with a tapping
 /// server; returns the tap file and the video frames each participant decrypted.

@@ -1,22 +1,11 @@
 //! `--tls-cert/--tls-key`: the server speaks HTTPS and WSS with rustls, and
 //! a native participant joins over it (trusting the test's own certificate).
 
-use std::path::PathBuf;
+mod common;
+
+use common::{free_port, media};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    s.local_addr().expect("addr").port()
-}
-
-fn media(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("PLENARY_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.media"));
-    let p = dir.join(name);
-    p.is_file().then_some(p)
-}
 
 #[test]
 fn https_and_wss_with_rustls() {
