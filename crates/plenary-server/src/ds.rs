@@ -25,6 +25,10 @@ use plenary_proto::{ErrorCode, ParticipantId, ServerMsg};
 /// a joiner that speaks the protocol is asked instead.
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Largest join request held for a joiner, in bytes of envelope: a
+/// KeyPackage with a basic credential is well under 1 KiB.
+pub const MAX_JOIN_REQUEST: usize = 16 * 1024;
+
 /// Messages to send: (recipient, message).
 pub type Outbox = Vec<(ParticipantId, ServerMsg)>;
 
@@ -191,6 +195,9 @@ impl DeliveryService {
         let mut out = Vec::new();
         match env {
             Envelope::JoinRequest { key_package_ref, .. } => {
+                if bytes.len() > MAX_JOIN_REQUEST {
+                    return Err(DsError::BadEnvelope(format!("join request larger than {MAX_JOIN_REQUEST} bytes")));
+                }
                 if is_member {
                     return Err(DsError::NotGroupMember("already a member of the group"));
                 }

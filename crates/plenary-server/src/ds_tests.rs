@@ -87,6 +87,12 @@ fn refusals_are_typed_and_change_nothing() {
     assert_eq!(ds.envelope(t0(), B, &welcome(&[1])).unwrap_err().code(), ErrorCode::NotGroupMember);
     // A Welcome for somebody not waiting is refused.
     assert_eq!(ds.envelope(t0(), A, &welcome(&[9])).unwrap_err(), DsError::NoJoinerWaiting);
+    // An oversized join request is not held.
+    let mut big = vec![32u8];
+    big.extend_from_slice(&[5; 32]);
+    big.extend_from_slice(&[0; 32]);
+    big.extend_from_slice(&vec![0; MAX_JOIN_REQUEST]);
+    assert_eq!(ds.envelope(t0(), B, &env(1, &big)).unwrap_err().code(), ErrorCode::BadEnvelope);
     // Garbage.
     for bad in ["", "!!!", &URL_SAFE_NO_PAD.encode([1u8]), &URL_SAFE_NO_PAD.encode([9u8, 1, 2]), &env(2, &[0, 0])] {
         assert_eq!(ds.envelope(t0(), A, bad).unwrap_err().code(), ErrorCode::BadEnvelope, "{bad:?}");
