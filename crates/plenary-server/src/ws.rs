@@ -117,7 +117,8 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
         let msg = match decode_client_msg(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
-                debug!(error = %e, "bad client message");
+                // The detail can quote client input; log only the kind.
+                debug!(code = ?e.code(), "bad client message");
                 let _ = tx.try_send(error(e.code(), e.to_string(), false));
                 continue;
             }

@@ -11,9 +11,11 @@
 //!
 //! Skips (with a message) only when `.media/` is missing; CI creates it.
 
+mod common;
+
+use common::{Server, ffmpeg_decode, free_tcp_port, media_dir};
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,110 +26,6 @@ use serde_json::Value;
 const PUBLISH: Duration = Duration::from_secs(10);
 /// Share of a sender's frames every member must decrypt.
 const MIN_SHARE: f64 = 0.9;
-
-fn media_dir() -> PathBuf {
-    std::env::var_os("PLENARY_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.media"))
-}
-
-/// The server process, killed on drop; its output goes to a log file that
-/// is printed if the test fails.
-struct Server {
-    child: Child,
-    http: SocketAddr,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path, tap: &Path) -> Server {
-        let mut last_log = String::new();
-        for attempt in 0..5 {
-            let http = free_tcp_port();
-            let rtc = free_udp_and_tcp_port();
-            let log = dir.join(format!("server-{attempt}.log"));
-            let out = std::fs::File::create(&log).expect("server log");
-            let err = out.try_clone().expect("server log");
-            let child = Command::new(env!("CARGO_BIN_EXE_plenary"))
-                .args(["serve", "--listen", &http.to_string(), "--rtc-port", &rtc.to_string()])
-                .arg("--tap")
-                .arg(tap)
-                .env("PLENARY_LOG", "info,str0m=warn")
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("starting the plenary binary");
-            let mut server = Server { child, http, log };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break; // Exited: most likely a port taken meanwhile; retry.
-                }
-                if healthz(http) {
-                    return server;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            last_log = server.log_text();
-        }
-        panic!("the server did not start; last log:\n{last_log}");
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_tcp_port() -> SocketAddr {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    l.local_addr().expect("addr")
-}
-
-/// A port free for both UDP and TCP (the server uses both for media).
-fn free_udp_and_tcp_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        let port = u.local_addr().expect("addr").port();
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn healthz(addr: SocketAddr) -> bool {
-    use std::io::Write;
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
-}
-
-/// Decodes a file with ffmpeg; returns the decoded frame count, or `None`
-/// when ffmpeg is not installed. Fails on any decoder complaint.
-fn ffmpeg_decode(path: &Path) -> Option<usize> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "framemd5", "-"])
-        .output()
-        .ok()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.trim().is_empty(), "ffmpeg on {}: {stderr}", path.display());
-    Some(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count())
-}
 
 /// A random-enough 16-byte secret as unpadded base64url (22 characters).
 fn make_secret(seed: u64) -> String {
@@ -247,7 +145,7 @@ fn native_clients_meet_end_to_end_encrypted() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let tap = dir.join("tap.pcap");
-    let server = Server::start(&dir, &tap);
+    let server = Server::start(&dir, &["--tap".as_ref(), tap.as_os_str()]);
     let seed = seed();
     let room = format!("e2ee-{}", std::process::id());
     let secret = make_secret(seed);
@@ -390,7 +288,7 @@ fn a_leaving_member_is_removed_and_keys_rotate() {
     let dir = std::env::temp_dir().join(format!("plenary-e2ee-rotate-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let server = Server::start(&dir, &dir.join("tap.pcap"));
+    let server = Server::start(&dir, &["--tap".as_ref(), dir.join("tap.pcap").as_os_str()]);
     let seed = seed();
     let url = format!("http://{}/m/rotate-{}#{}", server.http, std::process::id(), make_secret(seed));
     let stay: Vec<Child> =

@@ -9,8 +9,10 @@
 //! The meeting test skips (with a message) only when `.media/` is missing;
 //! CI creates it.
 
+mod common;
+
+use common::{Server, ffmpeg_decode, free_tcp_port, media_dir};
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,94 +23,6 @@ use serde_json::Value;
 const PUBLISH: Duration = Duration::from_secs(10);
 /// Share of a sender's frames every receiver must get.
 const MIN_SHARE: f64 = 0.9;
-
-fn media_dir() -> PathBuf {
-    std::env::var_os("PLENARY_MEDIA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.media"))
-}
-
-/// The server process, killed on drop; its output goes to a log file that
-/// is printed if the test fails.
-struct Server {
-    child: Child,
-    http: SocketAddr,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut last_log = String::new();
-        for attempt in 0..5 {
-            let http = free_tcp_port();
-            let rtc = free_udp_and_tcp_port();
-            let log = dir.join(format!("server-{attempt}.log"));
-            let out = std::fs::File::create(&log).expect("server log");
-            let err = out.try_clone().expect("server log");
-            let child = Command::new(env!("CARGO_BIN_EXE_plenary"))
-                .args(["serve", "--listen", &http.to_string(), "--rtc-port", &rtc.to_string()])
-                .env("PLENARY_LOG", "info,str0m=warn")
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("starting the plenary binary");
-            let mut server = Server { child, http, log };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break; // Exited: most likely a port taken meanwhile; retry.
-                }
-                if healthz(http) {
-                    return server;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            last_log = server.log_text();
-        }
-        panic!("the server did not start; last log:\n{last_log}");
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_tcp_port() -> SocketAddr {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    l.local_addr().expect("addr")
-}
-
-/// A port free for both UDP and TCP (the server uses both for media).
-fn free_udp_and_tcp_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        let port = u.local_addr().expect("addr").port();
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn healthz(addr: SocketAddr) -> bool {
-    use std::io::Write;
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
-}
 
 /// What one client publishes.
 struct Publisher {
@@ -122,19 +36,6 @@ const PUBLISHERS: [Publisher; 3] = [
     Publisher { video: "bbb-360p.ivf", audio: "speech.ogg" },
 ];
 
-/// Decodes a file with ffmpeg; returns the decoded frame count, or `None`
-/// when ffmpeg is not installed. Fails on any decoder complaint.
-fn ffmpeg_decode(path: &Path) -> Option<usize> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "framemd5", "-"])
-        .output()
-        .ok()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.trim().is_empty(), "ffmpeg on {}: {stderr}", path.display());
-    Some(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count())
-}
 
 /// Runs `plenary join --json` to the end; returns its JSON lines.
 fn run_client(url: &str, i: usize, p: &Publisher, media: &Path, record: Option<&Path>) -> Child {
@@ -211,7 +112,7 @@ fn three_native_clients_exchange_real_media() {
     let dir = std::env::temp_dir().join(format!("plenary-native-meeting-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let server = Server::start(&dir);
+    let server = Server::start(&dir, &[]);
     let room = format!("native-{}", std::process::id());
     // Without a secret in the fragment: an unencrypted meeting (the
     // transition; e2ee_native.rs covers encrypted ones). The query is ignored.
@@ -368,7 +269,7 @@ fn join_fails_clearly() {
 fn join_without_media_connects() {
     let dir = std::env::temp_dir().join(format!("plenary-native-nomedia-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let server = Server::start(&dir);
+    let server = Server::start(&dir, &[]);
     let url = format!("http://{}/m/quick-{}", server.http, std::process::id());
     let child = Command::new(env!("CARGO_BIN_EXE_plenary"))
         .args(["join", &url, "--name", "someone", "--duration", "1", "--json"])
