@@ -11,50 +11,16 @@
 
 import init, { Meeting } from './wasm/plenary_e2ee.js';
 
-export { newSecret } from './room.js';
+import { toBase64Url, fromBase64Url } from './room.js';
 
-/** Shortest secret accepted: 16 bytes as unpadded base64url. */
-const MIN_SECRET_CHARS = 22;
+export { newSecret, secretFromHash } from './room.js';
+
 /** Wait this long to batch a burst of join requests into one commit, ms. */
 const COMMIT_BATCH_MS = 100;
 /** A joiner not admitted after this long asks again, ms. */
 const JOIN_RETRY_MS = 8000;
 /** Alone in the room: how long to wait for `create_group` before asking to join, ms. */
 const CREATE_WAIT_MS = 1500;
-
-export function toBase64Url(bytes) {
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-export function fromBase64Url(text) {
-  const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
-  const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-/**
- * Reads the meeting secret from a URL fragment: {status: 'none'} without
- * any fragment, {status: 'invalid'} when it is present but malformed,
- * {status: 'valid', secret}.
- */
-export function secretFromHash(hash) {
-  const h = String(hash ?? '');
-  if (h === '' ) return { status: 'none' };
-  const s = h.startsWith('#') ? h.slice(1) : h;
-  if (s.length < MIN_SECRET_CHARS || s.length > 128 || !/^[A-Za-z0-9_-]+$/.test(s) || s.length % 4 === 1) {
-    return { status: 'invalid' };
-  }
-  try {
-    if (fromBase64Url(s).length < 16) return { status: 'invalid' };
-  } catch {
-    return { status: 'invalid' };
-  }
-  return { status: 'valid', secret: s };
-}
 
 let wasmReady = null;
 /** Loads plenary-wasm once. */

@@ -5,11 +5,10 @@
 // `?name=NAME&autojoin=1` skips the pre-join screen and joins at once with
 // the default devices (or none, if they cannot be opened).
 //
-// The link `/m/<room>#<secret>` makes the meeting end-to-end encrypted (the
-// fragment never reaches the server); a fragment that is present but not a
-// valid secret shows "This link is incomplete" and does not join.
-// TRANSITION: a link without any fragment still joins unencrypted, until
-// the native client speaks E2EE.
+// Every meeting is end-to-end encrypted: the link is `/m/<room>#<secret>`
+// (the fragment never reaches the server). A link whose fragment is missing
+// or not a valid secret shows "This link is incomplete" and does not join
+// (no WebSocket, no plenary-wasm).
 //
 // For tests and diagnostics, `window.plenary` exposes the session:
 // `await plenary.stats()` gives the connection state and, per remote
@@ -87,7 +86,7 @@ function formatElapsed(ms) {
 }
 
 class MeetingPage {
-  /** @param {string} room @param {string|null} secret the meeting secret from the fragment, or null (unencrypted link) */
+  /** @param {string} room @param {string} secret the meeting secret from the fragment */
   constructor(room, secret) {
     this.room = room;
     this.secret = secret;
@@ -176,9 +175,8 @@ class MeetingPage {
     this.join(name);
   }
 
-  /** With a secret: loads plenary-wasm and starts the media worker (once). */
+  /** Loads plenary-wasm and starts the media worker (once). */
   prepareE2ee() {
-    if (!this.secret) return Promise.resolve();
     this.e2eeReady ||= loadWasm().then(() => {
       this.media = new MediaE2ee();
       this.media.addEventListener('stats', () => this.onMediaStats());
@@ -189,7 +187,7 @@ class MeetingPage {
   join(name) {
     this.name = cleanName(name) || 'Guest';
     showView('meeting');
-    if (this.secret && !this.media) {
+    if (!this.media) {
       this.prepareE2ee().then(() => this.join(name), (err) => {
         console.error('plenary: could not load end-to-end encryption:', String(err?.message ?? err));
         $('failed-message').textContent = 'End-to-end encryption could not be started in this browser.';
@@ -293,11 +291,6 @@ class MeetingPage {
 
   /** Security code and lock. */
   renderE2ee() {
-    const e2ee = !!this.secret;
-    $('e2ee-badge').hidden = !e2ee;
-    $('chat-button').hidden = !e2ee;
-    $('hand-button').hidden = !e2ee;
-    if (!e2ee) return;
     const st = this.session?.e2eeState();
     $('security-code').textContent = st?.securityCode || 'Joining the encrypted meeting…';
     const raised = !!this.session?.handRaised;
@@ -417,22 +410,18 @@ function main() {
     return;
   }
   // The meeting secret lives only in the fragment, which browsers never send.
-  // TRANSITION: a link without any fragment still joins unencrypted.
   const fragment = secretFromHash(location.hash);
-  if (fragment.status === 'invalid') {
+  if (fragment.status !== 'valid') {
     showView('bad-link');
     return;
   }
-  const secret = fragment.status === 'valid' ? fragment.secret : null;
+  const { secret } = fragment;
   $('room-id').textContent = room;
   $('prejoin-room').textContent = room;
   document.title = `${room} · Plenary`;
   const page = new MeetingPage(room, secret);
-  if (secret) {
-    $('prejoin-hint').textContent = 'End-to-end encrypted: anyone with the full link can join; the server cannot see, hear or read the meeting.';
-  }
   // Start loading the encryption early, while the pre-join screen shows.
-  if (secret) page.prepareE2ee().catch(() => {});
+  page.prepareE2ee().catch(() => {});
 
   window.plenary = {
     /** Connection state and per-participant receive statistics. */
@@ -448,7 +437,7 @@ function main() {
     },
     leave: () => page.leave(),
     /** E2EE state: epoch, security code, decrypt failures, frames decrypted per participant. */
-    e2ee: () => (page.session ? page.session.e2eeState() : { enabled: !!secret }),
+    e2ee: () => (page.session ? page.session.e2eeState() : { enabled: true }),
     sendChat: (text) => page.session?.sendChat(text) ?? false,
     raiseHand: (raised) => page.session?.raiseHand(raised),
   };

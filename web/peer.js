@@ -27,18 +27,21 @@ const LAYER_DEBOUNCE_MS = 250;
 export class PeerSession extends EventTarget {
   /**
    * @param {import('./signaling.js').Signaling} signaling
-   * @param {{iceServers?: Array<{urls: string[], username?: string, credential?: string}>,
+   * @param {{media: import('./e2ee.js').MediaE2ee,
+   *          iceServers?: Array<{urls: string[], username?: string, credential?: string}>,
    *          audio?: MediaStreamTrack|null, video?: MediaStreamTrack|null}} opts
+   *   `media` encrypts every sent and decrypts every received frame (SFrame).
    */
-  constructor(signaling, { iceServers = [], audio = null, video = null, media = null } = {}) {
+  constructor(signaling, { media, iceServers = [], audio = null, video = null }) {
     super();
+    if (!media) throw new Error('Media is end-to-end encrypted: the SFrame worker is required.');
     this.signaling = signaling;
-    /** @type {import('./e2ee.js').MediaE2ee|null} SFrame transforms, with E2EE. */
+    /** @type {import('./e2ee.js').MediaE2ee} SFrame transforms. */
     this.media = media;
     /** Receiver -> the id its transform reports under. */
     this.e2eeIds = new Map();
     this.pc = new RTCPeerConnection({
-      ...(media ? media.pcConfig : {}),
+      ...media.pcConfig,
       iceServers: iceServers.map((s) => ({
         urls: s.urls,
         ...(s.username != null ? { username: s.username } : {}),
@@ -92,10 +95,8 @@ export class PeerSession extends EventTarget {
         sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })),
       });
       preferCodec(video, 'video/VP8');
-      if (this.media) {
-        this.media.attachSender(audio.sender, 'audio');
-        this.media.attachSender(video.sender, 'video');
-      }
+      this.media.attachSender(audio.sender, 'audio');
+      this.media.attachSender(video.sender, 'video');
       this.audioSender = audio.sender;
       this.videoSender = video.sender;
       const offer = await this.pc.createOffer();
@@ -132,7 +133,6 @@ export class PeerSession extends EventTarget {
 
   /** Every new receiving transceiver gets its decrypting transform before media flows. */
   attachReceivers() {
-    if (!this.media) return;
     for (const t of this.pc.getTransceivers()) {
       const r = t.receiver;
       if (t.mid == null || !r.track || this.e2eeIds.has(r)) continue;

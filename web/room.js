@@ -1,6 +1,10 @@
 // Room ids and meeting links. A room id is 1 to 64 characters from
 // A-Z a-z 0-9 - _ (plenary_proto::RoomId); new ones are 12 random
 // base64url characters (72 bits from crypto.getRandomValues).
+// A meeting link is `/m/<room>#<secret>`: the meeting secret (at least 16
+// bytes as unpadded base64url) lives only in the fragment, which browsers
+// never send to the server. Every meeting is end-to-end encrypted, so a link
+// without a valid secret cannot join.
 
 const ROOM_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -36,16 +40,60 @@ export function roomFromPath(pathname) {
   return isRoomId(id) ? id : null;
 }
 
+/** Shortest meeting secret: 16 bytes as unpadded base64url. */
+const MIN_SECRET_CHARS = 22;
+/** Longest meeting secret accepted, in characters. */
+const MAX_SECRET_CHARS = 128;
+
+/** Bytes as unpadded base64url (RFC 4648 §5). */
+export function toBase64Url(bytes) {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** Unpadded base64url to bytes; throws on characters outside the alphabet. */
+export function fromBase64Url(text) {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+  const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
 /**
- * Reads what a user pasted to join: a meeting link (`https://host/m/<room>#...`)
- * or a bare room id. Returns {url} to navigate to, or null if it is neither.
- * A link to another server is followed as it is (the user chose it); a link
- * to this server keeps its fragment (the meeting secret lives there).
+ * Reads the meeting secret from a URL fragment (with or without its `#`):
+ * {status: 'none'} without any fragment, {status: 'invalid'} when it is
+ * present but malformed, {status: 'valid', secret}.
+ */
+export function secretFromHash(hash) {
+  const h = String(hash ?? '');
+  const s = h.startsWith('#') ? h.slice(1) : h;
+  if (s === '') return { status: 'none' };
+  if (s.length < MIN_SECRET_CHARS || s.length > MAX_SECRET_CHARS || !/^[A-Za-z0-9_-]+$/.test(s) || s.length % 4 === 1) {
+    return { status: 'invalid' };
+  }
+  try {
+    if (fromBase64Url(s).length < 16) return { status: 'invalid' };
+  } catch {
+    return { status: 'invalid' };
+  }
+  return { status: 'valid', secret: s };
+}
+
+/**
+ * Reads what a user pasted to join: a meeting link (`https://host/m/<room>#<secret>`)
+ * or a code (`<room>#<secret>`). Returns {url} to navigate to,
+ * {incomplete: true} for a link or code to a room whose secret is missing or
+ * damaged (it cannot join), or null if it is neither.
+ * A link to another server is followed as it is (the user chose it, and that
+ * server's page checks the secret); a link to this server keeps its fragment.
  */
 export function parseJoinInput(text, here = window.location) {
   const s = text.trim();
   if (!s) return null;
-  if (isRoomId(s)) return { url: meetingPath(s) };
+  const code = /^([^#/:?]+)(#.*)?$/.exec(s);
+  if (code && isRoomId(code[1])) return withSecret(code[1], code[2]);
   let url;
   try {
     url = new URL(s, here.origin);
@@ -56,16 +104,20 @@ export function parseJoinInput(text, here = window.location) {
   const room = roomFromPath(url.pathname);
   if (!room) return null;
   if (url.origin !== here.origin) return { url: url.href };
-  return { url: meetingPath(room) + url.hash };
+  return withSecret(room, url.hash);
+}
+
+function withSecret(room, hash) {
+  const fragment = secretFromHash(hash);
+  if (fragment.status !== 'valid') return { incomplete: true };
+  return { url: `${meetingPath(room)}#${fragment.secret}` };
 }
 
 /** A new meeting secret for the link's fragment: 16 random bytes (WebCrypto) as unpadded base64url. */
 export function newSecret() {
   const bytes = new Uint8Array(16);
   crypto.getRandomValues(bytes);
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return toBase64Url(bytes);
 }
 
 /** A new end-to-end encrypted meeting link path: `/m/<room>#<secret>`. */

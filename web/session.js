@@ -1,7 +1,10 @@
 // A meeting as the client sees it, without any DOM: who is in the room,
 // which remote tracks belong to whom, and the connection state. It owns the
-// Signaling (WebSocket) and the PeerSession (RTCPeerConnection), and
-// reconnects both when either dies.
+// Signaling (WebSocket), the PeerSession (RTCPeerConnection) and the
+// GroupSession (MLS membership), and reconnects them when any dies.
+// Every meeting is end-to-end encrypted: the server gets the profile "{}",
+// names, chat and hands travel as MLS application messages, every frame is
+// SFrame-encrypted.
 //
 // Connection states (the `state` event; detail: the state):
 //   idle -> connecting -> connected <-> reconnecting -> failed
@@ -39,37 +42,24 @@ export function cleanName(name) {
   return Array.from(String(name ?? '').trim()).slice(0, MAX_NAME_CHARS).join('').trim();
 }
 
-/** The opaque profile string sent to the server: `{"name": "..."}`. */
-export function encodeProfile(name) {
-  return JSON.stringify({ name: cleanName(name) });
-}
-
-/** Reads a participant's profile; anything unexpected yields an empty name. */
-export function decodeProfile(profile) {
-  try {
-    const p = JSON.parse(profile);
-    if (p && typeof p.name === 'string') return { name: cleanName(p.name) };
-  } catch {
-    // Not JSON: treat as anonymous.
-  }
-  return { name: '' };
-}
+/** The profile the server gets: nothing (names travel encrypted in the group). */
+const SERVER_PROFILE = '{}';
 
 export class MeetingSession extends EventTarget {
   /**
    * @param {{room: string, name: string, local: import('./local-media.js').LocalMedia,
-   *          secret?: string|null, media?: import('./e2ee.js').MediaE2ee|null}} opts
-   *   With `secret` (from the URL fragment) and `media`, the meeting is end-to-end
-   *   encrypted: the server gets the profile "{}", names and chat travel as
-   *   MLS application messages, every frame is SFrame-encrypted.
+   *          secret: string, media: import('./e2ee.js').MediaE2ee}} opts
+   *   `secret`: the meeting secret from the URL fragment (secretFromHash);
+   *   `media`: the page's SFrame worker.
    */
-  constructor({ room, name, local, secret = null, media = null }) {
+  constructor({ room, name, local, secret, media }) {
     super();
+    if (!secret || !media) throw new Error('A meeting needs its secret and the media worker.');
     this.room = room;
     this.name = cleanName(name);
     this.local = local;
     this.secret = secret;
-    this.media = secret ? media : null;
+    this.media = media;
     /** @type {GroupSession|null} this connection's MLS membership. */
     this.group = null;
     /** Chat lines of this meeting: {from, name, text, self, at}. */
@@ -132,27 +122,25 @@ export class MeetingSession extends EventTarget {
     sig.addEventListener('participant_left', (ev) => this.onLeft(ev.detail.participant_id));
     sig.addEventListener('error', (ev) => this.onServerError(ev.detail));
     sig.addEventListener('layer', (ev) => this.layers.set(ev.detail.mid, ev.detail.rid ?? null));
-    if (this.media) {
-      const group = new GroupSession({
-        room: this.room,
-        secret: this.secret,
-        name: this.name,
-        signaling: sig,
-        media: this.media,
-        online: () => this.onlineLeaves(),
-        selfId: () => this.selfId,
-      });
-      this.group = group;
-      group.addEventListener('change', () => {
-        if (this.group !== group) return;
-        this.refreshNames();
-        this.emitParticipants();
-        this.dispatchEvent(new CustomEvent('e2ee'));
-      });
-      group.addEventListener('chat', (ev) => {
-        if (this.group === group) this.addChat(ev.detail);
-      });
-    }
+    const group = new GroupSession({
+      room: this.room,
+      secret: this.secret,
+      name: this.name,
+      signaling: sig,
+      media: this.media,
+      online: () => this.onlineLeaves(),
+      selfId: () => this.selfId,
+    });
+    this.group = group;
+    group.addEventListener('change', () => {
+      if (this.group !== group) return;
+      this.refreshNames();
+      this.emitParticipants();
+      this.dispatchEvent(new CustomEvent('e2ee'));
+    });
+    group.addEventListener('chat', (ev) => {
+      if (this.group === group) this.addChat(ev.detail);
+    });
     sig.addEventListener('close', (ev) => {
       if (this.signaling !== sig || ev.detail.byUser) return;
       this.connectionLost();
@@ -163,8 +151,8 @@ export class MeetingSession extends EventTarget {
       if (this.signaling === sig) this.connectionLost();
       return;
     }
-    // With E2EE the server learns no name: it travels encrypted in the group.
-    sig.join(this.room, this.group ? '{}' : encodeProfile(this.name));
+    // The server learns no name: it travels encrypted in the group.
+    sig.join(this.room, SERVER_PROFILE);
     this.joinTimer = window.setTimeout(() => {
       if (this.signaling === sig && !this.connJoined) this.connectionLost();
     }, JOIN_TIMEOUT_MS);
@@ -177,7 +165,7 @@ export class MeetingSession extends EventTarget {
     this.participants.clear();
     for (const p of msg.participants || []) this.upsert(p, false);
     this.emitParticipants();
-    this.group?.start((msg.participants || []).length > 0);
+    this.group.start((msg.participants || []).length > 0);
     const peer = new PeerSession(this.signaling, {
       media: this.media,
       iceServers: msg.ice_servers || [],
@@ -220,16 +208,14 @@ export class MeetingSession extends EventTarget {
     const before = this.participants.get(p.id);
     this.participants.set(p.id, {
       id: p.id,
-      name: this.group ? '' : decodeProfile(p.profile).name,
+      name: '',
       leaf,
       handRaised: false,
       audioMuted: !!p.audio_muted,
       videoMuted: !!p.video_muted,
     });
-    if (this.group) {
-      if (leaf !== null) this.group.participantLeaf(p.id, before?.leaf !== leaf);
-      this.refreshNames();
-    }
+    if (leaf !== null) this.group?.participantLeaf(p.id, before?.leaf !== leaf);
+    this.refreshNames();
     if (emit) this.emitParticipants();
   }
 
@@ -294,7 +280,6 @@ export class MeetingSession extends EventTarget {
    * decrypt failures, frames decrypted per remote participant. No keys.
    */
   e2eeState() {
-    if (!this.media) return { enabled: false };
     const g = this.group;
     const w = this.media.stats;
     const perParticipant = {};
@@ -326,7 +311,6 @@ export class MeetingSession extends EventTarget {
 
   /** Whether the video of participant `id` arrives but cannot be decrypted. */
   waitingForKeys(id) {
-    if (!this.media) return false;
     const v = this.tracksOf(id).video;
     return !!(v?.e2eeId && this.media.stats.recv?.[v.e2eeId]?.waiting);
   }

@@ -13,10 +13,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { spawn } from 'node:child_process';
-import readline from 'node:readline';
 import {
-  ROOT, PLENARY_BIN, testMedia, startServer, openBrowser, waitFor, randomId, explained, hasSubcommand,
+  testMedia, startServer, openBrowser, waitFor, randomId, explained, hasSubcommand, newSecret, joinPath, startNative,
 } from './lib/harness.mjs';
 
 const MIN_FRAMES = 100;
@@ -38,30 +36,6 @@ after(async () => {
   await server?.stop();
 });
 
-function newSecret() {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
-}
-
-/** Starts `plenary join --json`; returns {events, done, stderr}. */
-function startNative(url, name) {
-  const args = ['join', url, '--name', name, '--duration', String(NATIVE_SECONDS), '--json'];
-  if (media['carphone.ivf']) args.push('--video', media['carphone.ivf']);
-  if (media['speech.ogg']) args.push('--audio', media['speech.ogg']);
-  const child = spawn(PLENARY_BIN, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const events = [];
-  let stderr = '';
-  readline.createInterface({ input: child.stdout }).on('line', (line) => {
-    try {
-      events.push(JSON.parse(line));
-    } catch {
-      // not a JSON line
-    }
-  });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const done = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  return { child, events, done, get stderr() { return stderr; } };
-}
-
 const stats = (b) => b.page.evaluate(() => window.plenary.stats());
 const e2ee = (b) => b.page.evaluate(() => window.plenary.e2ee());
 
@@ -79,11 +53,11 @@ test('browsers and a native client meet end-to-end encrypted and decrypt each ot
     for (const [i, name] of names.entries()) {
       const b = await openBrowser(media);
       browsers.push(b);
-      await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(name)}&autojoin=1#${secret}`));
+      await b.page.goto(server.url(joinPath(room, secret, name)));
       pages.push(b);
       if (i === 0) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
     }
-    const native = startNative(server.url(`/m/${room}#${secret}`), nativeName);
+    const native = startNative(server.url(`/m/${room}#${secret}`), nativeName, { media, seconds: NATIVE_SECONDS });
     const nativeId = async () => (await waitFor(() => native.events.find((e) => e.event === 'joined'), { ms: 15000, every: 100 }))?.participant_id;
     const id = await nativeId();
     assert.ok(id != null, `native client joined: ${native.stderr.slice(-2000)}`);

@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   ARTIFACTS, testMedia, startServer, openBrowser, waitFor, randomId, sleep, explained, foreignRequests, policyViolations,
+  newSecret, joinPath,
 } from './lib/harness.mjs';
 
 /** Frames each page must have decoded from each remote video. */
@@ -42,11 +43,6 @@ after(async () => {
   await Promise.all(browsers.map((b) => b.close()));
   await server?.stop();
 });
-
-/** A fresh secret as the landing page makes it: 16 random bytes, base64url. */
-function newSecret() {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
-}
 
 /** Opens a browser that records every WebSocket frame it sends and receives. */
 async function openRecorded() {
@@ -74,7 +70,7 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
     // batched commit, or a few).
     for (const [i, name] of names.entries()) {
       const b = await openRecorded();
-      await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(name)}&autojoin=1#${secret}`));
+      await b.page.goto(server.url(joinPath(room, secret, name)));
       pages.push(b);
       if (i === 0) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
     }
@@ -217,15 +213,30 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
   });
 });
 
-test('a damaged fragment does not join', async () => {
-  const b = await openBrowser(media);
-  browsers.push(b);
-  const sockets = [];
-  b.page.on('websocket', (ws) => sockets.push(ws.url()));
-  await b.page.goto(server.url(`/m/e2ee-${randomId(6)}?name=X&autojoin=1#abc`));
-  await b.page.getByRole('heading', { name: 'This link is incomplete: the part after # is missing or damaged' }).waitFor();
-  await sleep(500);
-  assert.deepEqual(sockets, [], 'no WebSocket was opened');
+test('a link without its secret, or with a damaged one, shows "This link is incomplete" and does not join', { timeout: 60000 }, async (t) => {
+  await explained(t, ctx, async () => {
+    const b = await openBrowser(media);
+    browsers.push(b);
+    const sockets = [];
+    b.page.on('websocket', (ws) => sockets.push(ws.url()));
+    const good = newSecret();
+    // No fragment, an empty one, too short, a character outside base64url,
+    // percent-encoded junk, and a valid secret cut to 21 characters.
+    const fragments = ['', '#', '#abc', `#${good.slice(0, 21)}+`, `#${good}%20`, `#${good.slice(0, 21)}`];
+    for (const fragment of fragments) {
+      // A new room each time: a change of fragment alone would not reload the page.
+      await b.page.goto(server.url(`/m/e2ee-bad-${randomId(6)}?name=Bad-link&autojoin=1${fragment}`));
+      await b.page.getByRole('heading', { name: 'This link is incomplete: the part after # is missing or damaged' }).waitFor();
+      assert.equal(await b.page.locator('#meeting').isVisible(), false, `no meeting view for "${fragment}"`);
+      assert.equal(await b.page.locator('#prejoin').isVisible(), false, `no pre-join view for "${fragment}"`);
+    }
+    // Give a late connection attempt the time to show.
+    await sleep(1000);
+    assert.deepEqual(sockets, [], 'no WebSocket was opened');
+    assert.deepEqual(b.requests.filter((r) => /\/ws\b|\.wasm\b|media-worker/.test(r)), [], 'neither signaling nor encryption was started');
+    await b.close();
+    browsers.splice(browsers.indexOf(b), 1);
+  });
 });
 
 test('without RTCRtpScriptTransform, the createEncodedStreams fallback encrypts and decrypts', { timeout: 90000 }, async (t) => {
@@ -236,7 +247,7 @@ test('without RTCRtpScriptTransform, the createEncodedStreams fallback encrypts 
     for (const name of ['Fallback-A', 'Fallback-B']) {
       const b = await openRecorded();
       await b.context.addInitScript(() => { delete window.RTCRtpScriptTransform; });
-      await b.page.goto(server.url(`/m/${room}?name=${name}&autojoin=1#${secret}`));
+      await b.page.goto(server.url(joinPath(room, secret, name)));
       pages.push(b);
       if (pages.length === 1) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
     }
@@ -260,7 +271,7 @@ test('after a server restart, E2EE pages re-form the group and media resumes', {
     const pages = [];
     for (const name of ['Restart-A', 'Restart-B']) {
       const b = await openRecorded();
-      await b.page.goto(server.url(`/m/${room}?name=${name}&autojoin=1#${secret}`));
+      await b.page.goto(server.url(joinPath(room, secret, name)));
       pages.push(b);
       if (pages.length === 1) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
     }

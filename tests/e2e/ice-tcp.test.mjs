@@ -6,7 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { testMedia, startServer, openBrowser, waitFor, randomId } from './lib/harness.mjs';
+import {
+  testMedia, startServer, openBrowser, waitFor, randomId, newSecret, joinPath,
+} from './lib/harness.mjs';
 
 let server;
 let rule = null;
@@ -40,10 +42,11 @@ test('browsers meet over ICE-TCP when UDP is blocked', { skip: !canUseIptables()
   iptables(['-I', ...rule]);
   const media = testMedia();
   const room = randomId();
+  const secret = newSecret();
   for (const name of ['Tcp-a', 'Tcp-b']) {
     const b = await openBrowser(media);
     browsers.push(b);
-    await b.page.goto(server.url(`/m/${room}?name=${name}&autojoin=1`));
+    await b.page.goto(server.url(joinPath(room, secret, name)));
   }
   const met = await waitFor(async () => {
     for (const b of browsers) {

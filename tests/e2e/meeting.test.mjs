@@ -1,7 +1,8 @@
 // Browser end-to-end test of a real meeting: `plenary serve`, three headless
 // Chromium pages (each its own browser and profile, fake camera and
 // microphone from the real test media) and one native client (`plenary join`
-// publishing VP8/Opus files) in one room.
+// publishing VP8/Opus files) in one end-to-end encrypted room
+// (`/m/<room>#<secret>`).
 //
 // Asserts what a participant would notice:
 // - every page decodes video from every other participant
@@ -11,12 +12,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import readline from 'node:readline';
 import path from 'node:path';
 import {
-  ARTIFACTS, PLENARY_BIN, ROOT, testMedia, startServer, openBrowser, foreignRequests, policyViolations, waitFor, randomId, sleep, hasSubcommand,
-  explained,
+  ARTIFACTS, testMedia, startServer, openBrowser, foreignRequests, policyViolations, waitFor, randomId, sleep, hasSubcommand,
+  explained, newSecret, joinPath, startNative,
 } from './lib/harness.mjs';
 
 const BROWSERS = 3;
@@ -40,29 +39,6 @@ after(async () => {
   await Promise.all(browsers.map((b) => b.close()));
   await server?.stop();
 });
-
-/**
- * Starts `plenary join` and collects its JSON lines. Returns
- * {events, done: Promise<{code, signal}>, stderr}.
- */
-function startNative(url, name) {
-  const args = ['join', url, '--name', name, '--duration', String(NATIVE_SECONDS), '--json'];
-  if (media['carphone.ivf']) args.push('--video', media['carphone.ivf']);
-  if (media['speech.ogg']) args.push('--audio', media['speech.ogg']);
-  const child = spawn(PLENARY_BIN, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const events = [];
-  let stderr = '';
-  readline.createInterface({ input: child.stdout }).on('line', (line) => {
-    try {
-      events.push(JSON.parse(line));
-    } catch {
-      // not a JSON line
-    }
-  });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const done = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  return { child, events, done, get stderr() { return stderr; } };
-}
 
 /**
  * Whether picture-quality findings fail the test (PLENARY_E2E_STRICT=1) or
@@ -162,6 +138,7 @@ function describe(stats, names) {
 
 test('three browsers and a native client see and hear each other', { timeout: 150_000 }, async (t) => explained(t, ctx, async () => {
   const room = randomId(12);
+  const secret = newSecret();
   const names = Array.from({ length: BROWSERS }, () => `Participant-${randomId(6)}`);
   const nativeAvailable = hasSubcommand('join');
   const nativeName = `Native-${randomId(6)}`;
@@ -169,12 +146,12 @@ test('three browsers and a native client see and hear each other', { timeout: 15
   // Open the browsers in parallel, then join them one after the other.
   browsers.push(...(await Promise.all(names.map(() => openBrowser(media)))));
   for (const [i, b] of browsers.entries()) {
-    await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(names[i])}&autojoin=1`));
+    await b.page.goto(server.url(joinPath(room, secret, names[i])));
   }
 
   let native = null;
   if (nativeAvailable) {
-    native = startNative(server.url(`/m/${room}`), nativeName);
+    native = startNative(server.url(`/m/${room}#${secret}`), nativeName, { media, seconds: NATIVE_SECONDS });
   } else {
     t.diagnostic('NATIVE CLIENT NOT TESTED: `plenary join` is not in this build');
   }

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   testMedia, startServer, openBrowser, foreignRequests, policyViolations, randomId, waitFor, sleep,
-  explained,
+  explained, newSecret, joinPath,
 } from './lib/harness.mjs';
 
 let server;
@@ -37,10 +37,11 @@ test('a participant without camera and microphone joins and sees the others', { 
   const [withMedia, without] = await Promise.all([openBrowser(media), openBrowser(media, { devices: false })]);
   browsers.push(withMedia, without);
   const room = randomId();
+  const secret = newSecret();
   const nameA = `Cam-${randomId(4)}`;
   const nameB = `NoCam-${randomId(4)}`;
-  await withMedia.page.goto(server.url(`/m/${room}?name=${nameA}&autojoin=1`));
-  await without.page.goto(server.url(`/m/${room}?name=${nameB}&autojoin=1`));
+  await withMedia.page.goto(server.url(joinPath(room, secret, nameA)));
+  await without.page.goto(server.url(joinPath(room, secret, nameB)));
 
   const seen = await waitFor(async () => (await framesFrom(without, nameA)) > 50, { ms: 30_000 });
   assert.ok(seen, `the participant without devices decodes video (${await framesFrom(without, nameA)} frames)`);
@@ -62,10 +63,11 @@ test('pages reconnect after the server restarts', { timeout: 90_000 }, async (t)
   const [a, b] = await Promise.all([openBrowser(media), openBrowser(media)]);
   browsers.push(a, b);
   const room = randomId();
+  const secret = newSecret();
   const nameA = `A-${randomId(4)}`;
   const nameB = `B-${randomId(4)}`;
-  await a.page.goto(server.url(`/m/${room}?name=${nameA}&autojoin=1`));
-  await b.page.goto(server.url(`/m/${room}?name=${nameB}&autojoin=1`));
+  await a.page.goto(server.url(joinPath(room, secret, nameA)));
+  await b.page.goto(server.url(joinPath(room, secret, nameB)));
   assert.ok(await waitFor(async () => (await framesFrom(a, nameB)) > 30 && (await framesFrom(b, nameA)) > 30),
     'video flows before the restart');
 

@@ -1,16 +1,19 @@
 // UI smoke test of the web client against the real server: the landing
-// page creates a meeting, the pre-join screen shows and joins, a second
-// participant sees the first one's mute state change in the participant
-// list, leaving and rejoining work. Screenshots of each screen go to
-// tests/e2e/artifacts/.
+// page creates a meeting (`/m/<room>#<secret>`, the secret made in the
+// browser), the pre-join screen shows and joins, a second participant sees
+// the first one's mute state change in the participant list, leaving and
+// rejoining work; pasted links and codes without their secret are refused.
+// Screenshots of each screen go to tests/e2e/artifacts/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fs from 'node:fs';
 import {
-  testMedia, startServer, openBrowser, foreignRequests, randomId, explained, ARTIFACTS,
+  testMedia, startServer, openBrowser, foreignRequests, randomId, explained, ARTIFACTS, newSecret, joinPath,
 } from './lib/harness.mjs';
+
+const INCOMPLETE = 'This link is incomplete: the part after # is missing or damaged';
 
 let server;
 let media;
@@ -70,7 +73,7 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   assert.equal(await a.page.evaluate(() => localStorage.getItem('plenary.name')), nameA);
 
   // A second participant joins directly.
-  await b.page.goto(server.url(`/m/${room}?name=${encodeURIComponent(nameB)}&autojoin=1${fragment}`));
+  await b.page.goto(server.url(joinPath(room, fragment.slice(1), nameB)));
   await b.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
   await a.page.locator('.tile .tile-name', { hasText: nameB }).waitFor();
   await b.page.locator('.tile .tile-name', { hasText: nameA }).waitFor();
@@ -117,32 +120,42 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
 
   for (const [i, br] of [a, b].entries()) {
     assert.deepEqual(foreignRequests(br.requests, server.origin), [], `page ${i} made requests to other origins`);
+    assert.ok(!br.requests.some((r) => r.includes(fragment.slice(1))), `page ${i} never sent the meeting secret`);
     assert.deepEqual(br.errors.filter((e) => !/favicon/.test(e)), [], `page ${i} had no errors`);
   }
 }));
 
-test('joining from a pasted link or code, and a bad room id', { timeout: 30_000 }, async (t) => explained(t, ctx, async () => {
+test('joining from a pasted link or code; without its secret it is refused', { timeout: 30_000 }, async (t) => explained(t, ctx, async () => {
   const [c] = await Promise.all([openBrowser(media)]);
   browsers.push(c);
   const room = randomId(12);
-  await c.page.goto(server.url('/'));
-  await c.page.getByLabel('Meeting link or code').fill(`${server.origin}/m/${room}`);
-  await c.page.getByRole('button', { name: 'Join', exact: true }).click();
-  await c.page.waitForURL(server.url(`/m/${room}`));
+  const secret = newSecret();
+  const paste = async (text) => {
+    await c.page.goto(server.url('/'));
+    await c.page.getByLabel('Meeting link or code').fill(text);
+    await c.page.getByRole('button', { name: 'Join', exact: true }).click();
+  };
+  await paste(`${server.origin}/m/${room}#${secret}`);
+  await c.page.waitForURL(server.url(`/m/${room}#${secret}`));
   await c.page.locator('#prejoin').waitFor({ state: 'visible' });
 
-  await c.page.goto(server.url('/'));
-  await c.page.getByLabel('Meeting link or code').fill('not a room!');
-  await c.page.getByRole('button', { name: 'Join', exact: true }).click();
-  await c.page.locator('#join-error').waitFor({ state: 'visible' });
+  // A code is the room and its secret.
+  await paste(`${room}#${secret}`);
+  await c.page.waitForURL(server.url(`/m/${room}#${secret}`));
+  await c.page.locator('#prejoin').waitFor({ state: 'visible' });
 
-  await c.page.goto(server.url('/'));
-  await c.page.getByLabel('Meeting link or code').fill(room);
-  await c.page.getByRole('button', { name: 'Join', exact: true }).click();
-  await c.page.waitForURL(server.url(`/m/${room}`));
+  await paste('not a room!');
+  await c.page.locator('#join-error', { hasText: 'That is not a meeting link or code.' }).waitFor({ state: 'visible' });
+
+  // A link or code without the part after #, or with a damaged one, cannot join.
+  for (const text of [`${server.origin}/m/${room}`, room, `${room}#${secret.slice(0, 10)}`]) {
+    await paste(text);
+    await c.page.locator('#join-error', { hasText: INCOMPLETE }).waitFor({ state: 'visible' });
+    assert.equal(c.page.url(), server.url('/'), 'stays on the landing page');
+  }
 }));
 
-test('room ids, links and profiles (client modules in the browser)', { timeout: 30_000 }, async (t) => explained(t, ctx, async () => {
+test('room ids, links, secrets and names (client modules in the browser)', { timeout: 30_000 }, async (t) => explained(t, ctx, async () => {
   const [d] = await Promise.all([openBrowser(media)]);
   browsers.push(d);
   await d.page.goto(server.url('/'));
@@ -155,23 +168,30 @@ test('room ids, links and profiles (client modules in the browser)', { timeout: 
       idsDistinct: new Set(ids).size === ids.length,
       bad: ['', 'a b', 'x'.repeat(65), '../x', 'é'].map((s) => room.isRoomId(s)),
       fromPath: [room.roomFromPath('/m/abc-DEF_1'), room.roomFromPath('/m/a%2Fb'), room.roomFromPath('/x/abc')],
-      link: room.parseJoinInput(`${location.origin}/m/abc123#secret`),
+      secret: room.newSecret(),
+      secrets: ['', '#', '#abc', `#${'A'.repeat(21)}`, `#${'A'.repeat(21)}+`, `#${'A'.repeat(22)}`, 'B'.repeat(43)]
+        .map((h) => room.secretFromHash(h)),
+      link: room.parseJoinInput(`${location.origin}/m/abc123#${'A'.repeat(22)}`),
+      noSecret: [room.parseJoinInput(`${location.origin}/m/abc123`), room.parseJoinInput(`${location.origin}/m/abc123#secret`)],
       other: room.parseJoinInput('https://plenary.example/m/abc123'),
-      code: room.parseJoinInput('  abc123 '),
+      code: room.parseJoinInput(`  abc123#${'A'.repeat(22)} `),
+      bareCode: room.parseJoinInput('  abc123 '),
       junk: [room.parseJoinInput('javascript:alert(1)'), room.parseJoinInput('hello world')],
-      profile: session.encodeProfile(`  ${'n'.repeat(100)}  `),
-      decoded: [session.decodeProfile('{"name":"A"}'), session.decodeProfile('nope'), session.decodeProfile('{"name":5}')],
+      name: session.cleanName(`  ${'n'.repeat(100)}  `),
     };
   });
   assert.ok(r.idsValid, 'new room ids are 12 base64url characters');
   assert.ok(r.idsDistinct, 'new room ids differ');
   assert.deepEqual(r.bad, [false, false, false, false, false]);
   assert.deepEqual(r.fromPath, ['abc-DEF_1', null, null]);
-  assert.deepEqual(r.link, { url: '/m/abc123#secret' });
+  assert.match(r.secret, /^[A-Za-z0-9_-]{22}$/, 'a new secret is 16 random bytes, base64url');
+  assert.deepEqual(r.secrets.map((x) => x.status), ['none', 'none', 'invalid', 'invalid', 'invalid', 'valid', 'valid']);
+  assert.deepEqual(r.link, { url: `/m/abc123#${'A'.repeat(22)}` });
+  assert.deepEqual(r.noSecret, [{ incomplete: true }, { incomplete: true }]);
   assert.deepEqual(r.other, { url: 'https://plenary.example/m/abc123' });
-  assert.deepEqual(r.code, { url: '/m/abc123' });
+  assert.deepEqual(r.code, { url: `/m/abc123#${'A'.repeat(22)}` });
+  assert.deepEqual(r.bareCode, { incomplete: true });
   assert.deepEqual(r.junk, [null, null]);
-  assert.equal(JSON.parse(r.profile).name.length, 64, 'names are cut to 64 characters');
-  assert.deepEqual(r.decoded, [{ name: 'A' }, { name: '' }, { name: '' }]);
+  assert.equal(r.name.length, 64, 'names are cut to 64 characters');
   assert.deepEqual(foreignRequests(d.requests, server.origin), []);
 }));

@@ -6,6 +6,7 @@
 // never printed.
 
 import { spawn, execFileSync } from 'node:child_process';
+import readline from 'node:readline';
 import fs from 'node:fs';
 import net from 'node:net';
 import dgram from 'node:dgram';
@@ -32,6 +33,44 @@ export function randomId(n = 12) {
   const bytes = new Uint8Array(n);
   crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => a[b & 63]).join('');
+}
+
+/** A fresh meeting secret as the landing page makes it: 16 random bytes, unpadded base64url. */
+export function newSecret() {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+}
+
+/**
+ * The path of a meeting page that joins at once as `name`:
+ * `/m/<room>?name=<name>&autojoin=1#<secret>`.
+ */
+export function joinPath(room, secret, name) {
+  return `/m/${room}?name=${encodeURIComponent(name)}&autojoin=1#${secret}`;
+}
+
+/**
+ * Starts `plenary join URL --json` publishing the test media (VP8 and Opus
+ * files) for `seconds` of connected media; `args` are added. Returns
+ * {child, events (parsed JSON lines), done: Promise<{code, signal}>, stderr}.
+ */
+export function startNative(url, name, { media, seconds, args = [] }) {
+  const argv = ['join', url, '--name', name, '--json', ...args];
+  if (seconds) argv.push('--duration', String(seconds));
+  if (media['carphone.ivf']) argv.push('--video', media['carphone.ivf']);
+  if (media['speech.ogg']) argv.push('--audio', media['speech.ogg']);
+  const child = spawn(PLENARY_BIN, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const events = [];
+  let stderr = '';
+  readline.createInterface({ input: child.stdout }).on('line', (line) => {
+    try {
+      events.push(JSON.parse(line));
+    } catch {
+      // not a JSON line
+    }
+  });
+  child.stderr.on('data', (d) => { stderr += d; });
+  const done = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return { child, events, done, get stderr() { return stderr; } };
 }
 
 /** A free TCP port on 127.0.0.1. */
