@@ -1,0 +1,78 @@
+//! Load harness for SFUs: `plenary load`.
+//!
+//! Starts a server under test ([`target`]: Plenary, Janus VideoRoom, or a
+//! UDP/SRTP relay baseline) on loopback, connects P publishers and S
+//! subscribers, ramps S in steps held for a set time, and measures per
+//! step: packets and bits forwarded per second, server CPU-seconds per
+//! million forwarded packets (utime + stime of the server process from
+//! `/proc/<pid>/stat`, the server pinned to one core with `taskset`, the
+//! generator to the other), subscriber loss, one-way forwarding latency
+//! p50/p99, server RSS per subscriber and join time. Output: JSON per run,
+//! a markdown table, an SVG chart.
+//!
+//! # The generator is cheaper than the server
+//! The harness must not be the bottleneck, yet it runs every publisher and
+//! subscriber on one core while the server has the other. So:
+//! - **Publishers** send synthetic frames ([`synth`]): valid-looking VP8
+//!   (RFC 7741 payload descriptor, RFC 6386 frame tag, a key frame header
+//!   with the picture size every key frame) and Opus-sized audio, at a set
+//!   bitrate and frame rate. The harness packetizes itself and writes RTP
+//!   packets through str0m's RTP mode, so there is no frame packetizer in
+//!   the loop, and relay baselines get the very same packets. Each frame
+//!   starts (after the VP8 header) with a stamp: magic, frame number and
+//!   send time in µs on the harness clock.
+//! - **Light subscribers** complete ICE and DTLS with str0m like any
+//!   browser. From then on every datagram is classified by its first byte
+//!   (RFC 7983): RTCP and STUN still go to str0m, but RTP packets are
+//!   counted from their clear 12-byte header (SSRC, sequence number,
+//!   marker, payload type) and dropped, except a sample: the first packet
+//!   of every 50th video frame (the packet after one with the marker bit)
+//!   and every 50th audio packet are handed to str0m, which decrypts them;
+//!   the stamp inside gives the one-way forwarding latency. NACKs are
+//!   suppressed on the subscriber, so the gaps str0m sees do not make the
+//!   server retransmit. Per forwarded packet the generator pays one
+//!   `recv` and a header parse; the server pays a receive share, a
+//!   packetizer, SRTP encryption and a `send`.
+//! - **Loss** is counted per subscriber and media kind: frames received
+//!   (video: packets with the marker bit; audio: packets) against frames
+//!   published while the subscriber was connected. This survives an SFU
+//!   that repacketizes (Plenary forwards frames, Janus forwards packets).
+//!
+//! All participants run on one current-thread tokio runtime.
+
+pub mod janus;
+pub mod plenary;
+pub mod process;
+pub mod relay;
+pub mod target;
+
+pub use target::{Peer, PeerLink, Role, Target, TargetKind};
+
+/// Why a load run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The server under test did not start.
+    #[error("cannot start {target}: {reason}")]
+    Start {
+        /// Which target.
+        target: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused or did not answer a signaling request.
+    #[error("signaling: {0}")]
+    Signaling(String),
+    /// SDP could not be made, parsed or applied.
+    #[error("SDP: {0}")]
+    Sdp(String),
+    /// ICE/DTLS did not connect in time.
+    #[error("media connection not established within {0} s")]
+    MediaTimeout(u64),
+    /// A socket or file failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// This target is not available in this build.
+    #[error("target {0} is not implemented yet")]
+    Unsupported(&'static str),
+}
