@@ -150,6 +150,26 @@ pub enum JsonEvent<'a> {
         /// Display name.
         display_name: &'a str,
     },
+    /// The connection was lost (network drop, server restart, ICE or
+    /// WebSocket failure); a fresh session is tried after `delay_s`.
+    Reconnecting {
+        /// Attempt number since the loss, from 1.
+        attempt: u32,
+        /// Why the connection (or the last attempt) failed; no names.
+        reason: &'a str,
+        /// Seconds until the attempt.
+        delay_s: f64,
+    },
+    /// A fresh session's media connected after a loss; a new `joined`
+    /// came before it. Recording goes on in new files.
+    Reconnected {
+        /// Our new participant id.
+        participant_id: ParticipantId,
+        /// Attempts it took.
+        attempts: u32,
+        /// Seconds from the loss to the new media connection.
+        outage_s: f64,
+    },
     /// At the end.
     Summary(&'a Summary),
 }
@@ -256,6 +276,12 @@ mod tests {
         assert_eq!(summary.frames_from(ParticipantId(3), MediaKind::Audio), 0);
         let v = serde_json::to_value(JsonEvent::Epoch { epoch: 2, security_code: "01234 56789" }).unwrap();
         assert_eq!(v, serde_json::json!({"event": "epoch", "epoch": 2, "security_code": "01234 56789"}));
+        let v = serde_json::to_value(JsonEvent::Reconnecting { attempt: 2, reason: "media connection lost", delay_s: 1.0 })
+            .unwrap();
+        assert_eq!(v, serde_json::json!({"event": "reconnecting", "attempt": 2, "reason": "media connection lost", "delay_s": 1.0}));
+        let v = serde_json::to_value(JsonEvent::Reconnected { participant_id: ParticipantId(9), attempts: 2, outage_s: 3.5 })
+            .unwrap();
+        assert_eq!(v, serde_json::json!({"event": "reconnected", "participant_id": 9, "attempts": 2, "outage_s": 3.5}));
         let e2ee_track = TrackStats { decrypted: Some(9), decrypt_failures: Some(1), ..summary.tracks[0].clone() };
         let v = serde_json::to_value(&e2ee_track).unwrap();
         assert_eq!((v["decrypted"].as_u64(), v["decrypt_failures"].as_u64()), (Some(9), Some(1)));

@@ -40,6 +40,7 @@ pub mod ivf;
 pub mod meeting_url;
 pub mod ogg;
 pub mod record;
+pub mod reconnect;
 mod e2ee;
 mod session;
 pub mod source;
@@ -162,10 +163,18 @@ pub enum ClientError {
 /// otherwise short human-readable lines. Returns what was received and
 /// sent; the same summary is printed last.
 ///
+/// Once the media connection has come up, a lost connection (WebSocket
+/// closed, server restarted, ICE failed, nothing received for a few
+/// seconds) is not an error: the client joins again as a fresh participant
+/// with the same name and files, re-forms the end-to-end encrypted group,
+/// publishes again and keeps recording (into new files), reporting
+/// `reconnecting` and `reconnected`; see [`reconnect`].
+///
 /// # Errors
 /// [`ClientError`]: a bad link or file, no connection, a refusal by the
-/// server, ICE/DTLS not up within [`CONNECT_TIMEOUT`], or a lost
-/// connection.
+/// server, ICE/DTLS not up within [`CONNECT_TIMEOUT`] on the first attempt,
+/// or a lost connection that [`reconnect::RECONNECT_DELAYS`] worth of
+/// attempts could not restore.
 pub async fn join(opts: JoinOptions) -> Result<Summary, ClientError> {
     session::run(opts, Vec::new()).await
 }

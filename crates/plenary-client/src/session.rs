@@ -20,6 +20,8 @@ use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 
 use crate::e2ee::{E2ee, Out};
+use crate::reconnect::Backoff;
+use plenary_e2ee::secret::MeetingSecret;
 use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, human_summary, kind_str};
 use crate::meeting_url::MeetingUrl;
 use crate::record::{Pushed, RecordCodec, Recorder};
@@ -31,7 +33,10 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long joining may take: WebSocket connect, `joined`, and ICE + DTLS.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long ICE may stay disconnected before the session gives up.
-const ICE_DISCONNECTED_GRACE: Duration = Duration::from_secs(5);
+const ICE_DISCONNECTED_GRACE: Duration = Duration::from_secs(3);
+/// No datagram at all from the server for this long while connected (ICE
+/// consent checks alone answer every few seconds): the media path is gone.
+const MEDIA_SILENCE: Duration = Duration::from_secs(6);
 /// Interval of `frames` reports.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Interval of signaling keep-alive pings.
@@ -44,7 +49,9 @@ const KEYFRAME_ANSWER_INTERVAL: Duration = Duration::from_millis(250);
 /// the top simulcast layer.
 const PREFERRED_SIZE: (u32, u32) = (1280, 720);
 
-/// Runs a whole session; see [`crate::join`].
+/// Runs a whole session; see [`crate::join`]. Once media has connected, a
+/// lost connection is followed by fresh sessions with back-off
+/// (see [`crate::reconnect`]) until one connects or the attempts run out.
 pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'static>>) -> Result<Summary, ClientError> {
     let meeting = MeetingUrl::parse(&opts.url)?;
     // The fragment holds the meeting secret: it stays on this machine.
@@ -57,40 +64,116 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
     }
     let reporter = Reporter { json: opts.json };
     let started = Instant::now();
-
-    let (mut ws, local_addr) = connect(&meeting, extra_roots).await?;
     // With E2EE the server learns no name: it travels encrypted in the group.
     let profile = if secret.is_some() {
         "{}".to_owned()
     } else {
         serde_json::json!({ "name": opts.name }).to_string()
     };
+
+    let (mut ws, joined) = establish(&meeting, &extra_roots, &profile).await?;
+    let (rtc, socket, udp_addr) = open_media(joined.local_addr).await?;
+    let mut session = Session {
+        rtc,
+        socket,
+        udp_addr,
+        reporter,
+        started,
+        record_dir: opts.record.clone(),
+        name: opts.name.clone(),
+        secret,
+        participant_id: joined.participant_id,
+        room: joined.room.clone(),
+        participants: Vec::new(),
+        rx: Vec::new(),
+        rx_by_mid: HashMap::new(),
+        audio: audio.map(|s| TxTrack::new(s, MediaKind::Audio)),
+        video: video.map(|s| TxTrack::new(s, MediaKind::Video)),
+        pending: None,
+        queued_offers: Vec::new(),
+        offer_sent_at: None,
+        connected_at: None,
+        first_connected: None,
+        first_connect_s: None,
+        pace_start: None,
+        paused_at: None,
+        last_datagram: Instant::now(),
+        ice_disconnected_since: None,
+        last_keyframe_answer: None,
+        rtp_base: (u64::from(rand::random::<u32>()), u64::from(rand::random::<u32>())),
+        timeout: Instant::now(),
+        e2ee: None,
+        backoff: Backoff::default(),
+    };
+    session.attach(joined);
+    loop {
+        let result = session.run(&mut ws, opts.duration).await;
+        let mut err = match result {
+            Err(e) if session.first_connected.is_some() && crate::reconnect::is_transient(&e) => e,
+            other => return session.finish(&mut ws, other).await,
+        };
+        session.detach(&mut ws).await?;
+        // Fresh sessions until one joins; its media connecting ends the outage.
+        loop {
+            let Some(delay) = session.backoff.next(Instant::now()) else {
+                return session.finish(&mut ws, Err(err)).await;
+            };
+            let reason = err.to_string();
+            tracing::info!(attempt = session.backoff.attempt, %reason, "connection lost; reconnecting");
+            session.reporter.emit(
+                &JsonEvent::Reconnecting { attempt: session.backoff.attempt, reason: &reason, delay_s: delay.as_secs_f64() },
+                || Some(format!("connection lost ({reason}); reconnecting in {:.1} s", delay.as_secs_f64())),
+            );
+            if let Some(end) = session.wait(delay, opts.duration).await {
+                return session.finish(&mut ws, Ok(end)).await;
+            }
+            match establish(&meeting, &extra_roots, &profile).await {
+                Ok((new_ws, joined)) => {
+                    ws = new_ws;
+                    match open_media(joined.local_addr).await {
+                        Ok(media) => {
+                            (session.rtc, session.socket, session.udp_addr) = media;
+                            session.attach(joined);
+                            break;
+                        }
+                        Err(e) if crate::reconnect::is_transient(&e) => err = e,
+                        Err(e) => return session.finish(&mut ws, Err(e)).await,
+                    }
+                }
+                Err(e) if crate::reconnect::is_transient(&e) => err = e,
+                Err(e) => return session.finish(&mut ws, Err(e)).await,
+            }
+        }
+    }
+}
+
+/// What the server said in `joined`.
+struct JoinedRoom {
+    local_addr: SocketAddr,
+    participant_id: ParticipantId,
+    room: String,
+    others: Vec<ParticipantInfo>,
+}
+
+/// Opens the WebSocket and joins the room.
+async fn establish(
+    meeting: &MeetingUrl,
+    extra_roots: &[CertificateDer<'static>],
+    profile: &str,
+) -> Result<(Ws, JoinedRoom), ClientError> {
+    let (mut ws, local_addr) = connect(meeting, extra_roots.to_vec()).await?;
     send(
         &mut ws,
-        &ClientMsg::Join { room: meeting.room.to_string(), profile, version: PROTOCOL_VERSION },
+        &ClientMsg::Join { room: meeting.room.to_string(), profile: profile.to_owned(), version: PROTOCOL_VERSION },
     )
     .await?;
     let (participant_id, room, others) = wait_joined(&mut ws).await?;
-    let present: Vec<ParticipantId> = others.iter().map(|p| p.id).collect();
-    let e2ee = match secret {
-        None => None,
-        Some(secret) => {
-            let mut e = E2ee::new(meeting.room.as_str(), secret, &opts.name, participant_id).map_err(ClientError::E2ee)?;
-            let now = Instant::now();
-            for p in &others {
-                // Nobody's profile is known yet: nothing to report.
-                let _ = e.participant_leaf(p.id, p.leaf, now);
-            }
-            e.start(!others.is_empty(), now);
-            Some(e)
-        }
-    };
-    tracing::info!(participant = %participant_id, "joined");
-    reporter.emit(
-        &JsonEvent::Joined { participant_id, room: &room, participants: present.clone() },
-        || Some(format!("joined room {room} as {participant_id}; {} others here", present.len())),
-    );
+    Ok((ws, JoinedRoom { local_addr, participant_id, room, others }))
+}
 
+/// A new media endpoint: a str0m `Rtc` (full ICE) and a UDP socket on
+/// the IP address of `local_addr` (the one that reaches the server), any port.
+async fn open_media(local_addr: SocketAddr) -> Result<(Rtc, UdpSocket, SocketAddr), ClientError> {
     let socket = UdpSocket::bind(SocketAddr::new(local_addr.ip(), 0)).await.map_err(ClientError::Socket)?;
     let udp_addr = socket.local_addr().map_err(ClientError::Socket)?;
     let rtc = Rtc::builder()
@@ -100,34 +183,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         .enable_vp9(true)
         .enable_h264(true)
         .build(Instant::now());
-
-    let mut session = Session {
-        rtc,
-        socket,
-        udp_addr,
-        reporter,
-        started,
-        record_dir: opts.record.clone(),
-        participant_id,
-        room,
-        participants: present,
-        rx: Vec::new(),
-        rx_by_mid: HashMap::new(),
-        audio: audio.map(|s| TxTrack::new(s, MediaKind::Audio)),
-        video: video.map(|s| TxTrack::new(s, MediaKind::Video)),
-        pending: None,
-        queued_offers: Vec::new(),
-        offer_sent_at: None,
-        connected_at: None,
-        media_start: None,
-        ice_disconnected_since: None,
-        last_keyframe_answer: None,
-        rtp_base: (u64::from(rand::random::<u32>()), u64::from(rand::random::<u32>())),
-        timeout: Instant::now(),
-        e2ee,
-    };
-    let result = session.run(&mut ws, opts.duration).await;
-    session.finish(&mut ws, result).await
+    Ok((rtc, socket, udp_addr))
 }
 
 /// TLS for `wss://`: the system's root certificates (which
@@ -257,6 +313,10 @@ struct Session {
     reporter: Reporter,
     started: Instant,
     record_dir: Option<PathBuf>,
+    /// Our display name (E2EE: for the encrypted profile of every session).
+    name: String,
+    /// The meeting secret from the link's fragment (E2EE meetings).
+    secret: Option<MeetingSecret>,
     participant_id: ParticipantId,
     room: String,
     participants: Vec<ParticipantId>,
@@ -268,8 +328,19 @@ struct Session {
     /// Server offers that arrived while our own offer was outstanding.
     queued_offers: Vec<(String, Vec<TrackInfo>)>,
     offer_sent_at: Option<Instant>,
+    /// When this connection's media came up.
     connected_at: Option<Instant>,
-    media_start: Option<Instant>,
+    /// When the first connection's media came up: `duration` counts from here.
+    first_connected: Option<Instant>,
+    /// How long the first connection took to come up after its offer.
+    first_connect_s: Option<f64>,
+    /// Origin of the pacing of our files; moved forward by each outage so
+    /// that publishing resumes where it stopped.
+    pace_start: Option<Instant>,
+    /// When the last connection was lost (publishing paused).
+    paused_at: Option<Instant>,
+    /// When the last datagram arrived on the media socket.
+    last_datagram: Instant,
     ice_disconnected_since: Option<Instant>,
     last_keyframe_answer: Option<Instant>,
     /// Random RTP time origins (audio, video), as real senders use.
@@ -278,9 +349,87 @@ struct Session {
     timeout: Instant,
     /// End-to-end encryption, for links with a secret.
     e2ee: Option<E2ee>,
+    /// Reconnection attempts since the connection was lost.
+    backoff: Backoff,
 }
 
 impl Session {
+    /// Starts using a new signaling connection's room: end-to-end
+    /// encryption (a fresh MLS identity each time) and the `joined` report.
+    /// The media endpoint must be new as well.
+    fn attach(&mut self, joined: JoinedRoom) {
+        let JoinedRoom { participant_id, room, others, .. } = joined;
+        self.participant_id = participant_id;
+        self.room = room;
+        self.participants = others.iter().map(|p| p.id).collect();
+        self.e2ee = self.secret.clone().and_then(|secret| {
+            let mut e = match E2ee::new(&self.room, secret, &self.name, participant_id) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("end-to-end encryption: {e}");
+                    return None;
+                }
+            };
+            let now = Instant::now();
+            for p in &others {
+                // Nobody's profile is known yet: nothing to report.
+                let _ = e.participant_leaf(p.id, p.leaf, now);
+            }
+            e.start(!others.is_empty(), now);
+            Some(e)
+        });
+        self.pending = None;
+        self.queued_offers.clear();
+        self.offer_sent_at = None;
+        self.connected_at = None;
+        self.ice_disconnected_since = None;
+        self.timeout = Instant::now();
+        for t in [&mut self.audio, &mut self.video].into_iter().flatten() {
+            t.mid = None;
+            t.pt = None;
+        }
+        tracing::info!(participant = %participant_id, "joined");
+        let present = self.participants.clone();
+        self.reporter.emit(
+            &JsonEvent::Joined { participant_id, room: &self.room, participants: present.clone() },
+            || Some(format!("joined room {} as {participant_id}; {} others here", self.room, present.len())),
+        );
+    }
+
+    /// Ends a lost connection: closes what it received (recordings stay
+    /// valid files), leaves best-effort, pauses publishing.
+    async fn detach(&mut self, ws: &mut Ws) -> Result<(), ClientError> {
+        for i in 0..self.rx.len() {
+            self.stop_track(i)?;
+        }
+        self.rx_by_mid.clear();
+        self.participants.clear();
+        self.e2ee = None;
+        self.rtc.disconnect();
+        if self.connected_at.is_some() {
+            self.paused_at = Some(Instant::now());
+        }
+        // The server may be gone or unreachable: never wait long.
+        let _ = tokio::time::timeout(Duration::from_millis(500), send(ws, &ClientMsg::Leave)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+        Ok(())
+    }
+
+    /// Waits `delay` before a reconnection attempt; `Some` when the session
+    /// should end instead (its duration ran out, or Ctrl-C).
+    async fn wait(&self, delay: Duration, duration: Option<Duration>) -> Option<End> {
+        let mut until = Instant::now() + delay;
+        let end = duration.zip(self.first_connected).map(|(d, t)| t + d);
+        if let Some(end) = end {
+            until = until.min(end);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = tokio::signal::ctrl_c() => return Some(End::Interrupted),
+        }
+        end.is_some_and(|e| Instant::now() >= e).then_some(End::Duration)
+    }
+
     async fn run(&mut self, ws: &mut Ws, duration: Option<Duration>) -> Result<End, ClientError> {
         let candidate = Candidate::host(self.udp_addr, "udp").map_err(|e| ClientError::Rtc(e.to_string()))?;
         self.rtc.add_local_candidate(candidate);
@@ -331,10 +480,14 @@ impl Session {
             {
                 return Err(ClientError::MediaLost);
             }
-            if let (Some(d), Some(start)) = (duration, self.media_start)
+            if let (Some(d), Some(start)) = (duration, self.first_connected)
                 && now >= start + d
             {
                 return Ok(End::Duration);
+            }
+            if self.connected_at.is_some() && now >= self.last_datagram + MEDIA_SILENCE {
+                tracing::info!("nothing received for {} s", MEDIA_SILENCE.as_secs());
+                return Err(ClientError::MediaLost);
             }
             if now >= next_report {
                 self.report();
@@ -361,14 +514,15 @@ impl Session {
             match self.connected_at {
                 None => deadline = deadline.min(self.offer_sent_at.unwrap_or(now) + CONNECT_TIMEOUT),
                 Some(_) => {
-                    if let Some(start) = self.media_start {
+                    if let Some(start) = self.pace_start {
                         for t in [&self.audio, &self.video].into_iter().flatten() {
                             deadline = deadline.min(t.source.next_due(start));
                         }
-                        if let Some(d) = duration {
-                            deadline = deadline.min(start + d);
-                        }
                     }
+                    if let (Some(d), Some(start)) = (duration, self.first_connected) {
+                        deadline = deadline.min(start + d);
+                    }
+                    deadline = deadline.min(self.last_datagram + MEDIA_SILENCE);
                 }
             }
             if let Some(t) = self.ice_disconnected_since {
@@ -382,6 +536,7 @@ impl Session {
                 r = self.socket.recv_from(&mut buf) => {
                     match r {
                         Ok((n, source)) => {
+                            self.last_datagram = Instant::now();
                             if let Ok(contents) = buf[..n].try_into() {
                                 let input = Input::Receive(
                                     Instant::now(),
@@ -439,12 +594,32 @@ impl Session {
             Event::Connected => {
                 let now = Instant::now();
                 self.connected_at = Some(now);
-                self.media_start = Some(now);
+                self.last_datagram = now;
                 let connect_s = self.offer_sent_at.map(|t| (now - t).as_secs_f64()).unwrap_or(0.0);
                 tracing::info!(participant = %self.participant_id, connect_s, "media connected");
                 self.reporter.emit(&JsonEvent::Connected { connect_s }, || {
                     Some(format!("media connected after {connect_s:.2} s"))
                 });
+                // Publishing resumes where it paused, with a key frame.
+                self.pace_start = Some(match (self.pace_start, self.paused_at.take()) {
+                    (Some(start), Some(paused)) => start + (now - paused),
+                    _ => now,
+                });
+                if let Some(v) = &mut self.video {
+                    v.source.rewind_to_key_frame();
+                }
+                if self.first_connected.is_none() {
+                    self.first_connected = Some(now);
+                    self.first_connect_s = Some(connect_s);
+                }
+                if let Some(outage) = self.backoff.connected(now) {
+                    let (attempts, outage_s) = (outage.attempts, outage.duration.as_secs_f64());
+                    tracing::info!(attempts, outage_s, "reconnected");
+                    self.reporter.emit(
+                        &JsonEvent::Reconnected { participant_id: self.participant_id, attempts, outage_s },
+                        || Some(format!("reconnected after {outage_s:.1} s as {}", self.participant_id)),
+                    );
+                }
             }
             Event::IceConnectionStateChange(state) => {
                 tracing::debug!(?state, "ICE state");
@@ -539,7 +714,7 @@ impl Session {
 
     /// Writes every frame of our files that is due by `now`.
     fn send_due_media(&mut self, now: Instant) -> Result<(), ClientError> {
-        let Some(start) = self.media_start else {
+        let (Some(start), Some(_)) = (self.pace_start, self.connected_at) else {
             return Ok(());
         };
         for is_video in [false, true] {
@@ -823,10 +998,7 @@ impl Session {
             participant_id: self.participant_id,
             room: self.room.clone(),
             duration_s: self.started.elapsed().as_secs_f64(),
-            connect_s: match (self.offer_sent_at, self.connected_at) {
-                (Some(a), Some(b)) => Some((b - a).as_secs_f64()),
-                _ => None,
-            },
+            connect_s: self.first_connect_s,
             tracks: self.rx.iter().map(|t| t.stats.clone()).collect(),
             sent: self.sent_stats(),
         };

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod native;
+
 use std::ffi::OsStr;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -35,17 +37,32 @@ pub struct Server {
     pub child: Child,
     /// HTTP address.
     pub http: SocketAddr,
+    /// Media port (UDP and ICE-TCP).
+    pub rtc: u16,
     /// Log file.
     pub log: PathBuf,
 }
 
 impl Server {
     pub fn start(dir: &Path, extra: &[&OsStr]) -> Server {
+        Server::start_at(dir, extra, None)
+    }
+
+    /// Stops the server (SIGKILL, as a crash) and starts a new one on the
+    /// same ports, logging to a new file.
+    pub fn restart(&mut self, dir: &Path, extra: &[&OsStr]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let new = Server::start_at(dir, extra, Some((self.http, self.rtc)));
+        // The old one is already dead: dropping it kills nothing.
+        drop(std::mem::replace(self, new));
+    }
+
+    fn start_at(dir: &Path, extra: &[&OsStr], ports: Option<(SocketAddr, u16)>) -> Server {
         let mut last_log = String::new();
-        for attempt in 0..5 {
-            let http = free_tcp_port();
-            let rtc = free_udp_and_tcp_port();
-            let log = dir.join(format!("server-{attempt}.log"));
+        for _ in 0..5 {
+            let (http, rtc) = ports.unwrap_or_else(|| (free_tcp_port(), free_udp_and_tcp_port()));
+            let log = unique_path(dir, "server", "log");
             let out = std::fs::File::create(&log).expect("server log");
             let err = out.try_clone().expect("server log");
             let child = Command::new(env!("CARGO_BIN_EXE_plenary"))
@@ -57,7 +74,7 @@ impl Server {
                 .stderr(err)
                 .spawn()
                 .expect("starting the plenary binary");
-            let mut server = Server { child, http, log };
+            let mut server = Server { child, http, rtc, log };
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = server.child.try_wait() {
@@ -84,6 +101,11 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `dir/<stem>-<n>.<ext>` for the first `n` not taken yet.
+fn unique_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    (0..).map(|n| dir.join(format!("{stem}-{n}.{ext}"))).find(|p| !p.exists()).unwrap_or_else(|| dir.join(stem))
 }
 
 pub fn free_tcp_port() -> SocketAddr {
