@@ -1,0 +1,118 @@
+// Reconnection, as a participant notices it: media stops when the server
+// restarts or the participant's network is cut, and comes back by itself.
+//
+// - Server restart: two Chromium pages and a native client (`plenary
+//   join`) in one end-to-end encrypted meeting; the server is stopped and
+//   started again on the same ports; everyone reconnects by themselves,
+//   the group re-forms, and within 10 s of the new server being up every
+//   page decodes the other page's and the native client's video and the
+//   native client decrypts both pages' audio and video.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  testMedia, startServer, openBrowser, randomId, waitFor, sleep, explained, newSecret, joinPath, startNative,
+  hasSubcommand,
+} from './lib/harness.mjs';
+
+/** Media must flow again this soon after the connection is back, milliseconds. */
+const RESUME_MS = 10_000;
+
+let server;
+let media;
+const browsers = [];
+const natives = [];
+const ctx = { server: () => server, browsers: () => browsers };
+
+before(async () => {
+  media = testMedia();
+  server = await startServer({ name: 'reconnect-server' });
+});
+
+after(async () => {
+  for (const n of natives) n.child.kill('SIGKILL');
+  await Promise.all(browsers.map((b) => b.close()));
+  await server?.stop();
+});
+
+const statsOf = (b) => b.page.evaluate(() => window.plenary.stats());
+
+/** Frames `b` decoded from the participant called `name` (0 if not there). */
+async function framesFrom(b, name) {
+  const s = await statsOf(b);
+  return s.participants.find((p) => p.name === name)?.framesDecoded ?? 0;
+}
+
+/** Decrypted frames of `kind` the native client got from its latest `frames` event, per participant id. */
+function nativeDecrypted(native, kind) {
+  const last = [...native.events].reverse().find((e) => e.event === 'frames');
+  const out = new Map();
+  for (const t of last?.tracks ?? []) {
+    if (t.kind === kind) out.set(t.participant_id, (out.get(t.participant_id) ?? 0) + (t.decrypted ?? 0));
+  }
+  return out;
+}
+
+/** Whether the native client, in its current session, decrypts > `min` audio and video frames from `n` others. */
+function nativeReceives(native, n, min) {
+  const [v, a] = [nativeDecrypted(native, 'video'), nativeDecrypted(native, 'audio')];
+  return [...v.values()].filter((x) => x > min).length >= n && [...a.values()].filter((x) => x > min).length >= n;
+}
+
+test('pages and a native client reconnect by themselves after the server restarts', { timeout: 120_000 }, async (t) => {
+  if (!hasSubcommand('join')) {
+    t.skip('`plenary join` is not in this build');
+    return;
+  }
+  await explained(t, ctx, async () => {
+    const room = `reconnect-${randomId(6)}`;
+    const secret = newSecret();
+    const [nameA, nameB, nameN] = [0, 1, 2].map(() => `Participant-${randomId(6)}`);
+    const [a, b] = await Promise.all([openBrowser(media), openBrowser(media)]);
+    browsers.push(a, b);
+    await a.page.goto(server.url(joinPath(room, secret, nameA)));
+    await b.page.goto(server.url(joinPath(room, secret, nameB)));
+    const native = startNative(server.url(`/m/${room}#${secret}`), nameN, { media, seconds: 60 });
+    natives.push(native);
+
+    let seen = null;
+    const everyone = async (min) => {
+      const [ab, ba, an, bn] = await Promise.all([framesFrom(a, nameB), framesFrom(b, nameA), framesFrom(a, nameN), framesFrom(b, nameN)]);
+      seen = { ab, ba, an, bn, native: Object.fromEntries(nativeDecrypted(native, 'video')) };
+      return ab > min && ba > min && an > min && bn > min && nativeReceives(native, 2, min);
+    };
+    assert.ok(await waitFor(() => everyone(30), { ms: 45_000 }), `media flows before the restart: ${JSON.stringify(seen)} ${native.stderr.slice(-1500)}`);
+
+    const { httpPort, rtcPort } = server;
+    const eventsBefore = native.events.length;
+    await server.stop();
+    const down = await waitFor(async () => {
+      const states = await Promise.all([a, b].map((x) => x.page.evaluate(() => window.plenary.state)));
+      const nat = native.events.slice(eventsBefore).some((e) => e.event === 'reconnecting');
+      return states.every((st) => st === 'reconnecting') && nat;
+    }, { ms: 10_000, every: 200 });
+    assert.ok(down, 'pages show "reconnecting" and the native client reports reconnecting while the server is down');
+    await sleep(1000);
+
+    server = await startServer({ name: 'reconnect-server-2', httpPort, rtcPort });
+    const up = Date.now();
+    // Fresh PeerConnections and a fresh native session: counters start at 0.
+    const back = await waitFor(async () => native.events.slice(eventsBefore).some((e) => e.event === 'reconnected') && everyone(10),
+      { ms: RESUME_MS + 20_000, every: 250 });
+    const took = Date.now() - up;
+    t.diagnostic(`media resumed for everyone ${(took / 1000).toFixed(1)} s after the new server was up`);
+    assert.ok(back, `media flows again after the restart: ${JSON.stringify(seen)} ${native.stderr.slice(-1500)}`);
+    assert.ok(took <= RESUME_MS, `media resumed within ${RESUME_MS / 1000} s (took ${(took / 1000).toFixed(1)} s)`);
+    const states = await Promise.all([a, b].map((x) => x.page.evaluate(() => window.plenary.state)));
+    assert.deepEqual(states, ['connected', 'connected']);
+    // One group again: the pages and the native client share epoch and code.
+    const agreed = await waitFor(async () => {
+      const s = await Promise.all([a, b].map((x) => x.page.evaluate(() => window.plenary.e2ee())));
+      const last = [...native.events].reverse().find((e) => e.event === 'epoch');
+      return s.every((x) => x.member && x.epoch === last?.epoch && x.securityCode === last?.security_code);
+    }, { ms: 10_000 });
+    assert.ok(agreed, 'pages and native client share one epoch and security code after the restart');
+    native.child.kill('SIGINT');
+    assert.equal((await native.done).code, 0, `plenary join ends cleanly: ${native.stderr.slice(-1500)}`);
+  });
+});
