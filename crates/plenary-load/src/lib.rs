@@ -40,10 +40,16 @@
 //!
 //! All participants run on one current-thread tokio runtime.
 
+pub mod cli;
 pub mod janus;
+pub mod measure;
+pub mod peer;
 pub mod plenary;
 pub mod process;
 pub mod relay;
+pub mod report;
+pub mod run;
+pub mod synth;
 pub mod target;
 
 pub use target::{Peer, PeerLink, Role, Target, TargetKind};

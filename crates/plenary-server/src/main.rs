@@ -3,6 +3,7 @@
 //! - `plenary serve` runs the server: web client, WebSocket signaling and
 //!   the SFU on one UDP media port (plus ICE-TCP on the same port number).
 //! - `plenary join URL --name NAME` joins a meeting as a native participant.
+//! - `plenary load --target plenary,janus` measures SFUs under load.
 
 mod assets;
 mod config;
@@ -32,6 +33,8 @@ enum Cmd {
     Serve(config::ServeArgs),
     /// Join a meeting as a native participant, publishing files.
     Join(join::JoinArgs),
+    /// Load-test an SFU (this one, Janus, or a relay baseline); see crate plenary-load.
+    Load(plenary_load::cli::LoadArgs),
 }
 
 fn init_logging(json: bool, default_filter: &str) {
@@ -46,6 +49,12 @@ fn init_logging(json: bool, default_filter: &str) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Load(args) = cli.cmd {
+        init_logging(false, "warn");
+        // Its own single-threaded runtime, pinned to the generator's core.
+        plenary_load::cli::main(args)?;
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.cmd {
         Cmd::Serve(args) => {
@@ -62,5 +71,6 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Load(_) => Ok(()),
     }
 }

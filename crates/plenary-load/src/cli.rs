@@ -1,0 +1,151 @@
+//! `plenary load`: the command line of the harness.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::LoadError;
+use crate::report::{markdown, svg};
+use crate::run::{RunConfig, RunReport, Scenario, run};
+use crate::synth::MediaSpec;
+use crate::target::{StartOptions, TargetKind};
+
+/// Flags of `plenary load`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Servers to load, one after the other, same ramp (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "plenary")]
+    pub target: Vec<TargetKind>,
+    /// (a) `fanout`: 1 publisher to S subscribers; (b) `meeting`: N participants all publishing.
+    #[arg(long, value_enum, default_value = "fanout")]
+    pub scenario: Scenario,
+    /// Subscribers per step (fanout) or participants per meeting
+    /// [default: 50,100,200,400,800 or 10,25,50].
+    #[arg(long, value_delimiter = ',')]
+    pub steps: Vec<usize>,
+    /// Seconds each step is measured.
+    #[arg(long, default_value_t = 20.0)]
+    pub hold: f64,
+    /// Seconds between a step's last join and its measurement.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Stop the ramp after a step with more loss than this, percent.
+    #[arg(long, default_value_t = 5.0)]
+    pub max_loss: f64,
+    /// Stop the ramp after a step where the server used more than this share of its core.
+    #[arg(long, default_value_t = 0.95)]
+    pub max_cpu: f64,
+    /// Video bitrate of each publisher, kbit/s [default: 1000 fanout, 300 meeting].
+    #[arg(long)]
+    pub video_kbps: Option<u32>,
+    /// Video frames per second.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Audio bitrate, kbit/s (one packet per 20 ms).
+    #[arg(long, default_value_t = 32)]
+    pub audio_kbps: u32,
+    /// Decrypt one in this many frames per subscriber for latency.
+    #[arg(long, default_value_t = 50)]
+    pub sample: u32,
+    /// CPU to pin the server to (taskset), "none" to not pin.
+    #[arg(long, default_value = "0")]
+    pub server_cpu: String,
+    /// CPU to pin this harness to, "none" to not pin.
+    #[arg(long, default_value = "1")]
+    pub generator_cpu: String,
+    /// The plenary binary [default: this executable].
+    #[arg(long)]
+    pub plenary_bin: Option<PathBuf>,
+    /// The janus binary.
+    #[arg(long, default_value = "janus")]
+    pub janus_bin: PathBuf,
+    /// Participants connecting at once.
+    #[arg(long, default_value_t = 10)]
+    pub join_batch: usize,
+    /// Directory for `<target>-<scenario>.json`, `load.md` and `load.svg`.
+    #[arg(long, default_value = "load-results")]
+    pub out: PathBuf,
+}
+
+fn cpu(s: &str) -> Option<usize> {
+    s.parse().ok()
+}
+
+/// Runs `plenary load`: every target in turn, then writes the JSON files,
+/// the markdown table (also printed) and the chart.
+///
+/// # Errors
+/// [`LoadError`] when a target cannot be started or results not written.
+pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
+    if let Some(c) = cpu(&args.generator_cpu) {
+        // All threads of this process, including the runtime's.
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", &c.to_string(), &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            eprintln!("plenary load: taskset failed; the harness is not pinned");
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::fs::create_dir_all(&args.out)?;
+    let work = args.out.join("work");
+    std::fs::create_dir_all(&work)?;
+    let meeting = args.scenario == Scenario::Meeting;
+    let steps = if args.steps.is_empty() {
+        if meeting { vec![10, 25, 50] } else { vec![50, 100, 200, 400, 800] }
+    } else {
+        args.steps.clone()
+    };
+    let spec = MediaSpec {
+        video_bps: args.video_kbps.unwrap_or(if meeting { 300 } else { 1000 }) * 1000,
+        fps: args.fps,
+        keyframe_interval: args.fps * 4,
+        width: 1280,
+        height: 720,
+        audio_bps: args.audio_kbps * 1000,
+    };
+    let plenary_bin = match &args.plenary_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?,
+    };
+    let mut reports = Vec::new();
+    for &target in &args.target {
+        let cfg = RunConfig {
+            target,
+            scenario: args.scenario,
+            steps: steps.clone(),
+            hold: Duration::from_secs_f64(args.hold.max(0.5)),
+            warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+            max_loss_pct: args.max_loss,
+            max_cpu: args.max_cpu,
+            spec,
+            sample_every: args.sample.max(1),
+            start: StartOptions {
+                server_cpu: cpu(&args.server_cpu),
+                plenary_bin: plenary_bin.clone(),
+                janus_bin: args.janus_bin.clone(),
+                work_dir: work.clone(),
+                threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            },
+            join_batch: args.join_batch,
+        };
+        eprintln!("plenary load: {} {:?}, steps {:?}", target.name(), args.scenario, steps);
+        let report = rt.block_on(run(&cfg))?;
+        eprintln!("{}: stopped: {}", report.target, report.stopped);
+        let name = format!("{}-{}.json", target.name(), if meeting { "meeting" } else { "fanout" });
+        let json = serde_json::to_string_pretty(&report).map_err(|e| LoadError::Io(std::io::Error::other(e)))?;
+        std::fs::write(args.out.join(name), json)?;
+        reports.push(report);
+    }
+    let table = markdown(&reports);
+    println!("{table}");
+    std::fs::write(args.out.join("load.md"), &table)?;
+    let title = format!(
+        "plenary load --scenario {} ({} kbit/s video, {} fps), server on one core",
+        if meeting { "meeting" } else { "fanout" },
+        spec.video_bps / 1000,
+        spec.fps
+    );
+    std::fs::write(args.out.join("load.svg"), svg(&reports, &title))?;
+    Ok(reports)
+}
