@@ -1,0 +1,54 @@
+//! Smoke test of `plenary load` (issue #6): one small step against each
+//! target, asserting the harness produces sane numbers. The full ramp is a
+//! benchmark (BENCHMARKS.md), not a test.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Runs `plenary load --target <target>` with 3 subscribers for 3 s and
+/// returns the single step of its JSON report.
+fn one_step(target: &str) -> serde_json::Value {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let out = std::env::temp_dir().join(format!("plenary-load-smoke-{target}-{}-{nanos}", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_plenary"))
+        .args(["load", "--target", target, "--steps", "3", "--hold", "3", "--warmup", "1"])
+        // CI runs other work on both cores: no pinning here.
+        .args(["--server-cpu", "none", "--generator-cpu", "none", "--max-loss", "100", "--max-cpu", "10"])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("running plenary load");
+    let report = out.join(format!("{target}-fanout.json"));
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let logs: Vec<PathBuf> = std::fs::read_dir(out.join("work")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let server_log: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+    assert!(status.success(), "plenary load failed; server log:\n{server_log}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON report");
+    let _ = std::fs::remove_dir_all(&out);
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1, "{v}");
+    steps[0].clone()
+}
+
+fn assert_sane(target: &str, s: &serde_json::Value) {
+    let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
+    assert_eq!(s["subscribers"], 3, "{target}: {s}");
+    assert_eq!(s["failed_peers"], 0, "{target}: every peer connects: {s}");
+    // 3 subscribers × (1 Mbit/s video ≈ 120 pkt/s + audio 50 pkt/s) ≈ 500 pkt/s.
+    assert!(f("packets_per_s") > 250.0, "{target} forwarded too little: {s}");
+    assert!(f("bits_per_s") > 1.5e6, "{target}: {s}");
+    let loss = f("loss_pct");
+    assert!((0.0..=20.0).contains(&loss), "{target}: loss measured and small on a tiny step: {s}");
+    assert!(f("cpu_s_per_mpkt") > 0.0, "{target}: server CPU measured: {s}");
+    assert!(s["latency_samples"].as_u64().unwrap_or(0) > 0, "{target}: latency sampled: {s}");
+    assert!(f("latency_p50_ms") > 0.0 && f("latency_p50_ms") < 1000.0, "{target}: {s}");
+    assert!(f("join_p50_ms") > 0.0, "{target}: {s}");
+}
+
+#[test]
+fn load_plenary_one_step() {
+    let s = one_step("plenary");
+    assert_sane("plenary", &s);
+    assert!(s["rss_per_subscriber_kib"].as_f64().is_some(), "{s}");
+}
