@@ -71,7 +71,9 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         serde_json::json!({ "name": opts.name }).to_string()
     };
 
-    let (mut ws, joined) = establish(&meeting, &extra_roots, &profile).await?;
+    // The server keeps meetings apart by (room, tag); the tag reveals nothing of the secret.
+    let room_tag = secret.as_ref().map(|s| s.room_tag(meeting.room.as_str()));
+    let (mut ws, joined) = establish(&meeting, &extra_roots, &profile, room_tag.as_deref()).await?;
     let (rtc, socket, udp_addr) = open_media(joined.local_addr).await?;
     let mut session = Session {
         rtc,
@@ -127,7 +129,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
             if let Some(end) = session.wait(delay, opts.duration).await {
                 return session.finish(&mut ws, Ok(end)).await;
             }
-            match establish(&meeting, &extra_roots, &profile).await {
+            match establish(&meeting, &extra_roots, &profile, room_tag.as_deref()).await {
                 Ok((new_ws, joined)) => {
                     ws = new_ws;
                     match open_media(joined.local_addr).await {
@@ -160,11 +162,17 @@ async fn establish(
     meeting: &MeetingUrl,
     extra_roots: &[CertificateDer<'static>],
     profile: &str,
+    room_tag: Option<&str>,
 ) -> Result<(Ws, JoinedRoom), ClientError> {
     let (mut ws, local_addr) = connect(meeting, extra_roots.to_vec()).await?;
     send(
         &mut ws,
-        &ClientMsg::Join { room: meeting.room.to_string(), profile: profile.to_owned(), version: PROTOCOL_VERSION },
+        &ClientMsg::Join {
+            room: meeting.room.to_string(),
+            profile: profile.to_owned(),
+            version: PROTOCOL_VERSION,
+            room_tag: room_tag.map(str::to_owned),
+        },
     )
     .await?;
     let (participant_id, room, others) = wait_joined(&mut ws).await?;

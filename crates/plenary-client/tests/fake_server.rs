@@ -81,7 +81,7 @@ async fn join_sends_room_and_opaque_profile_but_not_the_fragment() {
         "{err}"
     );
     match rx.await.unwrap() {
-        ClientMsg::Join { room, profile, version } => {
+        ClientMsg::Join { room, profile, version, .. } => {
             assert_eq!(room, "r");
             assert_eq!(version, plenary_proto::PROTOCOL_VERSION);
             let v: serde_json::Value = serde_json::from_str(&profile).unwrap();
@@ -112,9 +112,11 @@ async fn e2ee_join_sends_neither_name_nor_secret() {
     let err = plenary_client::join(o).await.unwrap_err();
     assert!(matches!(&err, ClientError::Server { code: ErrorCode::RoomFull, .. }), "{err}");
     match rx.await.unwrap() {
-        ClientMsg::Join { room, profile, .. } => {
+        ClientMsg::Join { room, profile, room_tag, .. } => {
             assert_eq!(room, "r");
             assert_eq!(profile, "{}");
+            // HKDF-SHA256(secret, "plenary room tag" || "r"), computed with Python.
+            assert_eq!(room_tag.as_deref(), Some("Qa7hAmlqYgwdpCqsGsorEQ"));
         }
         other => panic!("first message {other:?}"),
     }

@@ -17,6 +17,18 @@
 //! KeyPackage; binding it to the room means it cannot be replayed elsewhere.
 //! Members verify the proof before they add anyone. The server, which lacks
 //! the secret, cannot make one.
+//!
+//! Every joiner also tells the server a room tag, so that links to the same
+//! room name with different secrets are different meetings (a wrong secret
+//! lands in an empty meeting and cannot disturb the right one):
+//!
+//! ```text
+//! room_tag = base64url(HKDF-SHA256(salt = "", IKM = secret, info = "plenary room tag" || room_id, L = 16))
+//! ```
+//!
+//! The server learns only this random-looking per-meeting id, not the
+//! secret; the HKDF `info` differs from the join key's, so the tag reveals
+//! nothing about join proofs.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,7 +48,11 @@ pub const MAX_SECRET_LEN: usize = 64;
 /// Length of a join proof, in bytes (HMAC-SHA256 output).
 pub const JOIN_PROOF_LEN: usize = 32;
 
+/// Length of a room tag, in bytes before base64url (128 bits).
+pub const ROOM_TAG_LEN: usize = 16;
+
 const JOIN_INFO: &[u8] = b"plenary join";
+const ROOM_TAG_INFO: &[u8] = b"plenary room tag";
 
 /// Why a meeting secret or a join proof was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +144,19 @@ impl MeetingSecret {
         URL_SAFE_NO_PAD.encode(&self.bytes)
     }
 
+    /// The room tag sent to the server with `join`: unpadded base64url
+    /// (RFC 4648 §5, 22 characters) of
+    /// `HKDF-SHA256(IKM = secret, info = "plenary room tag" || room, L = 16)`
+    /// (RFC 5869). The server partitions meetings by (room, tag); it cannot
+    /// recover the secret or any key from it.
+    pub fn room_tag(&self, room: &str) -> String {
+        let hk = Hkdf::<Sha256>::new(None, &self.bytes);
+        let mut tag = [0u8; ROOM_TAG_LEN];
+        // 16 bytes is far below HKDF-SHA256's limit of 255 * 32.
+        let _ = hk.expand_multi_info(&[ROOM_TAG_INFO, room.as_bytes()], &mut tag);
+        URL_SAFE_NO_PAD.encode(tag)
+    }
+
     fn join_mac(&self, room: &str, key_package_ref: &[u8]) -> Hmac<Sha256> {
         let hk = Hkdf::<Sha256>::new(None, &self.bytes);
         let mut join_key = [0u8; 32];
@@ -189,6 +218,35 @@ mod tests {
             Err(SecretError::NotBase64Url)
         );
         assert_eq!(format!("{s:?}"), "MeetingSecret(..)");
+    }
+
+    #[test]
+    fn room_tag_vector() {
+        // Computed independently with Python's hmac/hashlib (RFC 5869 HKDF).
+        let s = MeetingSecret::from_bytes(&(0u8..16).collect::<Vec<_>>()).unwrap();
+        assert_eq!(s.room_tag("standup"), "aS4mntnm_rIOjgEerx05EQ");
+        assert_eq!(s.room_tag("other"), "1Eb0ZU6SGeX_OWDexHdsOA");
+        let other = MeetingSecret::from_bytes(&[1u8; 16]).unwrap();
+        assert_ne!(other.room_tag("standup"), s.room_tag("standup"));
+    }
+
+    #[test]
+    fn room_tag_is_independent_of_the_join_key() {
+        let s = MeetingSecret::from_bytes(&[9u8; 16]).unwrap();
+        let tag = URL_SAFE_NO_PAD.decode(s.room_tag("r")).unwrap();
+        let hk = Hkdf::<Sha256>::new(None, &s.bytes);
+        let mut join_key = [0u8; 32];
+        hk.expand(JOIN_INFO, &mut join_key).unwrap();
+        assert_eq!(tag.len(), ROOM_TAG_LEN);
+        // Not a prefix or any window of the join key, nor of any join proof.
+        assert!(!join_key.windows(ROOM_TAG_LEN).any(|w| w == tag.as_slice()));
+        let proof = s.join_proof("r", b"");
+        assert!(!proof.windows(ROOM_TAG_LEN).any(|w| w == tag.as_slice()));
+        // Same room string used as the join proof's room: still distinct
+        // info strings ("plenary room tag" || room vs "plenary join").
+        let mut with_join_info = [0u8; ROOM_TAG_LEN];
+        hk.expand_multi_info(&[JOIN_INFO, b"r"], &mut with_join_info).unwrap();
+        assert_ne!(with_join_info.as_slice(), tag.as_slice());
     }
 
     #[test]

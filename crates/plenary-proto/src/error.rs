@@ -77,6 +77,9 @@ pub enum ErrorCode {
     /// An MLS message from someone who is not (or not yet) a group member,
     /// or a Welcome for nobody waiting.
     NotGroupMember,
+    /// The meeting link's secret part is missing or damaged: `join` without
+    /// a valid `room_tag`. Fatal.
+    IncompleteLink,
     /// The server is shutting down or failed internally.
     Internal,
 }

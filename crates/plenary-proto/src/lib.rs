@@ -29,7 +29,7 @@ mod error;
 mod ids;
 
 pub use error::{DecodeError, ErrorCode};
-pub use ids::{ParticipantId, RoomId, RoomIdError};
+pub use ids::{ParticipantId, RoomId, RoomIdError, RoomTag, RoomTagError};
 
 /// Version of this protocol. A client sends it in `join`; the server refuses
 /// versions it does not speak with [`ErrorCode::UnsupportedVersion`].
@@ -68,6 +68,13 @@ pub enum ClientMsg {
         /// Protocol version the client speaks; absent means 1.
         #[serde(default = "default_version")]
         version: u32,
+        /// The meeting's room tag ([`RoomTag`]: 22 base64url characters
+        /// derived from the link's secret). Participants of one room name
+        /// with different tags are in different meetings. A malformed tag
+        /// is refused with [`ErrorCode::IncompleteLink`] (fatal). Never
+        /// logged by the server.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_tag: Option<String>,
     },
     /// The client's SDP offer (RFC 8829 JSEP). The first one sets up the
     /// transport and the client's published tracks.

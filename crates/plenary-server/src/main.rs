@@ -11,6 +11,7 @@ mod ds;
 mod http;
 mod join;
 mod media;
+mod meeting_key;
 mod serve;
 mod tap;
 mod tcp;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use plenary_proto::{ClientMsg, ParticipantId, ServerMsg};
+use plenary_proto::{ClientMsg, ParticipantId, RoomTag, ServerMsg};
 use plenary_sfu::{Output, Sfu, SfuError};
 use str0m::net::Protocol;
 use tokio::net::UdpSocket;
@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::ds::{DeliveryService, Outbox};
+use crate::meeting_key::meeting_key;
 use crate::tap::Tap;
 use crate::tcp::{TcpEvent, TcpMux};
 
@@ -41,6 +42,8 @@ pub enum Command {
     Join {
         /// Room id as sent.
         room: String,
+        /// Room tag; the meeting is (room, tag).
+        room_tag: Option<RoomTag>,
         /// Opaque profile.
         profile: String,
         /// Protocol version.
@@ -89,6 +92,9 @@ pub async fn run(
     let mut next_timeout = Instant::now();
     let mut ds = DeliveryService::default();
     let mut ds_out: Outbox = Vec::new();
+    // Room names of joiners whose `joined` has not gone out yet: the SFU
+    // knows only the meeting key.
+    let mut room_names: HashMap<ParticipantId, String> = HashMap::new();
     loop {
         let sleep = tokio::time::sleep_until(next_timeout.into());
         let tcp_event = async {
@@ -117,11 +123,13 @@ pub async fn run(
                 let Some(cmd) = cmd else { break };
                 let now = Instant::now();
                 match cmd {
-                    Command::Join { room, profile, version, to_client, reply } => {
-                        let result = sfu.join(now, &room, profile, version);
+                    Command::Join { room, room_tag, profile, version, to_client, reply } => {
+                        let key = meeting_key(&room, room_tag.as_ref());
+                        let result = sfu.join(now, &key, profile, version);
                         if let Ok(id) = &result {
                             clients.insert(*id, to_client);
-                            ds_out.extend(ds.joined(now, &room, *id));
+                            ds_out.extend(ds.joined(now, &key, *id));
+                            room_names.insert(*id, room);
                         }
                         let _ = reply.send(result);
                     }
@@ -161,6 +169,7 @@ pub async fn run(
                     }
                     Command::Leave(id) => {
                         clients.remove(&id);
+                        room_names.remove(&id);
                         sfu.leave(now, id);
                         ds_out.extend(ds.left(Instant::now(), id));
                     }
@@ -184,6 +193,11 @@ pub async fn run(
                     }
                     _ => {}
                 },
+                Output::Signal(id, ServerMsg::Joined { participant_id, room, participants, ice_servers }) => {
+                    let room = room_names.remove(&id).unwrap_or(room);
+                    let msg = ServerMsg::Joined { participant_id, room, participants, ice_servers };
+                    deliver(&clients, &mut overflowed, id, msg);
+                }
                 Output::Signal(id, msg) => deliver(&clients, &mut overflowed, id, msg),
                 Output::Disconnected(id) => {
                     info!(participant = %id, "media session ended");

@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, ServerMsg, decode_client_msg, encode};
+use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, RoomTag, ServerMsg, decode_client_msg, encode};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 use crate::media::{CLIENT_QUEUE, Command, MediaHandle, ToClient};
+
+/// What a `join` with a missing or malformed room tag is told.
+pub const INCOMPLETE_LINK: &str = "This link is incomplete: the part after # is missing or damaged";
 
 /// A connection must join within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -124,9 +127,16 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
             }
         };
         match (me, msg) {
-            (None, ClientMsg::Join { room, profile, version }) => {
+            (None, ClientMsg::Join { room, profile, version, room_tag }) => {
+                let room_tag = match room_tag.as_deref().map(RoomTag::parse).transpose() {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = tx.try_send(error(ErrorCode::IncompleteLink, INCOMPLETE_LINK, true));
+                        break;
+                    }
+                };
                 let (reply_tx, reply_rx) = oneshot::channel();
-                let cmd = Command::Join { room, profile, version, to_client: tx.clone(), reply: reply_tx };
+                let cmd = Command::Join { room, room_tag, profile, version, to_client: tx.clone(), reply: reply_tx };
                 if media.commands.send(cmd).await.is_err() {
                     let _ = tx.try_send(error(ErrorCode::Internal, "server is shutting down", true));
                     break;

@@ -5,9 +5,11 @@
 //! security code, each decrypts at least 90% of the frames each other one
 //! sent, one records and ffmpeg decodes its recordings, and each learns the
 //! others' display names from their encrypted profiles. A fourth client
-//! with a wrong secret is never added, decrypts nothing, and does not
-//! disturb the others. The names and the secret appear neither in the
-//! server's log nor in the operator's tap file.
+//! with a wrong secret sends another room tag, so it lands in an empty
+//! meeting of its own: it never sees the members nor they it, it decrypts
+//! nothing of theirs, and it does not disturb them. The names, the secret
+//! and the room tag appear neither in the server's log nor in the
+//! operator's tap file.
 //!
 //! Skips (with a message) only when `.media/` is missing; CI creates it.
 
@@ -73,6 +75,8 @@ struct Run {
     epochs: Vec<(u64, String)>,
     /// participant id -> display name from `profile` events.
     names: HashMap<u64, String>,
+    /// Everyone `joined` or `participant_joined` reported.
+    seen: Vec<u64>,
     summary: Value,
 }
 
@@ -81,9 +85,12 @@ impl Run {
         let mut epochs = Vec::new();
         let mut names = HashMap::new();
         let mut summary = None;
+        let mut seen = Vec::new();
         for line in stdout.lines() {
             let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
             match v["event"].as_str() {
+                Some("joined") => seen.extend(v["participants"].as_array()?.iter().filter_map(Value::as_u64)),
+                Some("participant_joined") => seen.push(v["participant_id"].as_u64()?),
                 Some("epoch") => epochs.push((v["epoch"].as_u64()?, v["security_code"].as_str()?.to_owned())),
                 Some("profile") => {
                     if let (Some(id), Some(n)) = (v["participant_id"].as_u64(), v["display_name"].as_str()) {
@@ -95,7 +102,7 @@ impl Run {
             }
         }
         let summary = summary?;
-        Some(Run { id: summary["participant_id"].as_u64()?, epochs, names, summary })
+        Some(Run { id: summary["participant_id"].as_u64()?, epochs, names, seen, summary })
     }
 
     fn sent(&self, kind: &str) -> u64 {
@@ -197,6 +204,10 @@ fn native_clients_meet_end_to_end_encrypted() {
         assert!(!tap_bytes.windows(n.len()).any(|w| w == n.as_bytes()), "a name is in the tap file");
     }
     assert!(!log.contains(&secret) && !log.contains(&wrong), "the secret reached the server");
+    for s in [&secret, &wrong] {
+        let tag = plenary_e2ee::secret::MeetingSecret::from_base64url(s).expect("secret").room_tag(&room);
+        assert!(!log.contains(&tag), "the server logged a room tag");
+    }
 
     let (members, intruder) = runs.split_at(3);
     let intruder = &intruder[0];
@@ -211,9 +222,15 @@ fn native_clients_meet_end_to_end_encrypted() {
     if let Some(Some((_, code))) = last.first() {
         assert_eq!(code.split(' ').count(), 6, "security code {code:?}");
     }
-    // The intruder is never added and decrypts nothing.
-    if !intruder.epochs.is_empty() {
-        failures.push(format!("the client with the wrong secret reached epochs {:?}", intruder.epochs));
+    // The intruder is in a meeting of its own: it sees nobody, nobody sees
+    // it, and its group (if any) is not the members' group.
+    if !intruder.seen.is_empty() {
+        failures.push(format!("the client with the wrong secret saw participants {:?}", intruder.seen));
+    }
+    if let (Some(Some((_, code))), Some((_, own))) = (last.first(), intruder.epochs.last())
+        && code == own
+    {
+        failures.push("the client with the wrong secret shows the members' security code".into());
     }
     if intruder.decrypted_total() != 0 {
         failures.push(format!("the client with the wrong secret decrypted {} frames", intruder.decrypted_total()));
@@ -250,6 +267,9 @@ fn native_clients_meet_end_to_end_encrypted() {
         }
         if rx.names.contains_key(&intruder.id) {
             failures.push(format!("p{} learned the intruder's name", rx.id));
+        }
+        if rx.seen.contains(&intruder.id) {
+            failures.push(format!("p{} saw the client with the wrong secret", rx.id));
         }
     }
     eprintln!("{outputs}{report}");

@@ -128,6 +128,19 @@ fn commit_to_js(out: CommitOutput) -> JsValue {
     o.into()
 }
 
+/// The room tag to send in `join` as `room_tag`: 22 base64url characters
+/// derived from the meeting secret (HKDF-SHA256, info "plenary room tag" ||
+/// room; see `plenary_e2ee::secret`). The server keeps meetings with the
+/// same room name but different tags apart. Throws on a bad secret.
+///
+/// ```js
+/// sig.send({ type: 'join', room, profile: '{}', room_tag: roomTag(room, secret) });
+/// ```
+#[wasm_bindgen(js_name = roomTag)]
+pub fn room_tag(room: &str, secret: &str) -> Result<String, JsError> {
+    Ok(MeetingSecret::from_base64url(secret).map_err(err)?.room_tag(room))
+}
+
 /// One participant of one meeting, for the page.
 ///
 /// ```js

@@ -110,3 +110,11 @@ test('wasm: create, batched join, roster, profiles, security code, media', () =>
   rc.setEpochKeys(carol.epochKeys(), 10);
   assert.equal(rc.decryptFrame('opus', after, 11).senderLeaf, 0);
 });
+
+test('roomTag: the vector of plenary_e2ee::secret, and a bad secret throws', () => {
+  // Secret bytes 0..15 (AAECAwQFBgcICQoLDA0ODw); computed independently with Python.
+  assert.equal(mod.roomTag('standup', 'AAECAwQFBgcICQoLDA0ODw'), 'aS4mntnm_rIOjgEerx05EQ');
+  assert.equal(mod.roomTag('standup', '#AAECAwQFBgcICQoLDA0ODw'), 'aS4mntnm_rIOjgEerx05EQ');
+  assert.notEqual(mod.roomTag('other', 'AAECAwQFBgcICQoLDA0ODw'), 'aS4mntnm_rIOjgEerx05EQ');
+  assert.throws(() => mod.roomTag('standup', 'short'));
+});
