@@ -68,7 +68,7 @@ impl Target for Plenary {
                 .await
                 .map_err(|_| LoadError::Signaling("WebSocket connect timed out".into()))?
                 .map_err(|e| LoadError::Signaling(e.to_string()))?;
-            let join = ClientMsg::Join { room: room.to_owned(), profile: "{}".into(), version: PROTOCOL_VERSION };
+            let join = ClientMsg::Join { room: room.to_owned(), profile: "{}".into(), version: PROTOCOL_VERSION, room_tag: None };
             ws.send(Message::text(plenary_proto::encode(&join)))
                 .await
                 .map_err(|e| LoadError::Signaling(e.to_string()))?;
