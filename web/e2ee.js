@@ -9,7 +9,7 @@
 //
 // Never log or send the secret, keys, names or chat text.
 
-import init, { Meeting } from './wasm/plenary_e2ee.js';
+import init, { Meeting, roomTag } from './wasm/plenary_e2ee.js';
 
 import { toBase64Url, fromBase64Url } from './room.js';
 
@@ -21,6 +21,16 @@ const COMMIT_BATCH_MS = 100;
 const JOIN_RETRY_MS = 8000;
 /** Alone in the room: how long to wait for `create_group` before asking to join, ms. */
 const CREATE_WAIT_MS = 1500;
+
+/**
+ * The room tag sent with `join` (22 base64url characters, HKDF of the secret
+ * and the room; plenary_e2ee::MeetingSecret::room_tag): the server keeps
+ * links with the same room but another secret in another meeting, and
+ * cannot recover the secret from it. Needs loadWasm() first.
+ */
+export function meetingRoomTag(room, secret) {
+  return roomTag(room, secret);
+}
 
 let wasmReady = null;
 /** Loads plenary-wasm once. */

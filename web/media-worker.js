@@ -8,7 +8,9 @@
 //       `reset` starts over with a fresh FrameCrypto (a new group)
 //   {type: 'streams', readable, writable, options}    createEncodedStreams fallback
 // Messages to the page, twice a second:
-//   {type: 'stats', epoch, sent, sendDropped, recv: {id: {kind, decrypted, failed, leaf, waiting}}}
+//   {type: 'stats', epoch, sent, sendDropped, recv: {id: {kind, decrypted, failed, leaf, waiting, seenAt, firstAt}}}
+//   (`seenAt`, `firstAt`: when the first frame arrived, and decrypted, in ms
+//   since the Unix epoch as performance.timeOrigin + performance.now(), or null)
 // No key, frame or plaintext is ever logged or posted back.
 
 import init, { FrameCrypto } from './wasm/plenary_e2ee.js';
@@ -65,11 +67,12 @@ function senderTransform(kind) {
 
 function receiverTransform(id, kind, transformer) {
   const codec = codecOf(kind);
-  const r = { kind, decrypted: 0, failed: 0, leaf: null, lastOk: 0, lastFail: 0, failing: false, lastKeyRequest: 0, transformer };
+  const r = { kind, decrypted: 0, failed: 0, leaf: null, lastOk: 0, lastFail: 0, failing: false, lastKeyRequest: 0, seenAt: null, firstAt: null, transformer };
   recv.set(id, r);
   return new TransformStream({
     transform(frame, ctl) {
       const now = performance.now();
+      r.seenAt ??= performance.timeOrigin + now;
       if (!hasKeys()) {
         r.failed++;
         r.lastFail = now;
@@ -88,6 +91,7 @@ function receiverTransform(id, kind, transformer) {
         return;
       }
       frame.data = bufferOf(d.data);
+      r.firstAt ??= performance.timeOrigin + now;
       r.decrypted++;
       r.leaf = d.senderLeaf;
       r.lastOk = now;
@@ -160,6 +164,8 @@ setInterval(() => {
       failed: r.failed,
       leaf: r.leaf,
       waiting: r.failing && now - r.lastOk > WAITING_AFTER_MS,
+      seenAt: r.seenAt,
+      firstAt: r.firstAt,
     };
   }
   self.postMessage({ type: 'stats', epoch: crypto?.epoch ?? null, sent, sendDropped, recv: out });

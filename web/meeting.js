@@ -17,7 +17,7 @@
 
 import { roomFromPath } from './room.js';
 import { LocalMedia } from './local-media.js';
-import { MeetingSession, cleanName } from './session.js';
+import { MeetingSession, cleanName, nowMs } from './session.js';
 import { PreJoin, fillSelect } from './prejoin.js';
 import { Grid } from './grid.js';
 import { renderPeople } from './people.js';
@@ -164,6 +164,7 @@ class MeetingPage {
   async runPreJoin(suggestedName) {
     showView('prejoin');
     const name = await new PreJoin(this.local).run(suggestedName);
+    this.joinPressedAt = nowMs();
     this.join(name);
   }
 
@@ -171,6 +172,7 @@ class MeetingPage {
   async autoJoin(name) {
     showView('meeting');
     this.setConnState('connecting');
+    this.joinPressedAt = nowMs();
     await this.local.start();
     this.join(name);
   }
@@ -178,6 +180,7 @@ class MeetingPage {
   /** Loads plenary-wasm and starts the media worker (once). */
   prepareE2ee() {
     this.e2eeReady ||= loadWasm().then(() => {
+      this.wasmReadyAt = nowMs();
       this.media = new MediaE2ee();
       this.media.addEventListener('stats', () => this.onMediaStats());
     });
@@ -439,6 +442,8 @@ function main() {
     /** E2EE state: epoch, security code, decrypt failures, frames decrypted per participant. */
     e2ee: () => (page.session ? page.session.e2eeState() : { enabled: true }),
     sendChat: (text) => page.session?.sendChat(text) ?? false,
+    /** Join timings in ms since the Unix epoch: `pressed` (Join), `wasm` (plenary-wasm loaded), and MeetingSession.timings(). */
+    timings: () => ({ pressed: page.joinPressedAt, wasm: page.wasmReadyAt, ...page.session?.timings() }),
     raiseHand: (raised) => page.session?.raiseHand(raised),
   };
 

@@ -17,7 +17,7 @@
 
 import { Signaling, signalingUrl } from './signaling.js';
 import { PeerSession } from './peer.js';
-import { GroupSession } from './e2ee.js';
+import { GroupSession, meetingRoomTag } from './e2ee.js';
 
 /** Longest display name, in characters. */
 export const MAX_NAME_CHARS = 64;
@@ -36,6 +36,11 @@ const JOIN_TIMEOUT_MS = 10000;
 
 /** How long the PeerConnection may stay `disconnected` before a full rejoin. */
 const DISCONNECTED_GRACE_MS = 8000;
+
+/** Wall-clock time in ms (performance.timeOrigin + now), comparable with the media worker's. */
+export function nowMs() {
+  return performance.timeOrigin + performance.now();
+}
 
 /** Cuts a name to MAX_NAME_CHARS characters (code points), trimmed. */
 export function cleanName(name) {
@@ -59,6 +64,8 @@ export class MeetingSession extends EventTarget {
     this.name = cleanName(name);
     this.local = local;
     this.secret = secret;
+    /** Which meeting of this room name the server puts us in (from the secret). */
+    this.roomTag = meetingRoomTag(room, secret);
     this.media = media;
     /** @type {GroupSession|null} this connection's MLS membership. */
     this.group = null;
@@ -84,8 +91,30 @@ export class MeetingSession extends EventTarget {
     this.connJoined = false;
     /** Simulcast layer (RID) the server forwards per receiving mid. */
     this.layers = new Map();
+    /** When the first connection reached each step (nowMs): ws, joined, member, connected. */
+    this.marks = {};
     this.onLocalTracks = (ev) => this.sendLocalTracks(ev.detail);
     local.addEventListener('tracks', this.onLocalTracks);
+  }
+
+  mark(step) {
+    this.marks[step] ??= nowMs();
+  }
+
+  /**
+   * When each step of joining first happened (nowMs): `ws` (WebSocket open),
+   * `joined` (the server's answer), `member` (in the MLS group, keys
+   * installed), `connected` (PeerConnection), `tracks` (remote tracks
+   * negotiated), `seen` (the first remote video frame reached the worker),
+   * `video` (the first remote video frame decrypted); absent until it happens.
+   */
+  timings() {
+    const video = Object.values(this.media.stats.recv || {}).filter((r) => r.kind === 'video');
+    const first = (key) => {
+      const at = video.map((r) => r[key]).filter((x) => x != null);
+      return at.length ? Math.min(...at) : undefined;
+    };
+    return { ...this.marks, seen: first('seenAt'), video: first('firstAt') };
   }
 
   setState(state) {
@@ -134,6 +163,7 @@ export class MeetingSession extends EventTarget {
     this.group = group;
     group.addEventListener('change', () => {
       if (this.group !== group) return;
+      if (group.isMember) this.mark('member');
       this.refreshNames();
       this.emitParticipants();
       this.dispatchEvent(new CustomEvent('e2ee'));
@@ -151,14 +181,16 @@ export class MeetingSession extends EventTarget {
       if (this.signaling === sig) this.connectionLost();
       return;
     }
+    this.mark('ws');
     // The server learns no name: it travels encrypted in the group.
-    sig.join(this.room, SERVER_PROFILE);
+    sig.join(this.room, this.roomTag, SERVER_PROFILE);
     this.joinTimer = window.setTimeout(() => {
       if (this.signaling === sig && !this.connJoined) this.connectionLost();
     }, JOIN_TIMEOUT_MS);
   }
 
   onJoined(msg) {
+    this.mark('joined');
     this.selfId = msg.participant_id;
     this.connJoined = true;
     this.layers.clear();
@@ -175,6 +207,7 @@ export class MeetingSession extends EventTarget {
     this.peer = peer;
     peer.addEventListener('state', (ev) => this.onPeerState(peer, ev.detail));
     peer.addEventListener('remote', (ev) => {
+      if (ev.detail.length) this.mark('tracks');
       this.remoteTracks = ev.detail;
       this.emitParticipants();
     });
@@ -191,6 +224,7 @@ export class MeetingSession extends EventTarget {
     if (peer !== this.peer) return;
     window.clearTimeout(this.graceTimer);
     if (pcState === 'connected') {
+      this.mark('connected');
       this.attempt = 0;
       this.setState('connected');
     } else if (pcState === 'disconnected') {

@@ -85,9 +85,12 @@ export class Signaling extends EventTarget {
     return true;
   }
 
-  /** `join`: enter `room` with an opaque `profile` string. */
-  join(room, profile) {
-    return this.send({ type: 'join', room, profile, version: PROTOCOL_VERSION });
+  /**
+   * `join`: enter `room` of the meeting `roomTag` (from the link's secret)
+   * with an opaque `profile` string.
+   */
+  join(room, roomTag, profile) {
+    return this.send({ type: 'join', room, room_tag: roomTag, profile, version: PROTOCOL_VERSION });
   }
 
   offer(sdp) { return this.send({ type: 'offer', sdp }); }

@@ -143,10 +143,11 @@ export function hasSubcommand(name) {
 
 /**
  * Starts `plenary serve` on free loopback ports and waits for /healthz.
- * Given ports (e.g. those of a server that was stopped) are reused.
+ * Given ports (e.g. those of a server that was stopped) are reused; `args`
+ * are added to the command line (e.g. `['--tap', file]`).
  * Returns {origin, httpPort, rtcPort, url(path), logFile, stop()}.
  */
-export async function startServer({ name = 'server', httpPort = 0, rtcPort = 0 } = {}) {
+export async function startServer({ name = 'server', httpPort = 0, rtcPort = 0, args: extra = [] } = {}) {
   if (!fs.existsSync(PLENARY_BIN)) {
     throw new Error(`${PLENARY_BIN} is missing: run cargo build --release -p plenary-server`);
   }
@@ -157,6 +158,7 @@ export async function startServer({ name = 'server', httpPort = 0, rtcPort = 0 }
   const log = fs.openSync(logFile, 'w');
   const args = ['serve', '--listen', `127.0.0.1:${httpPort}`, '--rtc-port', String(rtcPort), '--public-ip', '127.0.0.1'];
   if (process.env.PLENARY_WEB_DIR) args.push('--web-dir', process.env.PLENARY_WEB_DIR);
+  args.push(...extra);
   const child = spawn(PLENARY_BIN, args, {
     cwd: ROOT,
     stdio: ['ignore', log, log],
@@ -222,9 +224,10 @@ export function chromiumArgs(media) {
 
 /**
  * One headless Chromium with a fresh profile (its own browser process),
- * recording every request and WebSocket its pages open. `devices: false`
- * gives it no camera and no microphone at all.
- * Returns {context, page, requests, errors, close()}.
+ * recording every request and WebSocket its pages open, and the payload of
+ * every WebSocket frame the server sent to them or they sent (`frames`).
+ * `devices: false` gives it no camera and no microphone at all.
+ * Returns {context, page, requests, frames, errors, close()}.
  */
 export async function openBrowser(media, { viewport = { width: 960, height: 540 }, devices = true } = {}) {
   const profile = tempDir('plenary-e2e-profile-');
@@ -237,10 +240,15 @@ export async function openBrowser(media, { viewport = { width: 960, height: 540 
     args,
   });
   const requests = [];
+  const frames = [];
   const errors = [];
   const watch = (page) => {
     page.on('request', (r) => requests.push(r.url()));
-    page.on('websocket', (ws) => requests.push(ws.url()));
+    page.on('websocket', (ws) => {
+      requests.push(ws.url());
+      ws.on('framereceived', (f) => frames.push(String(f.payload)));
+      ws.on('framesent', (f) => frames.push(String(f.payload)));
+    });
     page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(`console: ${m.text()}`);
@@ -253,6 +261,7 @@ export async function openBrowser(media, { viewport = { width: 960, height: 540 
     context,
     page,
     requests,
+    frames,
     errors,
     async close() {
       await context.close().catch(() => {});

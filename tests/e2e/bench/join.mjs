@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+// Browser join benchmark (run by hand, not by CI): the time from pressing
+// Join on the pre-join screen of a headless Chromium page to the first
+// remote video frame its media worker decrypts, end-to-end encryption on,
+// with 2, 10 and 30 participants already in the room.
+//
+// The room is filled with native clients (`plenary join`, each publishing
+// .media/carphone.ivf and .media/speech.ogg): much cheaper on this machine
+// than as many browsers, and the same MLS + SFrame path. Each run opens a
+// fresh Chromium (fresh profile), waits on the pre-join screen until the
+// preview plays and plenary-wasm is loaded (a user typing a name takes
+// longer), presses Join, waits for the first decrypted and the first decoded
+// remote video frame, and closes the browser.
+//
+//   cargo build --release -p plenary-server && bash scripts/build-wasm.sh
+//   cd tests/e2e && node bench/join.mjs            # 2,10,30 participants, 5 runs each
+//   BENCH_COUNTS=2,10 BENCH_RUNS=3 node bench/join.mjs
+//
+// Prints one JSON line per run (milliseconds after pressing Join of each
+// step: wasm = plenary-wasm loaded (negative: before pressing Join),
+// ws = WebSocket open, joined = server's answer, member = MLS Welcome
+// processed and keys installed, connected = PeerConnection, tracks = the
+// remote tracks negotiated, seen = first remote video frame in the media
+// worker, video = first remote video frame decrypted, decoded = first remote
+// video frame decoded) and a table of medians.
+
+import os from 'node:os';
+import {
+  testMedia, startServer, openBrowser, startNative, newSecret, randomId, waitFor, sleep,
+} from '../lib/harness.mjs';
+
+const COUNTS = (process.env.BENCH_COUNTS || '2,10,30').split(',').map(Number);
+const RUNS = Number(process.env.BENCH_RUNS || 5);
+const STEPS = ['wasm', 'ws', 'joined', 'member', 'connected', 'tracks', 'seen', 'video', 'decoded'];
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+};
+
+/** The latest epoch each native client reported. */
+const lastEpoch = (n) => [...n.events].reverse().find((e) => e.event === 'epoch')?.epoch ?? null;
+
+/** Waits until every native client is in the same epoch, and it has been stable for `quietMs`. */
+async function settled(natives, quietMs = 1500, ms = 120000) {
+  let since = 0;
+  let prev = null;
+  return waitFor(() => {
+    const epochs = natives.map(lastEpoch);
+    const same = epochs.every((e) => e !== null && e === epochs[0]);
+    if (!same || epochs[0] !== prev) {
+      prev = same ? epochs[0] : null;
+      since = Date.now();
+      return false;
+    }
+    return Date.now() - since >= quietMs;
+  }, { ms, every: 250 });
+}
+
+/** One browser join: returns the steps in ms after pressing Join. */
+async function browserJoin(server, media, room, secret) {
+  const b = await openBrowser(media);
+  try {
+    await b.page.goto(server.url(`/m/${room}?name=Bench-browser#${secret}`));
+    await b.page.locator('#prejoin').waitFor({ state: 'visible' });
+    await b.page.waitForFunction(() => document.getElementById('preview-video').videoWidth > 0
+      && window.plenary.timings().wasm > 0, null, { timeout: 30000 });
+    const join = b.page.getByRole('button', { name: 'Join now' });
+    await join.waitFor();
+    // Watch for the first decoded frame from the page itself, from before the click.
+    const decoded = b.page.evaluate(async () => {
+      for (;;) {
+        const s = await window.plenary.stats();
+        if (s.participants.some((p) => p.framesDecoded > 0)) return performance.timeOrigin + performance.now();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    });
+    await join.click();
+    const at = await waitFor(() => b.page.evaluate(() => {
+      const t = window.plenary.timings();
+      return t.video ? t : null;
+    }), { ms: 60000, every: 100 });
+    if (!at) throw new Error(`no decrypted video within 60 s: ${JSON.stringify(await b.page.evaluate(() => window.plenary.timings()))}`);
+    at.decoded = await Promise.race([decoded, sleep(30000).then(() => NaN)]);
+    const out = {};
+    for (const step of STEPS) out[step] = Math.round(at[step] - at.pressed);
+    return out;
+  } finally {
+    await b.close();
+  }
+}
+
+async function main() {
+  const media = testMedia();
+  const server = await startServer({ name: 'bench-join-server' });
+  const room = `bench-${randomId(8)}`;
+  const secret = newSecret();
+  const url = server.url(`/m/${room}#${secret}`);
+  const natives = [];
+  const rows = [];
+  try {
+    for (const count of COUNTS) {
+      while (natives.length < count) {
+        natives.push(startNative(url, `Bench-${natives.length}`, { media }));
+        // Joins a few at a time, not as a burst: the room is filled, not measured.
+        if (natives.length % 5 === 0 || natives.length === 1) await settled(natives, 500);
+      }
+      if (!(await settled(natives))) throw new Error(`the ${count} native clients did not settle on one epoch`);
+      const load = os.loadavg()[0];
+      const runs = [];
+      for (let i = 0; i < RUNS; i++) {
+        const r = await browserJoin(server, media, room, secret);
+        runs.push(r);
+        console.log(JSON.stringify({ participants: count, run: i, ...r }));
+        // The natives remove the page that left before the next run.
+        await settled(natives);
+      }
+      const p50 = Object.fromEntries(STEPS.map((s) => [s, median(runs.map((r) => r[s]))]));
+      rows.push({ count, runs: runs.length, p50, load, max: Math.max(...runs.map((r) => r.video)) });
+    }
+  } finally {
+    for (const n of natives) n.child.kill('SIGINT');
+    await Promise.all(natives.map((n) => Promise.race([n.done, sleep(5000)])));
+    for (const n of natives) n.child.kill('SIGKILL');
+    await server.stop();
+  }
+  console.log(`\nmachine: ${os.cpus().length} cores, ${os.cpus()[0]?.model}; node ${process.version}`);
+  console.log('\n| participants already in the room | browser p50 (Join -> first decrypted video) | max | runs | p50 steps: wasm / ws / joined / member / connected / tracks / seen / decrypted / decoded (ms) | load avg |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.count} | ${(r.p50.video / 1000).toFixed(2)} s | ${(r.max / 1000).toFixed(2)} s | ${r.runs} | ${STEPS.map((s) => r.p50[s]).join(' / ')} | ${r.load.toFixed(1)} |`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
