@@ -40,10 +40,9 @@ export function roomFromPath(pathname) {
   return isRoomId(id) ? id : null;
 }
 
-/** Shortest meeting secret: 16 bytes as unpadded base64url. */
-const MIN_SECRET_CHARS = 22;
-/** Longest meeting secret accepted, in characters. */
-const MAX_SECRET_CHARS = 128;
+/** Shortest and longest meeting secret, in bytes (plenary_e2ee MIN_SECRET_LEN, MAX_SECRET_LEN). */
+const MIN_SECRET_BYTES = 16;
+const MAX_SECRET_BYTES = 64;
 
 /** Bytes as unpadded base64url (RFC 4648 §5). */
 export function toBase64Url(bytes) {
@@ -64,20 +63,22 @@ export function fromBase64Url(text) {
 /**
  * Reads the meeting secret from a URL fragment (with or without its `#`):
  * {status: 'none'} without any fragment, {status: 'invalid'} when it is
- * present but malformed, {status: 'valid', secret}.
+ * present but not 16 to 64 bytes of canonical unpadded base64url (what
+ * plenary_e2ee::MeetingSecret::from_base64url accepts), {status: 'valid', secret}.
  */
 export function secretFromHash(hash) {
   const h = String(hash ?? '');
   const s = h.startsWith('#') ? h.slice(1) : h;
   if (s === '') return { status: 'none' };
-  if (s.length < MIN_SECRET_CHARS || s.length > MAX_SECRET_CHARS || !/^[A-Za-z0-9_-]+$/.test(s) || s.length % 4 === 1) {
-    return { status: 'invalid' };
-  }
+  if (s.length > 2 * MAX_SECRET_BYTES || !/^[A-Za-z0-9_-]+$/.test(s) || s.length % 4 === 1) return { status: 'invalid' };
+  let bytes;
   try {
-    if (fromBase64Url(s).length < 16) return { status: 'invalid' };
+    bytes = fromBase64Url(s);
   } catch {
     return { status: 'invalid' };
   }
+  // Unused low bits of the last character must be zero (one encoding per secret).
+  if (bytes.length < MIN_SECRET_BYTES || bytes.length > MAX_SECRET_BYTES || toBase64Url(bytes) !== s) return { status: 'invalid' };
   return { status: 'valid', secret: s };
 }
 

@@ -162,6 +162,8 @@ test('room ids, links, secrets and names (client modules in the browser)', { tim
   const r = await d.page.evaluate(async () => {
     const room = await import('/room.js');
     const session = await import('/session.js');
+    const e2ee = await import('/e2ee.js');
+    await e2ee.loadWasm();
     const ids = Array.from({ length: 50 }, () => room.newRoomId());
     return {
       idsValid: ids.every((id) => /^[A-Za-z0-9_-]{12}$/.test(id) && room.isRoomId(id)),
@@ -169,7 +171,8 @@ test('room ids, links, secrets and names (client modules in the browser)', { tim
       bad: ['', 'a b', 'x'.repeat(65), '../x', 'é'].map((s) => room.isRoomId(s)),
       fromPath: [room.roomFromPath('/m/abc-DEF_1'), room.roomFromPath('/m/a%2Fb'), room.roomFromPath('/x/abc')],
       secret: room.newSecret(),
-      secrets: ['', '#', '#abc', `#${'A'.repeat(21)}`, `#${'A'.repeat(21)}+`, `#${'A'.repeat(22)}`, 'B'.repeat(43)]
+      // none, none, too short, bad character, 65 bytes, unused bits set, 16 bytes, 32 bytes, 64 bytes
+      secrets: ['', '#', '#abc', `#${'A'.repeat(21)}+`, `#${'A'.repeat(87)}`, 'B'.repeat(43), `#${'A'.repeat(22)}`, `${'B'.repeat(42)}A`, `${'C'.repeat(85)}A`]
         .map((h) => room.secretFromHash(h)),
       link: room.parseJoinInput(`${location.origin}/m/abc123#${'A'.repeat(22)}`),
       noSecret: [room.parseJoinInput(`${location.origin}/m/abc123`), room.parseJoinInput(`${location.origin}/m/abc123#secret`)],
@@ -178,6 +181,8 @@ test('room ids, links, secrets and names (client modules in the browser)', { tim
       bareCode: room.parseJoinInput('  abc123 '),
       junk: [room.parseJoinInput('javascript:alert(1)'), room.parseJoinInput('hello world')],
       name: session.cleanName(`  ${'n'.repeat(100)}  `),
+      // plenary-e2ee's test vector: secret = bytes 0..15.
+      tags: [e2ee.meetingRoomTag('standup', 'AAECAwQFBgcICQoLDA0ODw'), e2ee.meetingRoomTag('other', 'AAECAwQFBgcICQoLDA0ODw')],
     };
   });
   assert.ok(r.idsValid, 'new room ids are 12 base64url characters');
@@ -185,7 +190,7 @@ test('room ids, links, secrets and names (client modules in the browser)', { tim
   assert.deepEqual(r.bad, [false, false, false, false, false]);
   assert.deepEqual(r.fromPath, ['abc-DEF_1', null, null]);
   assert.match(r.secret, /^[A-Za-z0-9_-]{22}$/, 'a new secret is 16 random bytes, base64url');
-  assert.deepEqual(r.secrets.map((x) => x.status), ['none', 'none', 'invalid', 'invalid', 'invalid', 'valid', 'valid']);
+  assert.deepEqual(r.secrets.map((x) => x.status), ['none', 'none', 'invalid', 'invalid', 'invalid', 'invalid', 'valid', 'valid', 'valid']);
   assert.deepEqual(r.link, { url: `/m/abc123#${'A'.repeat(22)}` });
   assert.deepEqual(r.noSecret, [{ incomplete: true }, { incomplete: true }]);
   assert.deepEqual(r.other, { url: 'https://plenary.example/m/abc123' });
@@ -193,5 +198,6 @@ test('room ids, links, secrets and names (client modules in the browser)', { tim
   assert.deepEqual(r.bareCode, { incomplete: true });
   assert.deepEqual(r.junk, [null, null]);
   assert.equal(r.name.length, 64, 'names are cut to 64 characters');
+  assert.deepEqual(r.tags, ['aS4mntnm_rIOjgEerx05EQ', '1Eb0ZU6SGeX_OWDexHdsOA'], 'room tags as plenary-e2ee makes them');
   assert.deepEqual(foreignRequests(d.requests, server.origin), []);
 }));
