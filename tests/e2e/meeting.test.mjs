@@ -170,6 +170,13 @@ test('three browsers and a native client see and hear each other', { timeout: 15
     return stats.every((s, i) => s.state === 'connected' && pageHasAll(s, expectedFor(i), MIN_FRAMES)) && stats;
   }, { ms: 60_000, every: 1000 });
   const stats = ok || (await allStats());
+  if (!ok) {
+    // What the encryption says about the pages that miss video.
+    for (const [i, b] of browsers.entries()) {
+      const e = await b.page.evaluate(() => window.plenary.e2ee());
+      t.diagnostic(`page ${i} e2ee: epoch ${e.epoch}, worker epoch ${e.workerEpoch}, ${JSON.stringify(e.perParticipant)}`);
+    }
+  }
   for (const [i, s] of stats.entries()) {
     assert.equal(s.state, 'connected', `page ${i} connection state`);
     for (const name of expectedFor(i)) {
