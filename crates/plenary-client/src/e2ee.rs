@@ -35,23 +35,17 @@ const KIND_WELCOME: u8 = 3;
 const CONTEXT_AUDIO: u64 = 0;
 const CONTEXT_VIDEO: u64 = 1;
 
-/// The meeting secret in a link: `Ok(None)` without a fragment (an
-/// unencrypted meeting, like the browser during the transition),
-/// `Err(())` for a fragment that is not a valid secret.
-pub(crate) fn secret_from_link(link: &str) -> Result<Option<MeetingSecret>, ()> {
-    let Some((_, fragment)) = link.trim().split_once('#') else {
-        return Ok(None);
-    };
-    // As the browser's `location.hash`: an empty fragment is no fragment.
-    if fragment.is_empty() {
-        return Ok(None);
-    }
+/// The meeting secret in a link's fragment. Every meeting is end-to-end
+/// encrypted: `Err(())` for a link without a fragment, with an empty one,
+/// or with one that is not a valid secret.
+pub(crate) fn secret_from_link(link: &str) -> Result<MeetingSecret, ()> {
+    let (_, fragment) = link.trim().split_once('#').ok_or(())?;
     // The browser's rules (secretFromHash) first, then the library's.
     let ok_chars = fragment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !(22..=128).contains(&fragment.len()) || !ok_chars || fragment.len() % 4 == 1 {
         return Err(());
     }
-    MeetingSecret::from_base64url(fragment).map(Some).map_err(|_| ())
+    MeetingSecret::from_base64url(fragment).map_err(|_| ())
 }
 
 /// What the session must do or report.
@@ -442,9 +436,9 @@ mod tests {
 
     #[test]
     fn secrets_from_links() {
-        assert!(matches!(secret_from_link("http://h/m/r"), Ok(None)));
-        assert!(matches!(secret_from_link("http://h/m/r#"), Ok(None)));
-        assert!(matches!(secret_from_link("http://h/m/r#AAECAwQFBgcICQoLDA0ODw"), Ok(Some(_))));
+        assert!(secret_from_link("http://h/m/r").is_err());
+        assert!(secret_from_link("http://h/m/r#").is_err());
+        assert!(secret_from_link("http://h/m/r#AAECAwQFBgcICQoLDA0ODw").is_ok());
         assert!(secret_from_link("http://h/m/r#short").is_err());
         assert!(secret_from_link("http://h/m/r#AAECAwQFBgcICQoLDA0OD!").is_err());
     }

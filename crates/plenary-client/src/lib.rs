@@ -13,7 +13,7 @@
 //! # async fn demo() -> Result<(), plenary_client::ClientError> {
 //! use std::time::Duration;
 //! let summary = plenary_client::join(plenary_client::JoinOptions {
-//!     url: "http://127.0.0.1:8080/m/standup".into(),
+//!     url: "http://127.0.0.1:8080/m/standup#AAECAwQFBgcICQoLDA0ODw".into(),
 //!     name: "bot".into(),
 //!     video: Some(".media/bbb-360p.ivf".into()),
 //!     audio: Some(".media/bbb.ogg".into()),
@@ -28,9 +28,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Privacy: the display name travels only inside the opaque profile
-//! (`{"name": ...}`, encrypted in a later version); it is never logged or
-//! printed. The meeting link's fragment is never sent anywhere.
+//! Privacy: every meeting is end-to-end encrypted; the display name
+//! travels only inside the MLS group (the server gets the profile `{}`);
+//! it is never logged. The meeting link's fragment is never sent anywhere;
+//! the server gets only the room tag derived from it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,14 +54,12 @@ pub use session::CONNECT_TIMEOUT;
 /// What [`join`] does.
 #[derive(Debug, Clone, Default)]
 pub struct JoinOptions {
-    /// Meeting link, `http(s)://host[:port]/m/<room>[?query][#secret]`. With a
-    /// secret in the fragment the meeting is end-to-end encrypted (MLS +
-    /// SFrame, as in the browser) and the secret never leaves this process;
-    /// without one, unencrypted (the transition). A damaged secret is
+    /// Meeting link, `http(s)://host[:port]/m/<room>[?query]#<secret>`. Every
+    /// meeting is end-to-end encrypted (MLS + SFrame, as in the browser);
+    /// the secret never leaves this process. A missing or damaged secret is
     /// [`ClientError::IncompleteLink`].
     pub url: String,
-    /// Display name: in the opaque profile without E2EE; with E2EE only
-    /// inside the encrypted MLS profile (the server gets "{}").
+    /// Display name: only inside the encrypted MLS profile (the server gets "{}").
     pub name: String,
     /// VP8 IVF file to publish, looped.
     pub video: Option<PathBuf>,
@@ -148,7 +147,7 @@ pub enum ClientError {
     /// str0m refused an operation.
     #[error("WebRTC: {0}")]
     Rtc(String),
-    /// The link has a fragment that is not a valid meeting secret.
+    /// The link has no fragment, or one that is not a valid meeting secret.
     #[error("This link is incomplete: the part after # is missing or damaged")]
     IncompleteLink,
     /// End-to-end encryption could not be set up.

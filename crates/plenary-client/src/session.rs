@@ -64,16 +64,12 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
     }
     let reporter = Reporter { json: opts.json };
     let started = Instant::now();
-    // With E2EE the server learns no name: it travels encrypted in the group.
-    let profile = if secret.is_some() {
-        "{}".to_owned()
-    } else {
-        serde_json::json!({ "name": opts.name }).to_string()
-    };
+    // The server learns no name: it travels encrypted in the group.
+    let profile = "{}".to_owned();
 
     // The server keeps meetings apart by (room, tag); the tag reveals nothing of the secret.
-    let room_tag = secret.as_ref().map(|s| s.room_tag(meeting.room.as_str()));
-    let (mut ws, joined) = establish(&meeting, &extra_roots, &profile, room_tag.as_deref()).await?;
+    let room_tag = secret.room_tag(meeting.room.as_str());
+    let (mut ws, joined) = establish(&meeting, &extra_roots, &profile, &room_tag).await?;
     let (rtc, socket, udp_addr) = open_media(joined.local_addr).await?;
     let mut session = Session {
         rtc,
@@ -107,7 +103,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         e2ee: None,
         backoff: Backoff::default(),
     };
-    session.attach(joined);
+    session.attach(joined)?;
     loop {
         let result = session.run(&mut ws, opts.duration).await;
         let mut err = match result {
@@ -129,13 +125,15 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
             if let Some(end) = session.wait(delay, opts.duration).await {
                 return session.finish(&mut ws, Ok(end)).await;
             }
-            match establish(&meeting, &extra_roots, &profile, room_tag.as_deref()).await {
+            match establish(&meeting, &extra_roots, &profile, &room_tag).await {
                 Ok((new_ws, joined)) => {
                     ws = new_ws;
                     match open_media(joined.local_addr).await {
                         Ok(media) => {
                             (session.rtc, session.socket, session.udp_addr) = media;
-                            session.attach(joined);
+                            if let Err(e) = session.attach(joined) {
+                                return session.finish(&mut ws, Err(e)).await;
+                            }
                             break;
                         }
                         Err(e) if crate::reconnect::is_transient(&e) => err = e,
@@ -162,7 +160,7 @@ async fn establish(
     meeting: &MeetingUrl,
     extra_roots: &[CertificateDer<'static>],
     profile: &str,
-    room_tag: Option<&str>,
+    room_tag: &str,
 ) -> Result<(Ws, JoinedRoom), ClientError> {
     let (mut ws, local_addr) = connect(meeting, extra_roots.to_vec()).await?;
     send(
@@ -171,7 +169,7 @@ async fn establish(
             room: meeting.room.to_string(),
             profile: profile.to_owned(),
             version: PROTOCOL_VERSION,
-            room_tag: room_tag.map(str::to_owned),
+            room_tag: Some(room_tag.to_owned()),
         },
     )
     .await?;
@@ -323,8 +321,8 @@ struct Session {
     record_dir: Option<PathBuf>,
     /// Our display name (E2EE: for the encrypted profile of every session).
     name: String,
-    /// The meeting secret from the link's fragment (E2EE meetings).
-    secret: Option<MeetingSecret>,
+    /// The meeting secret from the link's fragment.
+    secret: MeetingSecret,
     participant_id: ParticipantId,
     room: String,
     participants: Vec<ParticipantId>,
@@ -355,7 +353,8 @@ struct Session {
     rtp_base: (u64, u64),
     /// Next time the Rtc wants a timeout input.
     timeout: Instant,
-    /// End-to-end encryption, for links with a secret.
+    /// End-to-end encryption of the current connection; `None` only
+    /// between connections (nothing is sent or accepted in clear).
     e2ee: Option<E2ee>,
     /// Reconnection attempts since the connection was lost.
     backoff: Backoff,
@@ -365,27 +364,19 @@ impl Session {
     /// Starts using a new signaling connection's room: end-to-end
     /// encryption (a fresh MLS identity each time) and the `joined` report.
     /// The media endpoint must be new as well.
-    fn attach(&mut self, joined: JoinedRoom) {
+    fn attach(&mut self, joined: JoinedRoom) -> Result<(), ClientError> {
         let JoinedRoom { participant_id, room, others, .. } = joined;
         self.participant_id = participant_id;
         self.room = room;
         self.participants = others.iter().map(|p| p.id).collect();
-        self.e2ee = self.secret.clone().and_then(|secret| {
-            let mut e = match E2ee::new(&self.room, secret, &self.name, participant_id) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!("end-to-end encryption: {e}");
-                    return None;
-                }
-            };
-            let now = Instant::now();
-            for p in &others {
-                // Nobody's profile is known yet: nothing to report.
-                let _ = e.participant_leaf(p.id, p.leaf, now);
-            }
-            e.start(!others.is_empty(), now);
-            Some(e)
-        });
+        let mut e = E2ee::new(&self.room, self.secret.clone(), &self.name, participant_id).map_err(ClientError::E2ee)?;
+        let now = Instant::now();
+        for p in &others {
+            // Nobody's profile is known yet: nothing to report.
+            let _ = e.participant_leaf(p.id, p.leaf, now);
+        }
+        e.start(!others.is_empty(), now);
+        self.e2ee = Some(e);
         self.pending = None;
         self.queued_offers.clear();
         self.offer_sent_at = None;
@@ -402,6 +393,7 @@ impl Session {
             &JsonEvent::Joined { participant_id, room: &self.room, participants: present.clone() },
             || Some(format!("joined room {} as {participant_id}; {} others here", self.room, present.len())),
         );
+        Ok(())
     }
 
     /// Ends a lost connection: closes what it received (recordings stay
@@ -668,9 +660,7 @@ impl Session {
         track.stats.frames += 1;
         track.stats.bytes += data.data.len() as u64;
         let plain;
-        let frame: &[u8] = match &mut self.e2ee {
-            None => &data.data,
-            Some(e) => match e.decrypt(track.stats.kind == MediaKind::Video, &data.data) {
+        let frame: &[u8] = match self.e2ee.as_mut().and_then(|e| e.decrypt(track.stats.kind == MediaKind::Video, &data.data)) {
                 Some(p) => {
                     *track.stats.decrypted.get_or_insert(0) += 1;
                     plain = p;
@@ -682,7 +672,6 @@ impl Session {
                     track.decrypt_gap = true;
                     return Ok(());
                 }
-            },
         };
         let contiguous = data.contiguous && !track.decrypt_gap;
         let Some(rec) = &mut track.recorder else {
@@ -752,13 +741,9 @@ impl Session {
                     }
                 };
                 let time = MediaTime::new(base + frame.time, frequency(clock));
-                let data = match &mut self.e2ee {
-                    None => frame.data.to_vec(),
-                    // Nothing leaves in clear: without keys, frames are dropped.
-                    Some(e) => match e.encrypt(is_video, &frame.data) {
-                        Some(sealed) => sealed,
-                        None => continue,
-                    },
+                // Nothing leaves in clear: without keys, frames are dropped.
+                let Some(data) = self.e2ee.as_mut().and_then(|e| e.encrypt(is_video, &frame.data)) else {
+                    continue;
                 };
                 let len = data.len() as u64;
                 writer.write(pt, due_at, time, data).map_err(|e| ClientError::Rtc(e.to_string()))?;
@@ -941,8 +926,8 @@ impl Session {
                     frames: 0,
                     bytes: 0,
                     recording: None,
-                    decrypted: self.e2ee.as_ref().map(|_| 0),
-                    decrypt_failures: self.e2ee.as_ref().map(|_| 0),
+                    decrypted: Some(0),
+                    decrypt_failures: Some(0),
                 },
                 active: true,
                 recorder,

@@ -55,15 +55,17 @@ fn joined() -> ServerMsg {
 
 fn opts(addr: SocketAddr) -> JoinOptions {
     JoinOptions {
-        url: format!("http://{addr}/m/r"),
+        url: format!("http://{addr}/m/r#AAECAwQFBgcICQoLDA0ODw"),
         name: "Ada Lovelace".into(),
         duration: Some(Duration::from_secs(1)),
         ..Default::default()
     }
 }
 
+/// The server gets the room, the room tag and the profile "{}": neither
+/// the name nor the secret.
 #[tokio::test]
-async fn join_sends_room_and_opaque_profile_but_not_the_fragment() {
+async fn join_sends_room_and_tag_but_neither_name_nor_secret() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let addr = fake_server(|mut ws| async move {
         let first = recv(&mut ws).await;
@@ -81,44 +83,29 @@ async fn join_sends_room_and_opaque_profile_but_not_the_fragment() {
         "{err}"
     );
     match rx.await.unwrap() {
-        ClientMsg::Join { room, profile, version, .. } => {
+        ClientMsg::Join { room, profile, version, room_tag } => {
             assert_eq!(room, "r");
             assert_eq!(version, plenary_proto::PROTOCOL_VERSION);
-            let v: serde_json::Value = serde_json::from_str(&profile).unwrap();
-            assert_eq!(v, serde_json::json!({ "name": "Ada Lovelace" }));
-            assert!(!profile.contains("fragment"));
-        }
-        other => panic!("first message {other:?}"),
-    }
-}
-
-/// With a secret in the fragment (end-to-end encryption), the server gets
-/// the profile "{}": neither the name nor the secret.
-#[tokio::test]
-async fn e2ee_join_sends_neither_name_nor_secret() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let addr = fake_server(|mut ws| async move {
-        let first = recv(&mut ws).await;
-        let _ = tx.send(first);
-        send(
-            &mut ws,
-            &ServerMsg::Error { code: ErrorCode::RoomFull, message: "room is full".into(), fatal: true },
-        )
-        .await;
-    })
-    .await;
-    let mut o = opts(addr);
-    o.url = format!("http://{addr}/m/r#AAECAwQFBgcICQoLDA0ODw");
-    let err = plenary_client::join(o).await.unwrap_err();
-    assert!(matches!(&err, ClientError::Server { code: ErrorCode::RoomFull, .. }), "{err}");
-    match rx.await.unwrap() {
-        ClientMsg::Join { room, profile, room_tag, .. } => {
-            assert_eq!(room, "r");
             assert_eq!(profile, "{}");
             // HKDF-SHA256(secret, "plenary room tag" || "r"), computed with Python.
             assert_eq!(room_tag.as_deref(), Some("Qa7hAmlqYgwdpCqsGsorEQ"));
         }
         other => panic!("first message {other:?}"),
+    }
+}
+
+/// Every meeting is end-to-end encrypted: a link without its secret is
+/// refused before connecting.
+#[tokio::test]
+async fn link_without_secret_is_refused_before_connecting() {
+    // A connection would end in another error (the script closes at once).
+    let addr = fake_server(|_ws| async move {}).await;
+    for url in [format!("http://{addr}/m/r"), format!("http://{addr}/m/r#")] {
+        let mut o = opts(addr);
+        o.url = url;
+        let err = plenary_client::join(o).await.unwrap_err();
+        assert!(matches!(err, ClientError::IncompleteLink), "{err}");
+        assert_eq!(err.to_string(), "This link is incomplete: the part after # is missing or damaged");
     }
 }
 
@@ -240,7 +227,7 @@ async fn tls_server_refusing_join() -> (SocketAddr, plenary_client::CertificateD
 async fn https_links_use_tls() {
     let (addr, cert) = tls_server_refusing_join().await;
     let mut o = opts(addr);
-    o.url = format!("https://{addr}/m/r");
+    o.url = format!("https://{addr}/m/r#AAECAwQFBgcICQoLDA0ODw");
     // The refusal arrived over TLS.
     let err = plenary_client::join_with_root_certificates(o, vec![cert]).await.unwrap_err();
     assert!(matches!(err, ClientError::Server { code: ErrorCode::RoomFull, .. }), "{err}");
@@ -250,7 +237,7 @@ async fn https_links_use_tls() {
 async fn https_with_an_untrusted_certificate_fails() {
     let (addr, _cert) = tls_server_refusing_join().await;
     let mut o = opts(addr);
-    o.url = format!("https://{addr}/m/r");
+    o.url = format!("https://{addr}/m/r#AAECAwQFBgcICQoLDA0ODw");
     let err = plenary_client::join(o).await.unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");

@@ -9,8 +9,9 @@ use clap::Args;
 /// Flags of `plenary join`.
 #[derive(Debug, Args)]
 pub struct JoinArgs {
-    /// Meeting link, e.g. http://localhost:8080/m/abc123 (the part after #,
-    /// if any, never leaves this machine).
+    /// Meeting link with its secret, e.g.
+    /// http://localhost:8080/m/abc123#AAECAwQFBgcICQoLDA0ODw (the part after
+    /// # never leaves this machine; without it, the join fails).
     pub url: String,
     /// Display name shown to the others.
     #[arg(long)]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, media};
+use common::{free_port, media, new_secret};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -93,9 +93,9 @@ fn text(s: impl Into<String>) -> Message {
     Message::Text(s.into().into())
 }
 
-fn spawn_native(server: &Server, room: &str, name: &str, video: &PathBuf, audio: &PathBuf) -> Child {
+fn spawn_native(server: &Server, link: &str, name: &str, video: &PathBuf, audio: &PathBuf) -> Child {
     Command::new(env!("CARGO_BIN_EXE_plenary"))
-        .args(["join", &format!("http://127.0.0.1:{}/m/{room}", server.http), "--name", name, "--json"])
+        .args(["join", &format!("http://127.0.0.1:{}/m/{link}", server.http), "--name", name, "--json"])
         .args(["--duration", "14", "--video"])
         .arg(video)
         .arg("--audio")
@@ -132,8 +132,9 @@ async fn bad_input_is_refused_and_the_meeting_goes_on() {
         return;
     };
     let server = Server::start();
-    let a = spawn_native(&server, "steady", "Participant-a", &video, &audio);
-    let b = spawn_native(&server, "steady", "Participant-b", &video, &audio);
+    let link = format!("steady#{}", new_secret());
+    let a = spawn_native(&server, &link, "Participant-a", &video, &audio);
+    let b = spawn_native(&server, &link, "Participant-b", &video, &audio);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // --- WebSocket ---

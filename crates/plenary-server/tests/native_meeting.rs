@@ -4,14 +4,14 @@
 //! least 90% of the frames each other client sent (as its summary reports),
 //! on every track; one client records, and ffmpeg must decode its
 //! recordings. Also: `plenary join` fails fast and clearly when it cannot
-//! join.
+//! join, and refuses a link without its secret.
 //!
 //! The meeting test skips (with a message) only when `.media/` is missing;
 //! CI creates it.
 
 mod common;
 
-use common::{Server, ffmpeg_decode, free_tcp_port, media_dir};
+use common::{Server, ffmpeg_decode, free_tcp_port, media_dir, new_secret};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -114,9 +114,8 @@ fn three_native_clients_exchange_real_media() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let server = Server::start(&dir, &[]);
     let room = format!("native-{}", std::process::id());
-    // Without a secret in the fragment: an unencrypted meeting (the
-    // transition; e2ee_native.rs covers encrypted ones). The query is ignored.
-    let url = format!("http://{}/m/{room}?autojoin=1", server.http);
+    // The query is ignored; e2ee_native.rs checks epochs, codes and decryption.
+    let url = format!("http://{}/m/{room}?autojoin=1#{}", server.http, new_secret());
     let recordings = dir.join("recordings");
 
     let children: Vec<Child> = PUBLISHERS
@@ -135,7 +134,8 @@ fn three_native_clients_exchange_real_media() {
             out.status,
             server.log_text()
         );
-        assert!(!stdout.contains("native client"), "client {i} printed its name");
+        // Others' names arrive (encrypted) as `profile` events; its own is never printed.
+        assert!(!stdout.contains(&format!("native client {i}")), "client {i} printed its name");
         assert!(!stderr.contains("native client"), "client {i} logged its name");
         let s = ClientSummary::parse(&stdout).unwrap_or_else(|| panic!("client {i}: no summary in\n{stdout}"));
         summaries.push(s);
@@ -240,7 +240,8 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Output 
 fn join_fails_clearly() {
     let closed = free_tcp_port();
     let cases = [
-        (format!("http://{closed}/m/room"), "cannot connect"),
+        (format!("http://{closed}/m/room#{}", new_secret()), "cannot connect"),
+        (format!("http://{closed}/m/room"), "this link is incomplete: the part after # is missing or damaged"),
         ("http://127.0.0.1:1/nothing-here".to_owned(), "bad meeting link"),
         ("ftp://127.0.0.1/m/room".to_owned(), "bad meeting link"),
         ("http://127.0.0.1:1/m/bad%20room".to_owned(), "bad meeting link"),
@@ -270,7 +271,7 @@ fn join_without_media_connects() {
     let dir = std::env::temp_dir().join(format!("plenary-native-nomedia-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let server = Server::start(&dir, &[]);
-    let url = format!("http://{}/m/quick-{}", server.http, std::process::id());
+    let url = format!("http://{}/m/quick-{}#{}", server.http, std::process::id(), new_secret());
     let child = Command::new(env!("CARGO_BIN_EXE_plenary"))
         .args(["join", &url, "--name", "someone", "--duration", "1", "--json"])
         .stdin(Stdio::null())

@@ -1,27 +1,43 @@
 //! What the operator sees: `plenary serve --tap` records every RTP packet the
 //! SFU forwards after SRTP decryption. From that tap this test rebuilds each
-//! VP8 stream (RFC 7741 depacketization) and asks ffmpeg to decode it.
-//! - Control, a link without a secret (hop-by-hop encryption only): the
-//!   operator's tap decodes into pictures, so the method works.
-//! - A link with a secret (end-to-end encrypted): the same method yields no
-//!   picture, while the participants themselves decode each other.
+//! forwarded VP8 stream (RFC 7741 depacketization) and asks ffmpeg to
+//! decode it, in a 2-participant meeting (every meeting is end-to-end
+//! encrypted) where both participants record what they receive.
+//! - The extraction works: each stream rebuilt from the tap holds the
+//!   frames its receiver got, in count, and in size: in order, each frame
+//!   the receiver decrypted and recorded is one tap frame plus the SFrame
+//!   overhead (RFC 9605 §4.3 header, 2 to 17 bytes, and a 16-byte tag).
+//! - Yet ffmpeg decodes no picture from the tap, while the receivers'
+//!   `--record` files of the same senders decode.
 
 mod common;
 
-use common::{free_port, media};
+use common::{free_port, media, new_secret};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use plenary_client::ivf::{IvfHeader, IvfWriter};
+use plenary_client::ivf::{IvfHeader, IvfReader, IvfWriter};
 
-/// Runs a 2-participant meeting on `fragment` (may be empty) with a tapping
-/// server; returns the tap file and the video frames each participant decrypted.
-fn meeting(dir: &Path, fragment: &str) -> (PathBuf, Vec<u64>) {
+/// Fewest and most bytes SFrame adds to a frame: header (1 byte, plus 1..=8
+/// each for KID and CTR when they do not fit in it) and the AES-GCM tag.
+const SFRAME_OVERHEAD: std::ops::RangeInclusive<usize> = 17..=33;
+
+/// One participant's run: video frames received and sent, and the IVF it
+/// recorded of the other's video.
+struct Run {
+    received: u64,
+    sent: u64,
+    recording: PathBuf,
+}
+
+/// Runs a 2-participant meeting with a tapping server, both participants
+/// recording into `dir`; returns the tap file and both runs.
+fn meeting(dir: &Path) -> (PathBuf, Vec<Run>) {
     let video = media("carphone.ivf").expect("media");
-    let tap = dir.join(format!("tap{}.pcap", if fragment.is_empty() { "-plain" } else { "-e2ee" }));
+    let tap = dir.join("tap.pcap");
     let (http, rtc) = (free_port(), free_port());
     let mut server = Command::new(env!("CARGO_BIN_EXE_plenary"))
         .args(["serve", "--listen", &format!("127.0.0.1:{http}"), "--rtc-port", &rtc.to_string(), "--tap"])
@@ -35,20 +51,22 @@ fn meeting(dir: &Path, fragment: &str) -> (PathBuf, Vec<u64>) {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let url = format!("http://127.0.0.1:{http}/m/tap-room{fragment}");
+    let url = format!("http://127.0.0.1:{http}/m/tap-room#{}", new_secret());
     let clients: Vec<_> = ["Tap-one", "Tap-two"]
         .iter()
         .map(|name| {
             Command::new(env!("CARGO_BIN_EXE_plenary"))
                 .args(["join", &url, "--name", name, "--duration", "6", "--json", "--video"])
                 .arg(&video)
+                .arg("--record")
+                .arg(dir.join(name))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("join")
         })
         .collect();
-    let mut frames = Vec::new();
+    let mut runs = Vec::new();
     for c in clients {
         let out = c.wait_with_output().expect("join ends");
         assert!(out.status.success(), "a participant failed");
@@ -57,19 +75,18 @@ fn meeting(dir: &Path, fragment: &str) -> (PathBuf, Vec<u64>) {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find(|v| v["event"] == "summary")
             .expect("summary");
-        frames.push(
-            summary["tracks"]
-                .as_array()
-                .expect("tracks")
-                .iter()
-                .filter(|t| t["kind"] == "video")
-                .map(|t| t["frames"].as_u64().unwrap_or(0))
-                .sum(),
-        );
+        let videos = || summary["tracks"].as_array().expect("tracks").iter().filter(|t| t["kind"] == "video");
+        let recording = videos().find_map(|t| t["recording"].as_str().map(PathBuf::from)).expect("a video recording");
+        let sent = summary["sent"].as_array().expect("sent").iter().filter(|t| t["kind"] == "video");
+        runs.push(Run {
+            received: videos().map(|t| t["frames"].as_u64().unwrap_or(0)).sum(),
+            sent: sent.map(|t| t["frames"].as_u64().unwrap_or(0)).sum(),
+            recording,
+        });
     }
     let _ = server.kill();
     let _ = server.wait();
-    (tap, frames)
+    (tap, runs)
 }
 
 /// VP8 payload descriptor length (RFC 7741 §4.2), or `None` if malformed.
@@ -96,8 +113,9 @@ fn vp8_descriptor_len(p: &[u8]) -> Option<usize> {
 type Packet = (u8, u32, bool, Vec<u8>);
 
 /// Rebuilds the VP8 streams in a tap file: one IVF per SSRC of the video
-/// payload type. Returns the IVF paths.
-fn rebuild_vp8(tap: &Path, dir: &Path) -> Vec<PathBuf> {
+/// payload type. Returns the IVF paths and each stream's frame sizes, in
+/// bytes, in order.
+fn rebuild_vp8(tap: &Path, dir: &Path) -> Vec<(PathBuf, Vec<usize>)> {
     let data = std::fs::read(tap).expect("tap file");
     let mut reader = pcap_file::pcap::PcapReader::new(&data[..]).expect("pcap");
     let mut streams: BTreeMap<u32, BTreeMap<u16, Packet>> = BTreeMap::new();
@@ -138,6 +156,7 @@ fn rebuild_vp8(tap: &Path, dir: &Path) -> Vec<PathBuf> {
         };
         let mut w = IvfWriter::new(File::create(&path).expect("ivf"), header).expect("ivf header");
         let mut frame = Vec::new();
+        let mut sizes = Vec::new();
         let mut frame_ts = None;
         for (pt, ts, marker, payload) in packets.values() {
             if Some(*pt) != video_pt {
@@ -151,12 +170,13 @@ fn rebuild_vp8(tap: &Path, dir: &Path) -> Vec<PathBuf> {
             frame.extend_from_slice(&payload[n..]);
             if *marker && !frame.is_empty() {
                 w.write_frame(u64::from(*ts), &frame).expect("write frame");
+                sizes.push(frame.len());
                 frame.clear();
             }
         }
         if w.frames() > 10 {
             w.finish().expect("finish");
-            out.push(path);
+            out.push((path, sizes));
         }
     }
     out
@@ -175,8 +195,38 @@ fn decodable_pictures(path: &Path) -> usize {
     if errors > 0 || !out.status.success() { 0 } else { frames }
 }
 
+/// Frame sizes of an IVF file, in bytes, in order.
+fn ivf_frame_sizes(path: &Path) -> Vec<usize> {
+    let mut r = IvfReader::new(File::open(path).expect("recording")).expect("IVF header");
+    let mut sizes = Vec::new();
+    while let Some(f) = r.next_frame().expect("IVF frame") {
+        sizes.push(f.data.len());
+    }
+    sizes
+}
+
+/// How many of the `plain` frames (in order) match the tap frames, in
+/// order, each exactly [`SFRAME_OVERHEAD`] bigger. The recorder skips
+/// frames (until the first key frame, and those it could not decrypt), so
+/// `plain` is matched as a subsequence of `sealed`.
+fn matched_in_order(plain: &[usize], sealed: &[usize]) -> usize {
+    let mut matched = 0;
+    let mut j = 0;
+    for p in plain {
+        while j < sealed.len() && !SFRAME_OVERHEAD.contains(&sealed[j].wrapping_sub(*p)) {
+            j += 1;
+        }
+        if j == sealed.len() {
+            break;
+        }
+        matched += 1;
+        j += 1;
+    }
+    matched
+}
+
 #[test]
-fn the_operator_tap_holds_pictures_only_without_end_to_end_encryption() {
+fn the_operator_tap_holds_the_frames_but_no_picture() {
     if media("carphone.ivf").is_none() {
         eprintln!("SKIPPED: run scripts/test-media.sh first (CI always does)");
         return;
@@ -184,24 +234,39 @@ fn the_operator_tap_holds_pictures_only_without_end_to_end_encryption() {
     let dir = std::env::temp_dir().join(format!("plenary-tap-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
 
-    let (plain_tap, plain_frames) = meeting(&dir, "");
-    assert!(plain_frames.iter().all(|f| *f > 50), "control meeting delivered video: {plain_frames:?}");
-    let plain_dir = dir.join("plain");
-    std::fs::create_dir_all(&plain_dir).expect("dir");
-    let plain_streams = rebuild_vp8(&plain_tap, &plain_dir);
-    assert_eq!(plain_streams.len(), 2, "one forwarded video stream per participant in the control tap");
-    for s in &plain_streams {
-        assert!(decodable_pictures(s) > 50, "control: the tap of an unencrypted meeting decodes ({})", s.display());
+    let (tap, runs) = meeting(&dir);
+    for r in &runs {
+        assert!(r.received > 50 && r.sent > 50, "participants send and receive video: {} / {}", r.sent, r.received);
     }
-
-    let e2ee_dir = dir.join("e2ee");
-    std::fs::create_dir_all(&e2ee_dir).expect("dir");
-    let (e2ee_tap, e2ee_frames) = meeting(&e2ee_dir, "#AAECAwQFBgcICQoLDA0ODw");
-    assert!(e2ee_frames.iter().all(|f| *f > 50), "participants decrypt and receive video: {e2ee_frames:?}");
-    let streams = rebuild_vp8(&e2ee_tap, &e2ee_dir);
+    let streams = rebuild_vp8(&tap, &dir);
     assert_eq!(streams.len(), 2, "the tap holds both forwarded video streams");
-    for s in &streams {
-        assert_eq!(decodable_pictures(s), 0, "the operator's tap of an encrypted meeting yields no picture ({})", s.display());
+    let recordings: Vec<Vec<usize>> = runs.iter().map(|r| ivf_frame_sizes(&r.recording)).collect();
+    for (path, sealed) in &streams {
+        // Which receiver's recording this stream matches best.
+        let (i, matched) = recordings
+            .iter()
+            .enumerate()
+            .map(|(i, plain)| (i, matched_in_order(plain, sealed)))
+            .max_by_key(|(_, m)| *m)
+            .expect("two recordings");
+        let (receiver, sender) = (&runs[i], &runs[1 - i]);
+        let plain = &recordings[i];
+        assert!(
+            plain.len() > 50 && matched * 100 >= plain.len() * 95,
+            "{}: only {matched} of the {} recorded frames match a tap frame plus SFrame overhead",
+            path.display(),
+            plain.len()
+        );
+        // Count: the tap stream holds what the receiver got, all the sender sent.
+        let n = sealed.len() as u64;
+        assert!(n.abs_diff(receiver.received) <= receiver.received / 50 + 2, "tap {n} frames, receiver got {}", receiver.received);
+        // The sender may publish a moment alone (nothing forwarded) before the other joins.
+        assert!(n <= sender.sent + 2, "tap {n} frames, sender sent {}", sender.sent);
+        eprintln!("{}: tap {n} frames; sender sent {}, receiver got {}, recorded {}, {matched} matched", path.display(), sender.sent, receiver.received, plain.len());
+        // Yet the operator gets no picture out of it; the receiver does.
+        assert_eq!(decodable_pictures(path), 0, "the operator's tap yields no picture ({})", path.display());
+        let decoded = common::ffmpeg_decode(&receiver.recording).expect("ffmpeg (Debian package ffmpeg) is installed");
+        assert!(decoded > 50, "the receiver's recording decodes: {decoded} pictures");
     }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, media};
+use common::{free_port, media, new_secret};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ fn https_and_wss_with_rustls() {
 
     if let Some(video) = media("carphone.ivf") {
         let out = Command::new(env!("CARGO_BIN_EXE_plenary"))
-            .args(["join", &format!("https://127.0.0.1:{http}/m/tls-room"), "--name", "T", "--duration", "2", "--json"])
+            .args(["join", &format!("https://127.0.0.1:{http}/m/tls-room#{}", new_secret()), "--name", "T", "--duration", "2", "--json"])
             .arg("--video")
             .arg(video)
             .env("SSL_CERT_FILE", &cert)

@@ -11,6 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A fresh random meeting secret (16 bytes) as it appears after `#` in a
+/// meeting link.
+pub fn new_secret() -> String {
+    plenary_e2ee::secret::MeetingSecret::random().expect("random secret").to_base64url()
+}
+
 /// A free loopback TCP port number (also used for UDP: the OS rarely reuses it at once).
 pub fn free_port() -> u16 {
     let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
