@@ -228,7 +228,8 @@ impl DeliveryService {
                     return Ok(out);
                 }
                 r.epoch = Some(epoch + 1);
-                for m in r.members.keys().filter(|m| **m != id) {
+                // Joiners sent a Welcome are in the group before they announce.
+                for m in r.members.keys().chain(&r.welcomed).filter(|m| **m != id) {
                     out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
                 }
                 out.push((id, ServerMsg::CommitAccepted { epoch }));
@@ -257,7 +258,7 @@ impl DeliveryService {
                 if !is_member {
                     return Err(DsError::NotGroupMember("only members send application messages"));
                 }
-                for m in r.members.keys().filter(|m| **m != id) {
+                for m in r.members.keys().chain(&r.welcomed).filter(|m| **m != id) {
                     out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
                 }
             }

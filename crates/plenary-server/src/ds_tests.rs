@@ -76,6 +76,29 @@ fn first_creates_joiners_are_welcomed_commits_are_ordered() {
 }
 
 #[test]
+fn a_welcomed_joiner_gets_the_commits_and_messages_sent_before_it_announces() {
+    let mut ds = DeliveryService::default();
+    ds.joined(t0(), "r", A);
+    ds.group_member(A, 0).unwrap();
+    ds.joined(t0(), "r", B);
+    ds.joined(t0(), "r", C);
+    ds.envelope(t0(), B, &join_request(7)).unwrap();
+    ds.envelope(t0(), A, &commit(0)).unwrap();
+    ds.envelope(t0(), A, &welcome(&[7])).unwrap();
+    // C asks; A adds it at once, before B has processed its Welcome and
+    // announced itself: B must get that commit, or it is stuck in epoch 1.
+    ds.envelope(t0(), C, &join_request(8)).unwrap();
+    let out = ds.envelope(t0(), A, &commit(1)).unwrap();
+    assert_eq!(to(&out, B).len(), 1, "the commit reaches the welcomed joiner");
+    assert!(to(&out, C).is_empty(), "not the joiner still waiting");
+    let out = ds.envelope(t0(), A, &env(4, b"profile")).unwrap();
+    assert_eq!(to(&out, B).len(), 1, "application messages too");
+    ds.group_member(B, 1).unwrap();
+    let out = ds.envelope(t0(), A, &commit(2)).unwrap();
+    assert_eq!(to(&out, B).len(), 1, "once announced, once only");
+}
+
+#[test]
 fn refusals_are_typed_and_change_nothing() {
     let mut ds = DeliveryService::default();
     ds.joined(t0(), "r", A);
