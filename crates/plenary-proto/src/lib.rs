@@ -163,6 +163,28 @@ pub struct TrackInfo {
     pub kind: MediaKind,
 }
 
+/// The layer the SFU forwards of one remote video (see [`ServerMsg::Quality`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackQuality {
+    /// MID of the subscriber's receiving transceiver.
+    pub mid: String,
+    /// Participant who publishes the video.
+    pub participant_id: ParticipantId,
+    /// RID of the forwarded layer (`q`, `h`, `f`); absent when nothing is
+    /// forwarded or the video is not simulcast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    /// Height of the forwarded layer in pixels, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Bitrate of the forwarded layer as received from the publisher, bits
+    /// per second.
+    pub bitrate_bps: u64,
+    /// The layer is below what the rendered size asks for (or the video is
+    /// off) because the estimate does not allow more.
+    pub limited: bool,
+}
+
 /// An ICE server (STUN/TURN) the client should use; empty unless the
 /// operator configured one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +284,42 @@ pub enum ServerMsg {
         /// Who is speaking now.
         participant_id: ParticipantId,
     },
+    /// Media quality of the recipient's downlink, every 2 s while it
+    /// receives media: the SFU's bandwidth estimate towards it (TWCC,
+    /// draft-holmer-rmcat-transport-wide-cc-extensions) and the simulcast
+    /// layer it chose for each remote video. For the connection panel.
+    Quality {
+        /// Estimated bandwidth from the server to the recipient, bits per
+        /// second; absent until the estimator has one (or the client sends
+        /// no TWCC feedback).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        estimate_bps: Option<u64>,
+        /// One entry per remote video the recipient receives.
+        tracks: Vec<TrackQuality>,
+    },
+    /// Sent to a publisher: of its simulcast video sent on `mid`, the layers
+    /// (RIDs, RFC 8851) listed in `paused` reach no subscriber, so it may stop
+    /// encoding them (browser: `RTCRtpEncodingParameters.active = false`);
+    /// every other layer must be sent. The SFU sends the full set whenever it
+    /// changes; an empty list resumes everything. The lowest layer is never
+    /// paused while anyone subscribes, so a subscriber can always switch to it
+    /// at once.
+    LayersPaused {
+        /// MID of the publisher's sending transceiver.
+        mid: String,
+        /// RIDs to stop sending.
+        paused: Vec<String>,
+    },
+    /// Whether a participant's uplink is too weak for video: its video
+    /// stalled while its audio still arrives (or its bandwidth estimate is
+    /// below the lowest layer). Clients show "Poor connection" instead of a
+    /// frozen picture. Sent on every change.
+    ConnectionQuality {
+        /// Whose uplink.
+        participant_id: ParticipantId,
+        /// True while the uplink is too weak for video.
+        poor: bool,
+    },
     /// Answer to `ping`.
     Pong {
         /// The ping's id.
@@ -311,7 +369,8 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
     const KNOWN: &[&str] = &[
         "join", "offer", "answer", "set_muted", "layer_preference", "ping", "leave", "mls", "group_member", "joined",
         "participant_joined", "participant_updated", "participant_left", "layer", "pong", "error",
-        "create_group", "commit_accepted", "commit_rejected", "active_speaker",
+        "create_group", "commit_accepted", "commit_rejected", "active_speaker", "quality", "layers_paused",
+        "connection_quality",
     ];
     match serde_json::from_str::<Tagged>(text) {
         Ok(t) if !KNOWN.contains(&t.kind.as_str()) => {

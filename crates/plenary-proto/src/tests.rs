@@ -52,3 +52,25 @@ fn server_msgs_decode() {
     };
     assert_eq!(decode_server_msg(&encode(&m)).unwrap(), m);
 }
+
+#[test]
+fn adaptive_quality_msgs_roundtrip() {
+    let q = ServerMsg::Quality {
+        estimate_bps: Some(300_000),
+        tracks: vec![TrackQuality {
+            mid: "2".into(),
+            participant_id: ParticipantId(3),
+            rid: Some("q".into()),
+            height: Some(90),
+            bitrate_bps: 150_000,
+            limited: true,
+        }],
+    };
+    let text = encode(&q);
+    assert!(text.contains(r#""type":"quality""#) && text.contains(r#""estimate_bps":300000"#), "{text}");
+    assert_eq!(decode_server_msg(&text).unwrap(), q);
+    let p = ServerMsg::LayersPaused { mid: "0".into(), paused: vec!["f".into()] };
+    assert_eq!(encode(&p), r#"{"type":"layers_paused","mid":"0","paused":["f"]}"#);
+    let c = ServerMsg::ConnectionQuality { participant_id: ParticipantId(4), poor: true };
+    assert_eq!(decode_server_msg(&encode(&c)).unwrap(), c);
+}

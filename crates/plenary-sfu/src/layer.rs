@@ -25,6 +25,49 @@ pub struct LayerInfo {
     pub height: Option<u32>,
     /// When media of this layer last arrived.
     pub last_seen: Instant,
+    /// Bitrate of this layer as received, bits per second, averaged over
+    /// about a second; 0 until measured. Kept while the layer is paused.
+    pub bitrate_bps: u64,
+    /// Frames per second received in the last measurement window.
+    pub fps: u32,
+    /// The SFU told the publisher to stop sending this layer because no
+    /// subscriber receives it ([`plenary_proto::ServerMsg::LayersPaused`]).
+    /// A paused layer still counts as available: choosing it resumes it.
+    pub paused: bool,
+}
+
+impl LayerInfo {
+    /// True when the layer can be chosen at `now`: media arrived recently,
+    /// or the SFU itself paused it.
+    pub fn available(&self, now: Instant) -> bool {
+        self.paused || now.saturating_duration_since(self.last_seen) < LAYER_STALE_AFTER
+    }
+
+    /// The measured bitrate, bits per second, or before any measurement a
+    /// guess from the size: 0.08 bits per pixel at 30 frames a second
+    /// (about 35 kbit/s at 160×90, 550 kbit/s at 640×360), 500 kbit/s when
+    /// the size is unknown too.
+    pub fn bitrate_or_guess(&self) -> u64 {
+        if self.bitrate_bps > 0 {
+            return self.bitrate_bps;
+        }
+        match (self.width, self.height) {
+            (Some(w), Some(h)) => u64::from(w) * u64::from(h) * 30 * 8 / 100,
+            _ => 500_000,
+        }
+    }
+}
+
+/// How much of a subscriber's downlink one video may use, as decided by the
+/// bandwidth allocation (see `alloc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// No bandwidth estimate: the rendered size alone decides.
+    Unlimited,
+    /// Layers up to this bitrate, bits per second.
+    UpTo(u64),
+    /// No layer fits: forward no video.
+    Off,
 }
 
 /// A layer that has not delivered media for this long is treated as paused
@@ -72,6 +115,8 @@ pub struct LayerSelector {
     /// picture ids are continuous, so a receiver could not tell that a
     /// reference frame is missing and would decode garbage.
     broken: bool,
+    /// Bandwidth cap from the allocation.
+    allowance: Allowance,
 }
 
 impl LayerSelector {
@@ -85,7 +130,40 @@ impl LayerSelector {
             last_out: None,
             clock_rate,
             broken: false,
+            allowance: Allowance::Unlimited,
         }
+    }
+
+    /// Sets the bandwidth cap; takes effect at the next [`Self::retarget`].
+    pub fn set_allowance(&mut self, allowance: Allowance) {
+        self.allowance = allowance;
+    }
+
+    /// The current bandwidth cap.
+    pub fn allowance(&self) -> Allowance {
+        self.allowance
+    }
+
+    /// The rendered size last asked for (`(0, 0)`: hidden), if any.
+    pub fn preferred(&self) -> Option<(u32, u32)> {
+        self.preferred
+    }
+
+    /// The layers worth forwarding, smallest first, ending with the one the
+    /// rendered size asks for (ignoring bandwidth): what the allocation
+    /// chooses among. Empty when the video is hidden or nothing is available.
+    pub fn ladder<'a>(&self, layers: &'a [LayerInfo], now: Instant) -> Vec<&'a LayerInfo> {
+        if matches!(self.preferred, Some((0, 0))) {
+            return Vec::new();
+        }
+        let mut available: Vec<&LayerInfo> = layers.iter().filter(|l| l.available(now)).collect();
+        let Some(top) = choose(&available, self.preferred.map(|p| p.1)) else {
+            return Vec::new();
+        };
+        let top_rank = layer_order(top);
+        available.retain(|l| layer_order(l) <= top_rank);
+        available.sort_by_key(|l| layer_order(l));
+        available
     }
 
     /// Sets the subscriber's rendered size; `(0, 0)` pauses forwarding.
@@ -113,7 +191,12 @@ impl LayerSelector {
     pub fn retarget(&mut self, layers: &[LayerInfo], now: Instant) -> Option<Option<String>> {
         let live: Vec<&LayerInfo> = layers
             .iter()
-            .filter(|l| now.saturating_duration_since(l.last_seen) < LAYER_STALE_AFTER)
+            .filter(|l| l.available(now))
+            .filter(|l| match self.allowance {
+                Allowance::Unlimited => true,
+                Allowance::UpTo(max) => l.bitrate_or_guess() <= max,
+                Allowance::Off => false,
+            })
             .collect();
         let new_target = if matches!(self.preferred, Some((0, 0))) {
             None
@@ -233,6 +316,11 @@ fn choose<'a>(live: &[&'a LayerInfo], height: Option<u32>) -> Option<&'a LayerIn
         .copied()
 }
 
+/// Sort key from smallest to largest layer: height when known, else RID.
+fn layer_order(l: &LayerInfo) -> (u32, u32) {
+    (l.height.unwrap_or(0), rid_rank(l))
+}
+
 fn rid_rank(l: &LayerInfo) -> u32 {
     match l.rid.as_deref() {
         Some("q") => 0,
@@ -247,7 +335,15 @@ mod tests {
     use super::*;
 
     fn layer(rid: &str, h: Option<u32>, at: Instant) -> LayerInfo {
-        LayerInfo { rid: Some(rid.into()), width: h.map(|h| h * 16 / 9), height: h, last_seen: at }
+        LayerInfo {
+            rid: Some(rid.into()),
+            width: h.map(|h| h * 16 / 9),
+            height: h,
+            last_seen: at,
+            bitrate_bps: u64::from(h.unwrap_or(0)) * 1000,
+            fps: 30,
+            paused: false,
+        }
     }
 
     #[test]
@@ -266,6 +362,30 @@ mod tests {
         s.set_preferred(0, 0);
         assert_eq!(s.retarget(&layers, now), None);
         assert_eq!(s.on_frame(&Some("f".into()), 1000, true, true, now), Verdict::Drop);
+    }
+
+    #[test]
+    fn allowance_caps_the_layer_and_paused_layers_stay_choosable() {
+        let now = Instant::now();
+        let old = now - Duration::from_secs(5);
+        let mut layers = [layer("q", Some(90), now), layer("h", Some(180), now), layer("f", Some(360), old)];
+        layers[2].paused = true;
+        let mut s = LayerSelector::new(90_000);
+        s.set_preferred(640, 360);
+        let ladder: Vec<_> = s.ladder(&layers, now).iter().map(|l| l.rid.clone()).collect();
+        assert_eq!(ladder, [Some("q".into()), Some("h".into()), Some("f".into())]);
+        assert_eq!(s.retarget(&layers, now), Some(Some("f".into())), "a paused layer can be chosen");
+        s.set_allowance(Allowance::UpTo(200_000));
+        assert_eq!(s.retarget(&layers, now), Some(Some("h".into())));
+        s.set_allowance(Allowance::UpTo(100_000));
+        assert_eq!(s.retarget(&layers, now), Some(Some("q".into())));
+        s.set_allowance(Allowance::Off);
+        assert_eq!(s.retarget(&layers, now), None);
+        assert_eq!(s.current(), None, "nothing forwarded without bandwidth");
+        s.set_preferred(320, 180);
+        assert_eq!(s.ladder(&layers, now).len(), 2, "the ladder stops at the rendered size");
+        s.set_preferred(0, 0);
+        assert!(s.ladder(&layers, now).is_empty());
     }
 
     #[test]

@@ -20,7 +20,13 @@
 //!   stream (its SSRC and sequence numbers come from the outgoing stream);
 //! - key frame requests from subscribers reach the publisher, rate limited;
 //!   NACK/RTX is handled per hop by str0m;
-//! - the active speaker of each room, from RFC 6464 audio levels.
+//! - the active speaker of each room, from RFC 6464 audio levels;
+//! - adaptive quality: a TWCC bandwidth estimate per subscriber, shared
+//!   among the videos it watches (audio first, then the active speaker,
+//!   then larger tiles), reported to it every 2 s (`quality`); publishers
+//!   are told which simulcast layers nobody receives (`layers_paused`);
+//!   a publisher whose video stalls while its audio arrives is marked
+//!   (`connection_quality`).
 //!
 //! The SFU reads only RTP headers and header extensions and, for VP8, the
 //! payload descriptor and the clear key frame header bytes: it never needs
@@ -36,6 +42,8 @@
 //! assert!(matches!(sfu.poll_output(now), Output::Signal(p, _) if p == alice));
 //! ```
 
+mod adaptive;
+mod alloc;
 mod config;
 mod error;
 mod layer;
@@ -46,7 +54,7 @@ mod track;
 
 pub use config::SfuConfig;
 pub use error::SfuError;
-pub use layer::{LayerInfo, LayerSelector, Verdict};
+pub use layer::{Allowance, LayerInfo, LayerSelector, Verdict};
 pub use sfu::{Output, Sfu, SfuStats};
 pub use speaker::SpeakerDetector;
 pub use track::vp8_keyframe_size;

@@ -1,6 +1,6 @@
 //! One participant: its WebRTC session and the tracks it sends and receives.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use plenary_proto::{ParticipantId, ParticipantInfo, RoomId};
 use str0m::Rtc;
@@ -21,9 +21,19 @@ pub(crate) struct Participant {
     /// Created by the participant's first SDP offer.
     pub rtc: Option<Rtc>,
     pub next_timeout: Option<Instant>,
+    /// When the session was last given `Input::Timeout`.
+    pub timeout_fed: Option<Instant>,
     pub pending_offer: Option<SdpPendingOffer>,
     pub tracks_in: Vec<TrackIn>,
     pub tracks_out: Vec<TrackOut>,
+    /// Downlink bandwidth estimate (TWCC), bits per second, once known.
+    pub estimate_bps: Option<u64>,
+    /// (minimum, desired) last given to the bandwidth estimator, bits per second.
+    pub bwe_rates: (u64, u64),
+    /// Next allocation probe while the estimate limits the layers.
+    pub next_probe: Option<Instant>,
+    /// The uplink is too weak for video (see `adaptive`).
+    pub poor_uplink: bool,
 }
 
 impl Participant {
@@ -37,10 +47,27 @@ impl Participant {
             leaf: None,
             rtc: None,
             next_timeout: None,
+            timeout_fed: None,
             pending_offer: None,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
+            estimate_bps: None,
+            bwe_rates: (0, 0),
+            next_probe: None,
+            poor_uplink: false,
         }
+    }
+
+    /// When the session next needs `Input::Timeout`. str0m may ask again
+    /// for an instant it was already given (a pacer or probe with nothing to
+    /// send yet); that is pushed 1 ms past the last feed so the caller's
+    /// clock moves on instead of spinning.
+    pub fn due_at(&self) -> Option<Instant> {
+        let t = self.next_timeout?;
+        Some(match self.timeout_fed {
+            Some(fed) if t <= fed => fed + Duration::from_millis(1),
+            _ => t,
+        })
     }
 
     pub fn info(&self) -> ParticipantInfo {

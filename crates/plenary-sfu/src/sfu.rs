@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use plenary_proto::{
     ClientMsg, MAX_PROFILE_BYTES, MediaKind, PROTOCOL_VERSION, ParticipantId, RoomId, ServerMsg, TrackInfo,
 };
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaTime, Mid};
@@ -15,6 +16,7 @@ use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 use tracing::{debug, info, warn};
 
+use crate::adaptive::{ADAPT_INTERVAL, QUALITY_REPORT_INTERVAL};
 use crate::config::SfuConfig;
 use crate::error::SfuError;
 use crate::layer::Verdict;
@@ -66,20 +68,27 @@ pub struct SfuStats {
 pub struct Sfu {
     config: SfuConfig,
     crypto: Arc<str0m::crypto::CryptoProvider>,
-    participants: BTreeMap<ParticipantId, Participant>,
-    rooms: HashMap<RoomId, Vec<ParticipantId>>,
+    pub(crate) participants: BTreeMap<ParticipantId, Participant>,
+    pub(crate) rooms: HashMap<RoomId, Vec<ParticipantId>>,
     routes: HashMap<(Protocol, SocketAddr), ParticipantId>,
-    queue: VecDeque<Output>,
+    pub(crate) queue: VecDeque<Output>,
     next_id: u64,
     last_now: Option<Instant>,
     stats: SfuStats,
-    speakers: HashMap<RoomId, SpeakerDetector>,
+    pub(crate) speakers: HashMap<RoomId, SpeakerDetector>,
     next_speaker_eval: Option<Instant>,
+    next_adapt: Option<Instant>,
+    next_quality_report: Option<Instant>,
 }
 
 /// Most tracks one participant may publish (camera, microphone, screen
 /// share and its audio, with room to spare).
 const MAX_PUBLISHED_TRACKS: usize = 8;
+
+/// Downlink estimate a subscriber starts with before TWCC feedback says
+/// more, bits per second: an h layer and audio for a few participants;
+/// str0m probes upwards from there at once.
+const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
 
 /// How often active speakers are re-evaluated.
 const SPEAKER_EVAL_INTERVAL: Duration = Duration::from_millis(100);
@@ -99,6 +108,8 @@ impl Sfu {
             stats: SfuStats::default(),
             speakers: HashMap::new(),
             next_speaker_eval: None,
+            next_adapt: None,
+            next_quality_report: None,
         }
     }
 
@@ -315,17 +326,28 @@ impl Sfu {
             self.next_speaker_eval = Some(now + SPEAKER_EVAL_INTERVAL);
             self.evaluate_speakers(now);
         }
+        if self.next_adapt.is_none_or(|t| t <= now) {
+            self.next_adapt = Some(now + ADAPT_INTERVAL);
+            let report = self.next_quality_report.is_none_or(|t| t <= now);
+            if report {
+                self.next_quality_report = Some(now + QUALITY_REPORT_INTERVAL);
+            }
+            self.adapt(now, report);
+        }
         let due: Vec<ParticipantId> = self
             .participants
             .values()
-            .filter(|p| p.rtc.is_some() && p.next_timeout.is_none_or(|t| t <= now))
+            .filter(|p| p.rtc.is_some() && p.due_at().is_none_or(|t| t <= now))
             .map(|p| p.id)
             .collect();
         for id in &due {
-            if let Some(rtc) = self.participants.get_mut(id).and_then(|p| p.rtc.as_mut())
-                && let Err(e) = rtc.handle_input(Input::Timeout(now)) {
-                    debug!(participant = %id, error = %e, "timeout handling failed");
-                }
+            let Some(p) = self.participants.get_mut(id) else { continue };
+            p.timeout_fed = Some(now);
+            if let Some(rtc) = p.rtc.as_mut()
+                && let Err(e) = rtc.handle_input(Input::Timeout(now))
+            {
+                debug!(participant = %id, error = %e, "timeout handling failed");
+            }
         }
         self.process(now, due);
     }
@@ -348,8 +370,9 @@ impl Sfu {
         let next = self
             .participants
             .values()
-            .filter_map(|p| p.next_timeout)
+            .filter_map(|p| p.due_at())
             .chain(self.next_speaker_eval.filter(|_| !self.speakers.is_empty()))
+            .chain(self.next_adapt.filter(|_| !self.participants.is_empty()))
             .min()
             .unwrap_or(now + Duration::from_secs(1));
         Output::Timeout(next.max(self.last_now.unwrap_or(now)).min(now + Duration::from_secs(1)))
@@ -458,6 +481,10 @@ impl Sfu {
         t.selector.set_preferred(w, h);
         let (source, source_mid) = (t.source, t.source_mid);
         self.retarget(now, id, source, source_mid);
+        let mut work = self.allocate(now, id);
+        self.update_paused(now, source);
+        work.push(source);
+        self.process(now, work);
         Ok(())
     }
 
@@ -481,7 +508,7 @@ impl Sfu {
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, source: ParticipantId, mid: Mid, rid: Option<&str>) {
+    pub(crate) fn request_keyframe(&mut self, now: Instant, source: ParticipantId, mid: Mid, rid: Option<&str>) {
         let interval = self.config.pli_interval;
         let Some(p) = self.participants.get_mut(&source) else { return };
         let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == mid) else { return };
@@ -500,7 +527,7 @@ impl Sfu {
 
     /// Drains every session in `work` (and those its events touch) until
     /// they all wait for time or input; then renegotiates where needed.
-    fn process(&mut self, now: Instant, mut work: Vec<ParticipantId>) {
+    pub(crate) fn process(&mut self, now: Instant, mut work: Vec<ParticipantId>) {
         let mut touched = Vec::new();
         while let Some(id) = work.pop() {
             if !touched.contains(&id) {
@@ -575,10 +602,13 @@ impl Sfu {
             }
             Event::MediaAdded(added) => {
                 if matches!(added.direction, Direction::RecvOnly | Direction::SendRecv) {
-                    self.track_published(id, added.mid, kind_of(added.kind));
+                    self.track_published(now, id, added.mid, kind_of(added.kind));
                 }
             }
             Event::MediaData(data) => self.forward(now, id, data, work),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                work.extend(self.on_estimate(now, id, estimate));
+            }
             Event::RawPacket(raw) => {
                 if let str0m::rtp::RawPacket::RtpTx(_, rtp) = *raw {
                     let destination = self.routes.iter().find(|(_, p)| **p == id).map(|((_, addr), _)| *addr);
@@ -602,12 +632,12 @@ impl Sfu {
         }
     }
 
-    fn track_published(&mut self, id: ParticipantId, mid: Mid, kind: MediaKind) {
+    fn track_published(&mut self, now: Instant, id: ParticipantId, mid: Mid, kind: MediaKind) {
         let Some(p) = self.participants.get_mut(&id) else { return };
         if p.tracks_in.iter().any(|t| t.mid == mid) {
             return;
         }
-        p.tracks_in.push(TrackIn::new(mid, kind));
+        p.tracks_in.push(TrackIn::new(mid, kind, now));
         debug!(participant = %id, %mid, ?kind, "track published");
         let room = p.room.clone();
         for m in self.rooms.get(&room).cloned().unwrap_or_default() {
@@ -632,7 +662,7 @@ impl Sfu {
         let (room, layers_changed, layers, kind, size_unknown) = {
             let Some(p) = self.participants.get_mut(&source) else { return };
             let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == data.mid) else { return };
-            let changed = t.saw_frame(rid.as_deref(), size, now);
+            let changed = t.saw_frame(rid.as_deref(), size, data.data.len(), now);
             if keyframe {
                 // The request was answered: a subscriber that needs the next
                 // key frame (a new track going live, a loss) may ask at once.
@@ -765,6 +795,7 @@ fn new_rtc(config: &SfuConfig, crypto: Arc<str0m::crypto::CryptoProvider>, now: 
         .enable_h265(false)
         .enable_av1(false)
         .enable_raw_packets(config.tap)
+        .enable_bwe(Some(Bitrate::from(INITIAL_ESTIMATE_BPS)))
         .build(now);
     for addr in &config.udp_candidates {
         match Candidate::host(*addr, "udp") {

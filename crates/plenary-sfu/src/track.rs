@@ -1,7 +1,7 @@
 //! Published tracks (what a participant sends) and subscribed tracks (what
 //! the SFU forwards to a participant).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use plenary_proto::{MediaKind, ParticipantId};
 use str0m::media::{Mid, Rid};
@@ -17,17 +17,92 @@ pub(crate) struct TrackIn {
     pub layers: Vec<LayerInfo>,
     /// Last key frame request per layer, for the PLI rate limit.
     pub last_pli: Vec<(Option<Rid>, Instant)>,
+    /// Bitrate and frame rate measurement, one per entry of `layers`.
+    pub meters: Vec<RateMeter>,
+    /// When the track was published.
+    pub since: Instant,
+}
+
+/// Counts bytes and frames of one layer over windows of at least
+/// [`RATE_WINDOW`].
+#[derive(Debug, Clone)]
+pub(crate) struct RateMeter {
+    start: Instant,
+    bytes: u64,
+    frames: u32,
+    /// Last time any subscriber needed this layer (for pausing).
+    pub last_needed: Instant,
+}
+
+/// Shortest measurement window of [`RateMeter`].
+pub(crate) const RATE_WINDOW: Duration = Duration::from_millis(1000);
+
+impl RateMeter {
+    fn new(now: Instant) -> Self {
+        RateMeter { start: now, bytes: 0, frames: 0, last_needed: now }
+    }
+
+    /// Closes the window when it is long enough: returns (bits per second,
+    /// frames per second) measured over it.
+    pub fn sample(&mut self, now: Instant) -> Option<(u64, u32)> {
+        let elapsed = now.saturating_duration_since(self.start);
+        if elapsed < RATE_WINDOW {
+            return None;
+        }
+        let micros = elapsed.as_micros().max(1) as u64;
+        let bps = self.bytes.saturating_mul(8_000_000) / micros;
+        let fps = (u64::from(self.frames) * 1_000_000 / micros) as u32;
+        self.start = now;
+        self.bytes = 0;
+        self.frames = 0;
+        Some((bps, fps))
+    }
 }
 
 impl TrackIn {
-    pub fn new(mid: Mid, kind: MediaKind) -> Self {
-        TrackIn { mid, kind, layers: Vec::new(), last_pli: Vec::new() }
+    pub fn new(mid: Mid, kind: MediaKind, now: Instant) -> Self {
+        TrackIn { mid, kind, layers: Vec::new(), last_pli: Vec::new(), meters: Vec::new(), since: now }
     }
 
-    /// Records a frame of layer `rid`; `size` from a key frame header.
-    /// Returns true when the set of layers changed (new layer or new size).
-    pub fn saw_frame(&mut self, rid: Option<&str>, size: Option<(u32, u32)>, now: Instant) -> bool {
-        match self.layers.iter_mut().find(|l| l.rid.as_deref() == rid) {
+    /// Updates every layer's bitrate and frame rate whose measurement window
+    /// is complete. A window without frames leaves the bitrate as it was (a
+    /// paused layer keeps its last rate) and sets the frame rate to 0.
+    pub fn measure(&mut self, now: Instant) {
+        for (l, m) in self.layers.iter_mut().zip(&mut self.meters) {
+            if let Some((bps, fps)) = m.sample(now) {
+                if bps > 0 {
+                    l.bitrate_bps = if l.bitrate_bps == 0 { bps } else { (l.bitrate_bps + bps) / 2 };
+                }
+                l.fps = fps;
+            }
+        }
+    }
+
+    /// Records a frame of `bytes` bytes of layer `rid`; `size` from a key
+    /// frame header. Returns true when the set of layers changed (new layer,
+    /// new size, or a layer back from silence).
+    pub fn saw_frame(&mut self, rid: Option<&str>, size: Option<(u32, u32)>, bytes: usize, now: Instant) -> bool {
+        let Some(i) = self.layers.iter().position(|l| l.rid.as_deref() == rid) else {
+            self.layers.push(LayerInfo {
+                rid: rid.map(str::to_owned),
+                width: size.map(|s| s.0),
+                height: size.map(|s| s.1),
+                last_seen: now,
+                bitrate_bps: 0,
+                fps: 0,
+                paused: false,
+            });
+            let mut meter = RateMeter::new(now);
+            meter.bytes = bytes as u64;
+            meter.frames = 1;
+            self.meters.push(meter);
+            return true;
+        };
+        if let Some(m) = self.meters.get_mut(i) {
+            m.bytes += bytes as u64;
+            m.frames += 1;
+        }
+        match self.layers.get_mut(i) {
             Some(l) => {
                 let stale = now.saturating_duration_since(l.last_seen) >= crate::layer::LAYER_STALE_AFTER;
                 l.last_seen = now;
@@ -40,21 +115,13 @@ impl TrackIn {
                     }
                 changed
             }
-            None => {
-                self.layers.push(LayerInfo {
-                    rid: rid.map(str::to_owned),
-                    width: size.map(|s| s.0),
-                    height: size.map(|s| s.1),
-                    last_seen: now,
-                });
-                true
-            }
+            None => false,
         }
     }
 
     /// True (and records the request) when a key frame may be requested on
     /// `rid` now under the rate limit.
-    pub fn may_request_keyframe(&mut self, rid: Option<Rid>, now: Instant, interval: std::time::Duration) -> bool {
+    pub fn may_request_keyframe(&mut self, rid: Option<Rid>, now: Instant, interval: Duration) -> bool {
         match self.last_pli.iter_mut().find(|(r, _)| *r == rid) {
             Some((_, at)) if now.saturating_duration_since(*at) < interval => false,
             Some((_, at)) => {

@@ -16,6 +16,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Rtc};
+use str0m_netem::{Netem, NetemConfig};
 
 /// The SFU's media address in the virtual network.
 pub const SFU_ADDR: ([u8; 4], u16) = ([10, 0, 0, 1], 5000);
@@ -45,6 +46,8 @@ pub struct Peer {
     pub simulcast: bool,
     pub track_map: Vec<TrackInfo>,
     pub signals: Vec<ServerMsg>,
+    /// When each of `signals` arrived.
+    pub signal_times: Vec<Instant>,
     pub received: Vec<Received>,
     pub frame_no: u64,
     pub connected: bool,
@@ -54,6 +57,13 @@ pub struct Peer {
     pub audio_level: i8,
     /// Own offer awaiting the SFU's answer.
     pub pending: Option<str0m::change::SdpPendingOffer>,
+    /// Emulated link SFU → peer (none: perfect).
+    pub downlink: Option<Netem<Vec<u8>>>,
+    /// Emulated link peer → SFU (none: perfect).
+    pub uplink: Option<Netem<Vec<u8>>>,
+    /// Simulcast layers the SFU asked this publisher to pause (a browser
+    /// sets `active = false` on them).
+    pub paused: Vec<String>,
 }
 
 /// The world: SFU + peers + virtual clock.
@@ -65,6 +75,9 @@ pub struct World {
     pub peers: Vec<Peer>,
     /// Packets from this address to the SFU are lost until the instant.
     pub blackout: Option<(SocketAddr, Instant)>,
+    /// Bytes of one video frame of each simulcast layer (q, h, f); at 30
+    /// frames a second 625 bytes are 150 kbit/s.
+    pub layer_bytes: [usize; 3],
     wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>, bool)>,
 }
 
@@ -76,7 +89,16 @@ impl World {
         let start = Instant::now();
         let sfu_addr = SocketAddr::from(SFU_ADDR);
         let sfu = Sfu::new(SfuConfig { udp_candidates: vec![sfu_addr], ..SfuConfig::default() });
-        World { sfu, sfu_next: start, start, now: start, peers: Vec::new(), blackout: None, wire: VecDeque::new() }
+        World {
+            sfu,
+            sfu_next: start,
+            start,
+            now: start,
+            peers: Vec::new(),
+            blackout: None,
+            layer_bytes: [200, 400, 600],
+            wire: VecDeque::new(),
+        }
     }
 
     /// A participant joins `room`, publishing audio and (simulcast) video
@@ -116,12 +138,16 @@ impl World {
             simulcast,
             track_map: Vec::new(),
             signals: Vec::new(),
+            signal_times: Vec::new(),
             received: Vec::new(),
             frame_no: 0,
             connected: false,
             keyframe_requested: false,
             audio_level: 127,
             pending: Some(pending),
+            downlink: None,
+            uplink: None,
+            paused: Vec::new(),
         };
         self.peers.push(peer);
         let idx = self.peers.len() - 1;
@@ -158,8 +184,9 @@ impl World {
             }
             while let Some((src, dst, data, _)) = self.wire.pop_front() {
                 busy = true;
-                self.deliver(src, dst, &data);
+                self.enter_link(src, dst, data);
             }
+            busy |= self.drain_links();
             if !busy {
                 return;
             }
@@ -167,8 +194,65 @@ impl World {
         panic!("virtual network did not settle");
     }
 
+    /// Puts a datagram on the emulated link it travels, or delivers it at
+    /// once when that link is perfect.
+    fn enter_link(&mut self, src: SocketAddr, dst: SocketAddr, data: Vec<u8>) {
+        let now = self.now;
+        let sfu = SocketAddr::from(SFU_ADDR);
+        let link = self.peers.iter_mut().find_map(|p| {
+            if dst == p.addr { p.downlink.as_mut() } else if src == p.addr && dst == sfu { p.uplink.as_mut() } else { None }
+        });
+        match link {
+            Some(link) => link.handle_input(str0m_netem::Input::Packet(now, data)),
+            None => self.deliver(src, dst, &data),
+        }
+    }
+
+    /// Delivers what the emulated links let through by now.
+    fn drain_links(&mut self) -> bool {
+        let now = self.now;
+        let sfu = SocketAddr::from(SFU_ADDR);
+        let mut out = Vec::new();
+        for p in &mut self.peers {
+            for (link, src, dst) in [(p.downlink.as_mut(), sfu, p.addr), (p.uplink.as_mut(), p.addr, sfu)] {
+                let Some(link) = link else { continue };
+                link.handle_input(str0m_netem::Input::Timeout(now));
+                while let Some(o) = link.poll_output() {
+                    if let str0m_netem::Output::Packet(d) = o {
+                        out.push((src, dst, d));
+                    }
+                }
+            }
+        }
+        let busy = !out.is_empty();
+        for (src, dst, d) in out {
+            self.deliver(src, dst, &d);
+        }
+        busy
+    }
+
+    /// Sets the emulated links of peer `i` (`None`: perfect). Packets
+    /// already queued on a link stay queued.
+    pub fn set_links(&mut self, i: usize, down: Option<NetemConfig>, up: Option<NetemConfig>) {
+        let p = &mut self.peers[i];
+        for (link, config) in [(&mut p.downlink, down), (&mut p.uplink, up)] {
+            match (link.as_mut(), config) {
+                (Some(l), Some(c)) => l.set_config(c),
+                (None, Some(c)) => *link = Some(Netem::new(c)),
+                (_, None) => *link = None,
+            }
+        }
+    }
+
     fn signal(&mut self, id: ParticipantId, msg: ServerMsg) {
         let Some(i) = self.peers.iter().position(|p| p.id == id) else { return };
+        if let ServerMsg::LayersPaused { paused, .. } = &msg {
+            // A resumed encoding starts with a key frame, as in a browser.
+            if self.peers[i].paused.iter().any(|r| !paused.contains(r)) {
+                self.peers[i].keyframe_requested = true;
+            }
+            self.peers[i].paused = paused.clone();
+        }
         if let ServerMsg::Answer { sdp } = &msg {
             let answer = SdpAnswer::from_sdp_string(sdp).expect("answer parses");
             let pending = self.peers[i].pending.take().expect("an offer was pending");
@@ -183,6 +267,7 @@ impl World {
                 .expect("answer accepted");
         }
         self.peers[i].signals.push(msg);
+        self.peers[i].signal_times.push(self.now);
     }
 
     fn deliver(&mut self, src: SocketAddr, dst: SocketAddr, data: &[u8]) {
@@ -247,9 +332,24 @@ impl World {
         let end = self.now + dur;
         let mut next_video = self.now;
         let mut next_audio = self.now;
+        let mut stuck = 0;
         while self.now < end {
             let next_peer = self.peers.iter().map(|p| p.next).min().unwrap_or(end);
-            let t = [self.sfu_next, next_peer, next_video, next_audio, end].into_iter().min().unwrap_or(end);
+            let next_link = self
+                .peers
+                .iter()
+                .flat_map(|p| [p.downlink.as_ref(), p.uplink.as_ref()])
+                .flatten()
+                .map(|l| l.poll_timeout())
+                .min()
+                .unwrap_or(end);
+            let t = [self.sfu_next, next_peer, next_link, next_video, next_audio, end].into_iter().min().unwrap_or(end);
+            if t <= self.now {
+                stuck += 1;
+                assert!(stuck < 1000, "virtual time does not advance at {:?}", self.now - self.start);
+            } else {
+                stuck = 0;
+            }
             self.now = t.max(self.now);
             if self.now >= next_video {
                 self.send_video(keyframe_every);
@@ -274,6 +374,7 @@ impl World {
     fn send_video(&mut self, keyframe_every: u64) {
         let now = self.now;
         let elapsed = now - self.start;
+        let layer_bytes = self.layer_bytes;
         for p in &mut self.peers {
             let (Some(mid), true) = (p.video_mid, p.connected) else { continue };
             let Some(pt) = p.rtc.codec_config().find(|c| c.spec().codec == Codec::Vp8).map(|c| c.pt()) else {
@@ -288,7 +389,11 @@ impl World {
                 vec![(None, 640, 360, 9)]
             };
             for (rid, w, h, tag) in layers {
-                let frame = vp8_frame(key, w, h, tag, 200 * usize::from(tag));
+                if rid.is_some_and(|r| p.paused.iter().any(|x| x == r)) {
+                    continue;
+                }
+                let len = if p.simulcast { layer_bytes[usize::from(tag) - 1] } else { 200 * usize::from(tag) };
+                let frame = vp8_frame(key, w, h, tag, len);
                 let Some(mut writer) = p.rtc.writer(mid) else { continue };
                 if let Some(r) = rid {
                     writer = writer.rid(r.into());

@@ -1,0 +1,304 @@
+//! Adaptive quality, run from the SFU's periodic tick: bandwidth-driven
+//! layer allocation per subscriber, pausing simulcast layers nobody
+//! receives, quality reports, and marking publishers whose uplink is too
+//! weak for video.
+
+use std::time::{Duration, Instant};
+
+use plenary_proto::{MediaKind, ParticipantId, ServerMsg, TrackQuality};
+use str0m::bwe::Bitrate;
+use str0m::media::Mid;
+
+use crate::Sfu;
+use crate::alloc::{Demand, UPGRADE_SHARE, allocate, next_step};
+use crate::layer::{Allowance, LayerInfo};
+use crate::sfu::Output;
+
+/// How often layer rates are measured and allocations re-run.
+pub const ADAPT_INTERVAL: Duration = Duration::from_millis(500);
+/// How often each participant gets a [`ServerMsg::Quality`] report.
+pub const QUALITY_REPORT_INTERVAL: Duration = Duration::from_secs(2);
+/// A layer no subscriber has needed for this long is paused.
+pub const PAUSE_AFTER: Duration = Duration::from_secs(2);
+/// How often a subscriber limited by its estimate is probed for more.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(3);
+/// Bitrate assumed for an audio track not measured yet, bits per second
+/// (Opus voice with RTP/SRTP/UDP overhead at 50 packets a second).
+const AUDIO_FALLBACK_BPS: u64 = 40_000;
+/// Below this video frame rate (frames per second, best layer) while audio
+/// still arrives, an uplink is poor.
+const POOR_FPS: u32 = 3;
+/// At or above this frame rate a poor uplink is good again.
+const GOOD_FPS: u32 = 8;
+/// Audio counts as arriving when a packet came this recently.
+const AUDIO_FRESH: Duration = Duration::from_secs(2);
+/// A track must be this old before its uplink can be judged.
+const JUDGE_AFTER: Duration = Duration::from_secs(3);
+
+impl Sfu {
+    /// The periodic part of adaptive quality; see the module docs.
+    pub(crate) fn adapt(&mut self, now: Instant, report: bool) {
+        let mut work = Vec::new();
+        for p in self.participants.values_mut() {
+            for t in &mut p.tracks_in {
+                t.measure(now);
+            }
+        }
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for &id in &ids {
+            work.extend(self.allocate(now, id));
+            self.nudge_probe(now, id);
+        }
+        for &id in &ids {
+            self.update_paused(now, id);
+            self.judge_uplink(now, id);
+            if report {
+                self.report_quality(now, id);
+            }
+        }
+        self.process(now, work);
+    }
+
+    /// Records a new downlink estimate for `id` and re-allocates at once, so
+    /// a drop is acted on at the estimator's pace. Returns the sessions to
+    /// drain.
+    pub(crate) fn on_estimate(&mut self, now: Instant, id: ParticipantId, estimate: Bitrate) -> Vec<ParticipantId> {
+        let Some(p) = self.participants.get_mut(&id) else { return Vec::new() };
+        p.estimate_bps = Some(estimate.as_u64());
+        self.allocate(now, id)
+    }
+
+    /// Shares `sub`'s estimate among the videos it watches (see `alloc`),
+    /// retargets the ones whose allowance changed, and tells str0m's
+    /// estimator what to probe for. Returns the sessions to drain (the
+    /// subscriber, publishers asked for key frames).
+    pub(crate) fn allocate(&mut self, now: Instant, sub: ParticipantId) -> Vec<ParticipantId> {
+        let Some(p) = self.participants.get(&sub) else { return Vec::new() };
+        let Some(estimate) = p.estimate_bps else { return Vec::new() };
+        let speaker = self.speakers.get(&p.room).and_then(|d| d.current());
+        let mut audio_bps = 0;
+        let mut videos: Vec<(ParticipantId, Mid, Vec<LayerInfo>)> = Vec::new();
+        let mut demands = Vec::new();
+        for t in p.tracks_out.iter().filter(|t| t.live_mid().is_some()) {
+            let Some(layers) = self.source_layers(t.source, t.source_mid) else { continue };
+            if t.kind == MediaKind::Audio {
+                audio_bps += layers.iter().map(|l| l.bitrate_bps).max().filter(|b| *b > 0).unwrap_or(AUDIO_FALLBACK_BPS);
+                continue;
+            }
+            let ladder: Vec<u64> = t.selector.ladder(layers, now).iter().map(|l| l.bitrate_or_guess()).collect();
+            let current = match t.selector.allowance() {
+                Allowance::Unlimited => ladder.len().checked_sub(1),
+                Allowance::UpTo(max) => ladder.iter().rposition(|b| *b <= max),
+                Allowance::Off => None,
+            };
+            let area = t.selector.preferred().map_or(0, |(w, h)| u64::from(w) * u64::from(h));
+            demands.push(Demand { speaker: speaker == Some(t.source), area, ladder, current });
+            videos.push((t.source, t.source_mid, layers.to_vec()));
+        }
+        let chosen = allocate(estimate, audio_bps, &demands);
+        let wanted: u64 = demands.iter().filter_map(|d| d.ladder.last()).sum();
+        let mut sent = audio_bps;
+        let mut retarget = Vec::new();
+        for ((d, pick), (source, source_mid, layers)) in demands.iter().zip(&chosen).zip(videos) {
+            let allowance = match pick {
+                Some(i) => {
+                    sent += d.ladder[*i];
+                    Allowance::UpTo(d.ladder[*i])
+                }
+                None if d.ladder.is_empty() => Allowance::Unlimited,
+                None => Allowance::Off,
+            };
+            let Some(t) = self
+                .participants
+                .get_mut(&sub)
+                .and_then(|p| p.tracks_out.iter_mut().find(|t| t.source == source && t.source_mid == source_mid))
+            else {
+                continue;
+            };
+            if t.selector.allowance() != allowance {
+                t.selector.set_allowance(allowance);
+            }
+            if let Some(rid) = t.selector.retarget(&layers, now) {
+                retarget.push((source, source_mid, rid));
+            }
+        }
+        if let Some(p) = self.participants.get_mut(&sub) {
+            // Sustain (with padding, which str0m caps at the estimate) the
+            // rate at which the next upgrade would be taken, so the
+            // estimate can grow towards it; probe towards what the
+            // rendered sizes ask for.
+            let desired = ((audio_bps + wanted) as f64 / UPGRADE_SHARE) as u64;
+            let step = next_step(&demands, &chosen);
+            let minimum = if step == 0 { sent } else { ((sent + step) as f64 / UPGRADE_SHARE) as u64 };
+            let rates = (minimum.min(desired), desired);
+            if p.bwe_rates != rates
+                && let Some(rtc) = p.rtc.as_mut()
+            {
+                p.bwe_rates = rates;
+                rtc.bwe().set_bitrate(Bitrate::from(rates.0), Bitrate::from(rates.1.max(rates.0)));
+            }
+        }
+        let mut work = vec![sub];
+        for (source, source_mid, rid) in retarget {
+            self.request_keyframe(now, source, source_mid, rid.as_deref());
+            self.update_paused(now, source);
+            work.push(source);
+        }
+        work
+    }
+
+    /// While `id` gets less than it asks for, re-arms an allocation probe
+    /// every [`PROBE_INTERVAL`]: str0m probes when the desired bitrate rises
+    /// above the estimate, so the desired bitrate dips by 1% now and is
+    /// restored by the next allocation. Without it a link that recovered
+    /// would only be found by the estimator's slow additive increase.
+    fn nudge_probe(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        let (Some(estimate), (minimum, desired)) = (p.estimate_bps, p.bwe_rates) else { return };
+        if estimate >= desired || p.next_probe.is_some_and(|t| now < t) {
+            return;
+        }
+        p.next_probe = Some(now + PROBE_INTERVAL);
+        if let Some(rtc) = p.rtc.as_mut() {
+            let dip = desired - desired / 100;
+            p.bwe_rates = (minimum, dip);
+            rtc.bwe().set_bitrate(Bitrate::from(minimum.min(dip)), Bitrate::from(dip));
+        }
+    }
+
+    fn source_layers(&self, source: ParticipantId, mid: Mid) -> Option<&[LayerInfo]> {
+        self.participants
+            .get(&source)
+            .and_then(|p| p.tracks_in.iter().find(|t| t.mid == mid))
+            .map(|t| t.layers.as_slice())
+    }
+
+    /// Pauses the simulcast layers of `publisher` that no subscriber has
+    /// received or waited for during [`PAUSE_AFTER`], resumes the ones now
+    /// needed, and tells the publisher when the set changes. The smallest
+    /// layer is never paused: it keeps every subscriber one key frame away
+    /// from some picture, and it is how the SFU sees that the uplink works.
+    pub(crate) fn update_paused(&mut self, now: Instant, publisher: ParticipantId) {
+        let Some(p) = self.participants.get(&publisher) else { return };
+        let room = p.room.clone();
+        let mut needed: Vec<(Mid, Option<String>)> = Vec::new();
+        for m in self.rooms.get(&room).into_iter().flatten() {
+            let Some(sub) = self.participants.get(m) else { continue };
+            for t in sub.tracks_out.iter().filter(|t| t.source == publisher && t.live_mid().is_some()) {
+                for rid in [t.selector.current(), t.selector.pending_target()].into_iter().flatten() {
+                    needed.push((t.source_mid, rid.clone()));
+                }
+            }
+        }
+        let Some(p) = self.participants.get_mut(&publisher) else { return };
+        for t in p.tracks_in.iter_mut().filter(|t| t.kind == MediaKind::Video) {
+            if t.layers.len() < 2 {
+                continue;
+            }
+            let smallest = t
+                .layers
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, l)| (l.height.unwrap_or(0), l.rid.clone()))
+                .map(|(i, _)| i);
+            let mut changed = false;
+            for (i, (l, meter)) in t.layers.iter_mut().zip(&mut t.meters).enumerate() {
+                let is_needed = Some(i) == smallest || needed.iter().any(|(mid, rid)| *mid == t.mid && *rid == l.rid);
+                if is_needed {
+                    meter.last_needed = now;
+                    if l.paused {
+                        l.paused = false;
+                        // Give the resumed layer time to arrive before it
+                        // counts as gone.
+                        l.last_seen = now;
+                        changed = true;
+                    }
+                } else if !l.paused && now.saturating_duration_since(meter.last_needed) >= PAUSE_AFTER {
+                    l.paused = true;
+                    changed = true;
+                }
+            }
+            if changed {
+                let mut paused: Vec<String> = t.layers.iter().filter(|l| l.paused).filter_map(|l| l.rid.clone()).collect();
+                paused.sort();
+                self.queue.push_back(Output::Signal(
+                    publisher,
+                    ServerMsg::LayersPaused { mid: t.mid.to_string(), paused },
+                ));
+            }
+        }
+    }
+
+    /// Marks `id` as having a poor connection when its video stalled (best
+    /// layer under [`POOR_FPS`]) while its audio still arrives, and clears
+    /// the mark at [`GOOD_FPS`]; tells the room on every change.
+    fn judge_uplink(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        let audio_fresh = p
+            .tracks_in
+            .iter()
+            .filter(|t| t.kind == MediaKind::Audio)
+            .flat_map(|t| &t.layers)
+            .any(|l| now.saturating_duration_since(l.last_seen) < AUDIO_FRESH);
+        let Some(video) = p.tracks_in.iter().find(|t| t.kind == MediaKind::Video) else { return };
+        if now.saturating_duration_since(video.since) < JUDGE_AFTER {
+            return;
+        }
+        let fps = video
+            .layers
+            .iter()
+            .filter(|l| now.saturating_duration_since(l.last_seen) < Duration::from_secs(1))
+            .map(|l| l.fps)
+            .max()
+            .unwrap_or(0);
+        let poor = if p.video_muted {
+            false
+        } else if p.poor_uplink {
+            fps < GOOD_FPS
+        } else {
+            audio_fresh && fps < POOR_FPS
+        };
+        if poor == p.poor_uplink {
+            return;
+        }
+        p.poor_uplink = poor;
+        tracing::info!(participant = %id, poor, "uplink quality changed");
+        for m in self.rooms.get(&p.room).into_iter().flatten() {
+            self.queue.push_back(Output::Signal(*m, ServerMsg::ConnectionQuality { participant_id: id, poor }));
+        }
+    }
+
+    /// Sends `id` its downlink estimate and the layer of each video it receives.
+    fn report_quality(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else { return };
+        if p.rtc.is_none() || p.tracks_out.is_empty() {
+            return;
+        }
+        let mut tracks = Vec::new();
+        for t in p.tracks_out.iter().filter(|t| t.kind == MediaKind::Video) {
+            let Some(mid) = t.live_mid() else { continue };
+            let rid = t.selector.current().cloned().flatten();
+            let layer = t.selector.current().and_then(|cur| {
+                self.source_layers(t.source, t.source_mid).and_then(|ls| ls.iter().find(|l| l.rid == *cur)).cloned()
+            });
+            let limited = match t.selector.allowance() {
+                Allowance::Unlimited => false,
+                Allowance::Off => !matches!(t.selector.preferred(), Some((0, 0))),
+                Allowance::UpTo(max) => {
+                    let layers = self.source_layers(t.source, t.source_mid).unwrap_or_default();
+                    t.selector.ladder(layers, now).last().is_some_and(|l| l.bitrate_or_guess() > max)
+                }
+            };
+            tracks.push(TrackQuality {
+                mid: mid.to_string(),
+                participant_id: t.source,
+                rid,
+                height: layer.as_ref().and_then(|l| l.height),
+                bitrate_bps: layer.map_or(0, |l| l.bitrate_bps),
+                limited,
+            });
+        }
+        let msg = ServerMsg::Quality { estimate_bps: p.estimate_bps, tracks };
+        self.queue.push_back(Output::Signal(id, msg));
+    }
+}

@@ -1,0 +1,158 @@
+//! Sharing one subscriber's downlink bandwidth estimate among the videos it
+//! watches.
+//!
+//! The estimate comes from str0m's send-side bandwidth estimation over TWCC
+//! feedback (draft-holmer-rmcat-transport-wide-cc-extensions, the Google
+//! congestion controller). Audio is served first and always; what is left
+//! goes to video in priority order: the active speaker, then larger tiles
+//! before smaller ones. Every video first gets its smallest layer, then the
+//! videos are upgraded one at a time, in the same order, up to the layer
+//! their rendered size asks for, while the budget lasts. A video that not
+//! even its smallest layer fits is turned off.
+//!
+//! Hysteresis: a layer already forwarded is kept while it fits
+//! [`KEEP_SHARE`] of the estimate; a higher layer is taken only when it fits
+//! [`UPGRADE_SHARE`]. So a drop in the estimate steps down at its next
+//! report, and a noisy estimate does not make layers flap.
+
+/// Share of the estimate that the forwarded layers may keep using.
+pub const KEEP_SHARE: f64 = 0.9;
+/// Share of the estimate within which a higher layer is taken.
+pub const UPGRADE_SHARE: f64 = 0.75;
+
+/// One video competing for the downlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demand {
+    /// The room's active speaker: served before everyone else.
+    pub speaker: bool,
+    /// Rendered area in device pixels: larger tiles are served first.
+    pub area: u64,
+    /// Bitrates of the layers worth sending, smallest first, bits per
+    /// second; the last one is what the rendered size asks for. Empty for a
+    /// hidden video.
+    pub ladder: Vec<u64>,
+    /// Index into `ladder` of the layer allowed now, if any.
+    pub current: Option<usize>,
+}
+
+/// Chooses a layer (an index into its ladder, or `None` for no video) for
+/// every demand, given the downlink estimate and what the subscriber's
+/// audio takes, both in bits per second. See the module docs.
+pub fn allocate(estimate_bps: u64, audio_bps: u64, demands: &[Demand]) -> Vec<Option<usize>> {
+    let keep_budget = budget(estimate_bps, KEEP_SHARE, audio_bps);
+    let up_budget = budget(estimate_bps, UPGRADE_SHARE, audio_bps);
+    let keep = fill(keep_budget, demands);
+    let up = fill(up_budget, demands);
+    demands
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let kept = match (d.current, keep[i]) {
+                (Some(c), Some(k)) => Some(c.min(k)),
+                _ => None,
+            };
+            up[i].max(kept)
+        })
+        .collect()
+}
+
+/// Extra bits per second the next upgrade would need: the step to the next
+/// layer of the first video, in priority order, below what it asks for. 0
+/// when every video has its wanted layer.
+pub fn next_step(demands: &[Demand], chosen: &[Option<usize>]) -> u64 {
+    priority_order(demands)
+        .into_iter()
+        .find_map(|i| {
+            let ladder = &demands[i].ladder;
+            match chosen.get(i).copied().flatten() {
+                None => ladder.first().copied(),
+                Some(at) if at + 1 < ladder.len() => Some(ladder[at + 1].saturating_sub(ladder[at])),
+                Some(_) => None,
+            }
+        })
+        .unwrap_or(0)
+}
+
+fn priority_order(demands: &[Demand]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..demands.len()).filter(|&i| !demands[i].ladder.is_empty()).collect();
+    order.sort_by_key(|&i| (!demands[i].speaker, std::cmp::Reverse(demands[i].area)));
+    order
+}
+
+fn budget(estimate_bps: u64, share: f64, audio_bps: u64) -> u64 {
+    ((estimate_bps as f64 * share) as u64).saturating_sub(audio_bps)
+}
+
+/// Priority order, then smallest layers for all, then upgrades.
+fn fill(mut budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
+    let order = priority_order(demands);
+    let mut chosen: Vec<Option<usize>> = vec![None; demands.len()];
+    for &i in &order {
+        let lowest = demands[i].ladder[0];
+        if lowest <= budget {
+            budget -= lowest;
+            chosen[i] = Some(0);
+        }
+    }
+    for &i in &order {
+        let Some(mut at) = chosen[i] else { continue };
+        let ladder = &demands[i].ladder;
+        while at + 1 < ladder.len() {
+            let extra = ladder[at + 1].saturating_sub(ladder[at]);
+            if extra > budget {
+                break;
+            }
+            budget -= extra;
+            at += 1;
+        }
+        chosen[i] = Some(at);
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LADDER: [u64; 3] = [150_000, 500_000, 1_500_000];
+
+    fn demand(speaker: bool, area: u64, current: Option<usize>) -> Demand {
+        Demand { speaker, area, ladder: LADDER.to_vec(), current }
+    }
+
+    #[test]
+    fn plenty_gives_everyone_what_they_render() {
+        let d = [demand(false, 100, None), demand(false, 200, None)];
+        assert_eq!(allocate(10_000_000, 64_000, &d), [Some(2), Some(2)]);
+    }
+
+    #[test]
+    fn audio_first_then_smallest_layers_then_speaker_and_large_tiles() {
+        let d = [demand(false, 100, None), demand(true, 50, None), demand(false, 400, None)];
+        // 1.2 Mbps: 0.75 × 1.2 M − 64 k = 836 k: three q (450 k), then the
+        // speaker's upgrade to h (+350 k).
+        assert_eq!(allocate(1_200_000, 64_000, &d), [Some(0), Some(1), Some(0)]);
+        // 300 kbps: room for one q after audio: the speaker's.
+        assert_eq!(allocate(300_000, 64_000, &d), [None, Some(0), None]);
+        // Audio alone eats it all: no video.
+        assert_eq!(allocate(80_000, 64_000, &d), [None, None, None]);
+        // Without a speaker, the largest tile goes first.
+        let d = [demand(false, 100, None), demand(false, 400, None)];
+        assert_eq!(allocate(300_000, 64_000, &d), [None, Some(0)]);
+    }
+
+    #[test]
+    fn hysteresis_keeps_a_layer_that_still_fits_and_drops_one_that_does_not() {
+        // 0.75 × 2 M − 64 k = 1.436 M: not enough to take f (1.5 M) ...
+        assert_eq!(allocate(2_000_000, 64_000, &[demand(false, 1, Some(1))]), [Some(1)]);
+        // ... but 0.9 × 1.8 M − 64 k = 1.556 M keeps an f already forwarded.
+        assert_eq!(allocate(1_800_000, 64_000, &[demand(false, 1, Some(2))]), [Some(2)]);
+        // A real drop steps down at once.
+        assert_eq!(allocate(300_000, 64_000, &[demand(false, 1, Some(2))]), [Some(0)]);
+        assert_eq!(next_step(&[demand(false, 1, Some(0))], &[Some(0)]), 350_000, "q to h");
+        assert_eq!(next_step(&[demand(false, 1, None)], &[Some(2)]), 0, "all there");
+        // Hidden videos get nothing.
+        let hidden = Demand { speaker: false, area: 0, ladder: Vec::new(), current: None };
+        assert_eq!(allocate(10_000_000, 0, &[hidden]), [None]);
+    }
+}

@@ -1,0 +1,221 @@
+//! Adaptive quality in virtual time over seeded emulated links
+//! (str0m-netem): what a participant notices when its downlink shrinks,
+//! recovers or loses packets, when nobody watches a layer, and when a
+//! publisher's uplink is too weak for video.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{Received, World};
+use plenary_proto::{MediaKind, ServerMsg};
+use str0m_netem::{Bitrate, DataSize, NetemConfig, Probability, RandomLoss};
+
+/// Simulcast layers of about 150 kbit/s, 500 kbit/s and 1.3 Mbit/s at 30
+/// frames a second, as a browser sends for 180p/360p/720p.
+const REALISTIC_LAYERS: [usize; 3] = [625, 2_080, 5_400];
+
+/// A link of `kbps` with a queue holding `queue_ms` of it and 20 ms delay.
+fn link(kbps: u64, queue_ms: u64, seed: u64) -> NetemConfig {
+    NetemConfig::new()
+        .latency(Duration::from_millis(20))
+        .link(Bitrate::kbps(kbps), DataSize::bytes((kbps * queue_ms / 8) as i64))
+        .seed(seed)
+}
+
+fn delay_only(seed: u64) -> NetemConfig {
+    NetemConfig::new().latency(Duration::from_millis(20)).seed(seed)
+}
+
+/// Audio packets lost on `mid` among those sent between the first and the
+/// last received in [from, to): by RTP sequence number gaps.
+fn audio_loss(frames: &[&Received], from: Instant, to: Instant) -> (u64, u64) {
+    let window: Vec<&&Received> = frames.iter().filter(|f| f.at >= from && f.at < to).collect();
+    let (Some(first), Some(last)) = (window.first(), window.last()) else { return (0, 0) };
+    let expected = last.last_seq - first.first_seq + 1;
+    (expected - window.len() as u64, expected)
+}
+
+fn fps(frames: &[&Received], from: Instant, to: Instant) -> f64 {
+    let n = frames.iter().filter(|f| f.at >= from && f.at < to).count();
+    n as f64 / (to - from).as_secs_f64()
+}
+
+/// Layers of the frames a player would show from `after` on: frames in
+/// sequence order (a retransmission completing an old frame late is not
+/// shown).
+fn layer_at(frames: &[&Received], after: Instant) -> Vec<u8> {
+    let mut newest = 0;
+    let mut tags: Vec<u8> = frames
+        .iter()
+        .filter(|f| {
+            let in_order = f.first_seq > newest;
+            newest = newest.max(f.last_seq);
+            in_order && f.at >= after
+        })
+        .map(|f| f.layer_tag)
+        .collect();
+    tags.dedup();
+    tags
+}
+
+#[test]
+fn downlink_drop_steps_down_within_2s_without_audio_loss_and_recovers_within_10s() {
+    let mut w = World::new();
+    w.layer_bytes = REALISTIC_LAYERS;
+    let p = w.join("room-bw", true, true);
+    let s = w.join("room-bw", false, false);
+    w.set_links(s, Some(link(3_000, 300, 1)), Some(delay_only(2)));
+    w.run(Duration::from_secs(1), 30);
+    w.prefer(s, p, 1280, 720);
+    w.run(Duration::from_secs(5), 30);
+    let vmid = w.mid_of(s, p, MediaKind::Video).expect("video");
+    let amid = w.mid_of(s, p, MediaKind::Audio).expect("audio");
+    assert_eq!(w.frames(s, vmid).last().map(|f| f.layer_tag), Some(3), "3 Mbit/s carries the 720p layer");
+
+    // The link drops to 300 kbit/s.
+    let drop = w.now;
+    w.set_links(s, Some(link(300, 300, 3)), Some(delay_only(4)));
+    w.run(Duration::from_secs(10), 30);
+    let video = w.frames(s, vmid);
+    let to_low = w.peers[s]
+        .signals
+        .iter()
+        .zip(&w.peers[s].signal_times)
+        .find_map(|(m, t)| match m {
+            ServerMsg::Layer { rid, .. } if *t >= drop && rid.as_deref() == Some("q") => Some(*t - drop),
+            _ => None,
+        });
+    assert!(to_low.is_some_and(|d| d <= Duration::from_secs(2)), "switched to the lowest layer within 2 s: {to_low:?}");
+    // What was queued on the link and in the pacer before the switch, and
+    // its retransmissions, drain within another 2 s.
+    assert_eq!(layer_at(&video, drop + Duration::from_secs(4)), [1], "only the lowest layer arrives after that");
+    let audio = w.frames(s, amid);
+    let (lost, sent) = audio_loss(&audio, drop, w.now);
+    assert!(sent > 450, "audio kept arriving ({sent} packets)");
+    assert!(lost * 100 <= sent, "audio loss {lost}/{sent} over 1% after the drop");
+    assert!(fps(&video, w.now - Duration::from_secs(4), w.now) > 25.0, "the low layer plays smoothly");
+
+    // The link recovers.
+    let recovery = w.now;
+    w.set_links(s, Some(link(3_000, 300, 5)), Some(delay_only(6)));
+    w.run(Duration::from_secs(10), 30);
+    let video = w.frames(s, vmid);
+    let back = video.iter().find(|f| f.at >= recovery && f.layer_tag == 3).map(|f| f.at - recovery);
+    assert!(back.is_some(), "back on the 720p layer within 10 s of recovery");
+    let quality = w.peers[s].signals.iter().rev().find_map(|m| match m {
+        ServerMsg::Quality { estimate_bps, tracks } => Some((*estimate_bps, tracks.clone())),
+        _ => None,
+    });
+    let (estimate, tracks) = quality.expect("quality reports");
+    assert!(estimate.is_some_and(|e| e > 1_000_000), "estimate after recovery: {estimate:?}");
+    assert_eq!(tracks[0].rid.as_deref(), Some("f"), "the report names the forwarded layer");
+    let switches: Vec<Option<String>> = w.peers[s]
+        .signals
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Layer { rid, .. } => Some(rid.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(switches.len() < 12, "layers did not flap: {switches:?}");
+}
+
+#[test]
+fn five_percent_loss_for_10s_video_recovers_and_frame_rate_returns() {
+    let mut w = World::new();
+    w.layer_bytes = REALISTIC_LAYERS;
+    let p = w.join("room-loss", true, true);
+    let s = w.join("room-loss", false, false);
+    w.set_links(s, Some(delay_only(7)), Some(delay_only(8)));
+    w.run(Duration::from_secs(1), 300);
+    w.prefer(s, p, 640, 360);
+    w.run(Duration::from_secs(3), 300);
+    let vmid = w.mid_of(s, p, MediaKind::Video).expect("video");
+    let lossy = NetemConfig::new()
+        .latency(Duration::from_millis(20))
+        .loss(RandomLoss::new(Probability::new(0.05)))
+        .seed(9);
+    let start = w.now;
+    w.set_links(s, Some(lossy), Some(delay_only(10)));
+    w.run(Duration::from_secs(10), 300);
+    let during = fps(&w.frames(s, vmid), start, w.now);
+    assert!(during > 15.0, "video kept playing under 5% loss (NACK/RTX, key frames): {during:.1} fps");
+    let end = w.now;
+    w.set_links(s, Some(delay_only(11)), Some(delay_only(12)));
+    w.run(Duration::from_secs(4), 300);
+    let video = w.frames(s, vmid);
+    let after: Vec<&&Received> = video.iter().filter(|f| f.at >= end + Duration::from_secs(1)).collect();
+    assert!(fps(&video, end + Duration::from_secs(1), w.now) > 28.0, "frame rate back to normal");
+    assert!(after.iter().all(|f| f.contiguous), "no gaps once the loss stopped");
+    assert!(after.windows(2).all(|p| p[1].first_seq == p[0].last_seq + 1), "sequence continuous");
+}
+
+#[test]
+fn layers_nobody_receives_are_paused_and_resumed_when_needed() {
+    let mut w = World::new();
+    w.layer_bytes = REALISTIC_LAYERS;
+    let p = w.join("room-pause", true, true);
+    let s = w.join("room-pause", false, false);
+    w.run(Duration::from_secs(1), 30);
+    w.prefer(s, p, 160, 90);
+    w.run(Duration::from_secs(4), 30);
+    let paused = |w: &World| {
+        w.peers[p].signals.iter().rev().find_map(|m| match m {
+            ServerMsg::LayersPaused { paused, .. } => Some(paused.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(paused(&w), Some(vec!["f".to_string(), "h".to_string()]), "only the small layer is watched");
+    let vmid = w.mid_of(s, p, MediaKind::Video).expect("video");
+    assert_eq!(layer_at(&w.frames(s, vmid), w.now - Duration::from_secs(1)), [1]);
+    let enlarged = w.now;
+    w.prefer(s, p, 1280, 720);
+    w.run(Duration::from_secs(3), 30);
+    assert_eq!(paused(&w), Some(vec!["h".to_string()]), "the big layer resumed, the middle one stays paused");
+    let video = w.frames(s, vmid);
+    let first_f = video.iter().find(|f| f.at >= enlarged && f.layer_tag == 3).expect("the 720p layer arrives");
+    assert!(first_f.at - enlarged < Duration::from_secs(1), "within a second: {:?}", first_f.at - enlarged);
+    assert!(first_f.keyframe, "resumed on a key frame");
+    // Nobody watches at all: everything but the smallest layer pauses.
+    w.prefer(s, p, 0, 0);
+    w.run(Duration::from_secs(3), 30);
+    assert_eq!(paused(&w), Some(vec!["f".to_string(), "h".to_string()]));
+}
+
+#[test]
+fn a_publisher_whose_uplink_cannot_carry_video_is_marked_poor() {
+    let mut w = World::new();
+    w.layer_bytes = REALISTIC_LAYERS;
+    let p = w.join("room-poor", true, true);
+    let s = w.join("room-poor", false, false);
+    w.run(Duration::from_secs(4), 30);
+    let pid = w.peers[p].id;
+    let marks = |w: &World| -> Vec<bool> {
+        w.peers[s]
+            .signals
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::ConnectionQuality { participant_id, poor } if *participant_id == pid => Some(*poor),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(marks(&w).is_empty(), "a healthy uplink is not marked");
+    // 64 kbit/s up: audio gets through, video does not.
+    w.set_links(p, Some(delay_only(13)), Some(link(64, 500, 14)));
+    let cut = w.now;
+    w.run(Duration::from_secs(5), 30);
+    assert_eq!(marks(&w), [true], "marked poor");
+    let at = w.peers[s]
+        .signals
+        .iter()
+        .zip(&w.peers[s].signal_times)
+        .find_map(|(m, t)| matches!(m, ServerMsg::ConnectionQuality { poor: true, .. }).then_some(*t - cut));
+    assert!(at.is_some_and(|d| d < Duration::from_secs(4)), "marked within 4 s: {at:?}");
+    let amid = w.mid_of(s, p, MediaKind::Audio).expect("audio");
+    assert!(fps(&w.frames(s, amid), w.now - Duration::from_secs(2), w.now) > 20.0, "its audio still plays");
+    w.set_links(p, Some(delay_only(15)), Some(delay_only(16)));
+    w.run(Duration::from_secs(5), 30);
+    assert_eq!(marks(&w), [true, false], "cleared once video flows again");
+}
