@@ -530,14 +530,15 @@ impl Sfu {
     pub(crate) fn process(&mut self, now: Instant, mut work: Vec<ParticipantId>) {
         let mut touched = Vec::new();
         while let Some(id) = work.pop() {
-            if !touched.contains(&id) {
-                touched.push(id);
-            }
+            touched.push(id);
             let events = self.drain(id);
             for ev in events {
                 self.handle_event(now, id, ev, &mut work);
             }
         }
+        // A frame touches every subscriber: dedup in O(n log n), not O(n²).
+        touched.sort_unstable();
+        touched.dedup();
         for id in touched {
             self.negotiate(id);
             // Negotiation may have produced transmits.
@@ -659,7 +660,7 @@ impl Sfu {
         // A VP8 key frame must carry its (clear) header; anything else
         // claiming to be one is not a safe switching point.
         let keyframe = data.is_keyframe() && (!is_vp8 || size.is_some());
-        let (room, layers_changed, layers, kind, size_unknown) = {
+        let (layers_changed, layers, kind, size_unknown) = {
             let Some(p) = self.participants.get_mut(&source) else { return };
             let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == data.mid) else { return };
             let changed = t.saw_frame(rid.as_deref(), size, data.data.len(), now);
@@ -669,7 +670,7 @@ impl Sfu {
                 t.last_pli.retain(|(r, _)| *r != data.rid);
             }
             let unknown = t.layers.iter().any(|l| l.rid == rid && l.height.is_none());
-            (p.room.clone(), changed, if changed { t.layers.clone() } else { Vec::new() }, t.kind, unknown)
+            (changed, if changed { t.layers.clone() } else { Vec::new() }, t.kind, unknown)
         };
         if kind == MediaKind::Video && is_vp8 && size_unknown {
             // Learn this layer's size from a key frame so subscribers can be
@@ -677,18 +678,24 @@ impl Sfu {
             self.request_keyframe(now, source, data.mid, rid.as_deref());
             work.push(source);
         }
-        if kind == MediaKind::Audio
-            && let Some(level) = data.ext_vals.audio_level
-        {
-            self.speakers.entry(room.clone()).or_default().record(source, level, now);
-        }
         if !data.contiguous && kind == MediaKind::Video {
             self.request_keyframe(now, source, data.mid, rid.as_deref());
             work.push(source);
         }
-        let members = self.rooms.get(&room).cloned().unwrap_or_default();
+        // Borrowed, not cloned, per frame: the loop below touches only
+        // other fields of `self`.
+        let Some(room) = self.participants.get(&source).map(|p| &p.room) else { return };
+        if kind == MediaKind::Audio
+            && let Some(level) = data.ext_vals.audio_level
+        {
+            match self.speakers.get_mut(room) {
+                Some(d) => d.record(source, level, now),
+                None => self.speakers.entry(room.clone()).or_default().record(source, level, now),
+            }
+        }
+        let members: &[ParticipantId] = self.rooms.get(room).map(Vec::as_slice).unwrap_or(&[]);
         let mut pli_for: Vec<Option<String>> = Vec::new();
-        for m in members {
+        for &m in members {
             if m == source {
                 continue;
             }
@@ -748,6 +755,10 @@ impl Sfu {
     fn negotiate(&mut self, id: ParticipantId) {
         let Some(p) = self.participants.get_mut(&id) else { return };
         if p.pending_offer.is_some() {
+            return;
+        }
+        // Called for every session a frame touched: nothing to do is the rule.
+        if !p.tracks_out.iter().any(|t| matches!(t.state, OutState::ToOpen | OutState::ToStop(_))) {
             return;
         }
         let Some(rtc) = p.rtc.as_mut() else { return };
