@@ -25,6 +25,10 @@ pub struct TrackStats {
     /// File the track was recorded to, if recording and any frame was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<PathBuf>,
+    /// Longest wait between two usable frames (decrypted, in end-to-end
+    /// encrypted meetings) on this track so far, milliseconds; 0 before
+    /// the second. What a listener hears as a dropout.
+    pub max_gap_ms: u64,
     /// End-to-end encrypted meetings only: frames decrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decrypted: Option<u64>,
@@ -240,6 +244,7 @@ mod tests {
             mid: "a1".into(),
             frames: 10,
             bytes: 2000,
+            max_gap_ms: 40,
             recording: None,
             decrypted: None,
             decrypt_failures: None,
@@ -258,7 +263,7 @@ mod tests {
             v,
             serde_json::json!({
                 "event": "summary", "participant_id": 1, "room": "r", "duration_s": 10.5, "connect_s": 0.25,
-                "tracks": [{"participant_id": 3, "kind": "video", "mid": "a1", "frames": 10, "bytes": 2000}],
+                "tracks": [{"participant_id": 3, "kind": "video", "mid": "a1", "frames": 10, "bytes": 2000, "max_gap_ms": 40}],
                 "sent": [{"kind": "audio", "mid": "b2", "frames": 50, "bytes": 900}],
             })
         );

@@ -37,6 +37,12 @@ const ICE_DISCONNECTED_GRACE: Duration = Duration::from_secs(3);
 /// No datagram at all from the server for this long while connected (ICE
 /// consent checks alone answer every few seconds): the media path is gone.
 const MEDIA_SILENCE: Duration = Duration::from_secs(6);
+/// Audio packets str0m may hold back waiting for a missing one, and for
+/// how long at most: as a browser's jitter buffer, a lost 20 ms Opus packet
+/// is skipped after about 60 ms (str0m's defaults, 15 packets and 1 s,
+/// turn every loss into a silence of 300 ms or more).
+const AUDIO_REORDER_PACKETS: usize = 3;
+const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(60);
 /// Interval of `frames` reports.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Interval of signaling keep-alive pings.
@@ -188,6 +194,8 @@ async fn open_media(local_addr: SocketAddr) -> Result<(Rtc, UdpSocket, SocketAdd
         .enable_vp8(true)
         .enable_vp9(true)
         .enable_h264(true)
+        .set_reordering_size_audio(AUDIO_REORDER_PACKETS)
+        .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT))
         .build(Instant::now());
     Ok((rtc, socket, udp_addr))
 }
@@ -305,6 +313,8 @@ struct RxTrack {
     last_keyframe_request: Option<Instant>,
     /// Frames were dropped (not decryptable) since the last one recorded.
     decrypt_gap: bool,
+    /// When the last usable frame arrived.
+    last_frame_at: Option<Instant>,
 }
 
 enum End {
@@ -673,6 +683,11 @@ impl Session {
                     return Ok(());
                 }
         };
+        let now = Instant::now();
+        if let Some(last) = track.last_frame_at.replace(now) {
+            let gap = u64::try_from((now - last).as_millis()).unwrap_or(u64::MAX);
+            track.stats.max_gap_ms = track.stats.max_gap_ms.max(gap);
+        }
         let contiguous = data.contiguous && !track.decrypt_gap;
         let Some(rec) = &mut track.recorder else {
             return Ok(());
@@ -928,11 +943,13 @@ impl Session {
                     recording: None,
                     decrypted: Some(0),
                     decrypt_failures: Some(0),
+                    max_gap_ms: 0,
                 },
                 active: true,
                 recorder,
                 last_keyframe_request: None,
                 decrypt_gap: false,
+                last_frame_at: None,
             });
         }
         let gone: Vec<usize> =

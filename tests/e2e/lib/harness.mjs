@@ -144,10 +144,12 @@ export function hasSubcommand(name) {
 /**
  * Starts `plenary serve` on free loopback ports and waits for /healthz.
  * Given ports (e.g. those of a server that was stopped) are reused; `args`
- * are added to the command line (e.g. `['--tap', file]`).
+ * are added to the command line (e.g. `['--tap', file]`); `host` is the
+ * local IPv4 address to listen on and announce (e.g. one end of a veth
+ * pair, see lib/netns.mjs).
  * Returns {origin, httpPort, rtcPort, url(path), logFile, stop()}.
  */
-export async function startServer({ name = 'server', httpPort = 0, rtcPort = 0, args: extra = [] } = {}) {
+export async function startServer({ name = 'server', httpPort = 0, rtcPort = 0, args: extra = [], host = '127.0.0.1' } = {}) {
   if (!fs.existsSync(PLENARY_BIN)) {
     throw new Error(`${PLENARY_BIN} is missing: run cargo build --release -p plenary-server`);
   }
@@ -156,7 +158,7 @@ export async function startServer({ name = 'server', httpPort = 0, rtcPort = 0, 
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const logFile = path.join(ARTIFACTS, `${name}.log`);
   const log = fs.openSync(logFile, 'w');
-  const args = ['serve', '--listen', `127.0.0.1:${httpPort}`, '--rtc-port', String(rtcPort), '--public-ip', '127.0.0.1'];
+  const args = ['serve', '--listen', `${host}:${httpPort}`, '--rtc-port', String(rtcPort), '--public-ip', host];
   if (process.env.PLENARY_WEB_DIR) args.push('--web-dir', process.env.PLENARY_WEB_DIR);
   args.push(...extra);
   const child = spawn(PLENARY_BIN, args, {
@@ -164,7 +166,7 @@ export async function startServer({ name = 'server', httpPort = 0, rtcPort = 0, 
     stdio: ['ignore', log, log],
     env: { ...process.env },
   });
-  const origin = `http://127.0.0.1:${httpPort}`;
+  const origin = `http://${host}:${httpPort}`;
   let exited = null;
   child.on('exit', (code, signal) => { exited = { code, signal }; });
   const deadline = Date.now() + 15000;
@@ -226,15 +228,20 @@ export function chromiumArgs(media) {
  * One headless Chromium with a fresh profile (its own browser process),
  * recording every request and WebSocket its pages open, and the payload of
  * every WebSocket frame the server sent to them or they sent (`frames`).
- * `devices: false` gives it no camera and no microphone at all.
+ * `devices: false` gives it no camera and no microphone at all;
+ * `executablePath` replaces Chromium (e.g. a wrapper that runs it in a
+ * network namespace) and `extraArgs` are added to its flags.
  * Returns {context, page, requests, frames, errors, close()}.
  */
-export async function openBrowser(media, { viewport = { width: 960, height: 540 }, devices = true } = {}) {
+export async function openBrowser(media, {
+  viewport = { width: 960, height: 540 }, devices = true, executablePath = CHROMIUM, extraArgs = [],
+} = {}) {
   const profile = tempDir('plenary-e2e-profile-');
   // Without fake devices, headless Chromium has no camera or microphone.
-  const args = devices ? chromiumArgs(media) : chromiumArgs(media).filter((a) => !/fake-(device|video|audio)/.test(a));
+  const base = devices ? chromiumArgs(media) : chromiumArgs(media).filter((a) => !/fake-(device|video|audio)/.test(a));
+  const args = [...base, ...extraArgs];
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     viewport,
     args,
