@@ -94,6 +94,7 @@ test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { t
   const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`,
     ['--duration', String(RECEIVE_SECONDS), '--record', rec]);
   const exit = await native.done;
+  ns.clearLoss();
   assert.equal(exit.code, 0, `plenary join: ${native.stderr.slice(-1500)}`);
   const summary = native.events.find((e) => e.event === 'summary');
   const tracks = summary?.tracks ?? [];
@@ -113,3 +114,4 @@ test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { t
   assert.ok(video[0].max_gap_ms < 1000, `no video freeze of a second or more (longest gap ${video[0].max_gap_ms} ms)`);
   fs.rmSync(rec, { recursive: true, force: true });
 }));
+

@@ -7,6 +7,11 @@
 //   the group re-forms, and within 10 s of the new server being up every
 //   page decodes the other page's and the native client's video and the
 //   native client decrypts both pages' audio and video.
+// - Network cut: a page whose Chromium runs in its own network namespace
+//   (lib/netns.mjs) loses its link until the server has dropped it; once
+//   the link is back, within 10 s it is connected again and it and the
+//   other page decode each other's video. Needs root and iproute2 (skips
+//   with the reason otherwise).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +19,7 @@ import {
   testMedia, startServer, openBrowser, randomId, waitFor, sleep, explained, newSecret, joinPath, startNative,
   hasSubcommand,
 } from './lib/harness.mjs';
+import { createNetns, netnsUnavailable } from './lib/netns.mjs';
 
 /** Media must flow again this soon after the connection is back, milliseconds. */
 const RESUME_MS = 10_000;
@@ -115,4 +121,58 @@ test('pages and a native client reconnect by themselves after the server restart
     native.child.kill('SIGINT');
     assert.equal((await native.done).code, 0, `plenary join ends cleanly: ${native.stderr.slice(-1500)}`);
   });
+});
+
+test('a page whose network is cut reconnects within 10 s of the link coming back', { timeout: 150_000, skip: netnsUnavailable() ?? false }, async (t) => {
+  const ns = createNetns();
+  let srv = null;
+  const pages = [];
+  const local = { server: () => srv, browsers: () => pages };
+  try {
+    srv = await startServer({ name: 'reconnect-cut-server', host: ns.hostIp });
+    await explained(t, local, async () => {
+      // Pages on http://<veth address> are secure contexts only by this flag.
+      const flags = [`--unsafely-treat-insecure-origin-as-secure=${srv.origin}`];
+      const cut = await openBrowser(media, { executablePath: ns.chromiumWrapper(), extraArgs: flags });
+      pages.push(cut);
+      const other = await openBrowser(media, { extraArgs: flags });
+      pages.push(other);
+      const room = `reconnect-cut-${randomId(6)}`;
+      const secret = newSecret();
+      const [nameCut, nameOther] = [`Participant-${randomId(6)}`, `Participant-${randomId(6)}`];
+      await cut.page.goto(srv.url(joinPath(room, secret, nameCut)));
+      await other.page.goto(srv.url(joinPath(room, secret, nameOther)));
+      const both = async (min) => (await framesFrom(cut, nameOther)) > min && (await framesFrom(other, nameCut)) > min;
+      assert.ok(await waitFor(() => both(30), { ms: 45_000 }), 'video flows both ways before the cut');
+
+      ns.cut();
+      const cutAt = Date.now();
+      const noticed = await waitFor(async () => (await cut.page.evaluate(() => window.plenary.state)) === 'reconnecting',
+        { ms: 20_000, every: 200 });
+      assert.ok(noticed, 'the cut page shows "reconnecting"');
+      // Keep the link down until the server has ended the page's session
+      // (the other page no longer lists it), so the way back is a rejoin.
+      const dropped = await waitFor(async () => !(await statsOf(other)).participants.some((p) => p.name === nameCut),
+        { ms: 40_000, every: 250 });
+      assert.ok(dropped, 'the server drops the unreachable page');
+      t.diagnostic(`link down for ${((Date.now() - cutAt) / 1000).toFixed(1)} s`);
+
+      ns.restore();
+      const restoredAt = Date.now();
+      const back = await waitFor(async () => (await cut.page.evaluate(() => window.plenary.state)) === 'connected' && both(10),
+        { ms: RESUME_MS + 20_000, every: 250 });
+      const took = Date.now() - restoredAt;
+      t.diagnostic(`media resumed both ways ${(took / 1000).toFixed(1)} s after the link came back`);
+      if (!back) {
+        const e2ee = await Promise.all([cut, other].map((x) => x.page.evaluate(() => window.plenary.e2ee())));
+        t.diagnostic(`pages' E2EE state: ${JSON.stringify(e2ee.map((e) => ({ member: e.member, epoch: e.epoch, leaf: e.leaf, failures: e.decryptFailures, per: e.perParticipant })))}`);
+      }
+      assert.ok(back, 'the cut page reconnects and media flows both ways again');
+      assert.ok(took <= RESUME_MS, `within ${RESUME_MS / 1000} s of the link coming back (took ${(took / 1000).toFixed(1)} s)`);
+    });
+  } finally {
+    await Promise.all(pages.map((b) => b.close()));
+    await srv?.stop();
+    ns.destroy();
+  }
 });

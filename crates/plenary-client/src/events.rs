@@ -29,6 +29,10 @@ pub struct TrackStats {
     /// encrypted meetings) on this track so far, milliseconds; 0 before
     /// the second. What a listener hears as a dropout.
     pub max_gap_ms: u64,
+    /// Video: RID of the simulcast layer the server forwards now (`q`, `h`,
+    /// `f`), from its `layer` messages; absent until one came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
     /// End-to-end encrypted meetings only: frames decrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decrypted: Option<u64>,
@@ -245,6 +249,7 @@ mod tests {
             frames: 10,
             bytes: 2000,
             max_gap_ms: 40,
+            layer: None,
             recording: None,
             decrypted: None,
             decrypt_failures: None,

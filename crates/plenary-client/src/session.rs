@@ -829,7 +829,12 @@ impl Session {
                 }
                 tracing::warn!(?code, %message, "server reported an error");
             }
-            ServerMsg::Layer { mid, rid } => tracing::debug!(%mid, ?rid, "layer"),
+            ServerMsg::Layer { mid, rid } => {
+                tracing::debug!(%mid, ?rid, "layer");
+                if let Some(&i) = self.rx_by_mid.get(&mid) {
+                    self.rx[i].stats.layer = rid;
+                }
+            }
             ServerMsg::CreateGroup => {
                 if let Some(e) = &mut self.e2ee {
                     let outs = e.on_create_group();
@@ -944,6 +949,7 @@ impl Session {
                     decrypted: Some(0),
                     decrypt_failures: Some(0),
                     max_gap_ms: 0,
+                    layer: None,
                 },
                 active: true,
                 recorder,

@@ -73,6 +73,8 @@ export function createNetns() {
     loss(p) {
       inNs('iptables', ['-A', 'INPUT', '-i', nsIf, '-m', 'statistic', '--mode', 'random', '--probability', String(p), '-j', 'DROP']);
     },
+    /** Removes the loss. */
+    clearLoss() { inNs('iptables', ['-F', 'INPUT']); },
     /** Caps traffic into the namespace at `kbit` kbit/s (tbf on the host end). */
     cap(kbit) {
       run('tc', ['qdisc', 'replace', 'dev', hostIf, 'root', 'tbf', 'rate', `${kbit}kbit`, 'burst', '16kb', 'latency', '200ms']);
