@@ -7,6 +7,11 @@
 //   client hears the page's audio without any gap over 200 ms, its
 //   recording of the page's video decodes with ffmpeg throughout (about
 //   15 fps or more, no error) and the video never stalls for a second.
+// - 500 kbit/s cap into the namespace (tbf): the server moves the native
+//   client to the lowest simulcast layer (`q`) and its audio has no gap over
+//   200 ms, before, during and after the step down; removing the cap brings
+//   the layer it had before back. This needs the SFU's bandwidth-driven
+//   layer allocation (issue #3 item 1).
 //
 // Needs root and iproute2/iptables/tc; skips with the reason otherwise.
 
@@ -18,7 +23,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import {
   ROOT, PLENARY_BIN, testMedia, startServer, openBrowser, randomId, waitFor, explained, newSecret, joinPath,
-  tempDir, hasSubcommand,
+  tempDir, hasSubcommand, sleep,
 } from './lib/harness.mjs';
 import { createNetns, netnsUnavailable } from './lib/netns.mjs';
 
@@ -95,6 +100,9 @@ test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { t
     ['--duration', String(RECEIVE_SECONDS), '--record', rec]);
   const exit = await native.done;
   ns.clearLoss();
+  const layers = native.events.filter((e) => e.event === 'frames')
+    .map((e) => e.tracks.find((tr) => tr.kind === 'video')?.layer ?? '-').join('');
+  t.diagnostic(`forwarded video layer, second by second: ${layers}`);
   assert.equal(exit.code, 0, `plenary join: ${native.stderr.slice(-1500)}`);
   const summary = native.events.find((e) => e.event === 'summary');
   const tracks = summary?.tracks ?? [];
@@ -115,3 +123,49 @@ test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { t
   fs.rmSync(rec, { recursive: true, force: true });
 }));
 
+/** The native client's track of `kind` in its latest `frames` event. */
+function latestTrack(native, kind) {
+  const last = [...native.events].reverse().find((e) => e.event === 'frames');
+  return last?.tracks.find((tr) => tr.kind === kind) ?? null;
+}
+
+test('500 kbit/s cap: lowest layer and audio without gaps over 200 ms; without the cap the high layer returns', { timeout: 150_000, skip: unavailable ?? false }, async (t) => explained(t, ctx, async () => {
+  const room = `netns-cap-${randomId(6)}`;
+  const secret = newSecret();
+  await publisher(room, secret);
+  const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`, ['--duration', '120']);
+  try {
+    const video = () => latestTrack(native, 'video');
+    const audio = () => latestTrack(native, 'audio');
+    const high = await waitFor(() => {
+      const v = video();
+      return v && v.decrypted > 60 && v.layer && v.layer !== 'q' ? v.layer : null;
+    }, { ms: 30_000, every: 250 });
+    assert.ok(high, `a layer above the lowest before the cap: ${JSON.stringify(video())} ${native.stderr.slice(-1000)}`);
+
+    ns.cap(500);
+    const cappedAt = Date.now();
+    const low = await waitFor(() => video()?.layer === 'q', { ms: 10_000, every: 100 });
+    t.diagnostic(`on the lowest layer ${((Date.now() - cappedAt) / 1000).toFixed(1)} s after the cap`);
+    assert.ok(low, `the lowest layer under the cap: ${JSON.stringify(video())}`);
+    const before = video().decrypted;
+    await sleep(10_000);
+    const v = video();
+    assert.equal(v.layer, 'q', 'stays on the lowest layer under the cap');
+    assert.ok(v.decrypted - before > 10 * 10, `video keeps arriving under the cap: ${v.decrypted - before} frames in 10 s`);
+    const gap = audio()?.max_gap_ms;
+    t.diagnostic(`longest audio gap so far ${gap} ms`);
+    assert.ok(gap <= MAX_AUDIO_GAP_MS, `audio without gaps over ${MAX_AUDIO_GAP_MS} ms (longest ${gap} ms)`);
+
+    ns.uncap();
+    const uncappedAt = Date.now();
+    const back = await waitFor(() => video()?.layer === high, { ms: 20_000, every: 250 });
+    t.diagnostic(`back on ${high} ${((Date.now() - uncappedAt) / 1000).toFixed(1)} s after the cap was removed`);
+    assert.ok(back, `the ${high} layer returns without the cap: ${JSON.stringify(video())}`);
+    assert.ok(audio().max_gap_ms <= MAX_AUDIO_GAP_MS, `audio without gaps over ${MAX_AUDIO_GAP_MS} ms (longest ${audio().max_gap_ms} ms)`);
+  } finally {
+    native.child.kill('SIGINT');
+    await native.done;
+    try { ns.uncap(); } catch { /* not capped */ }
+  }
+}));
