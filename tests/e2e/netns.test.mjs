@@ -80,6 +80,12 @@ function ffmpegDecode(file) {
   }
 }
 
+/** Closes a page of `browsers` (each test publishes from its own). */
+async function closePage(b) {
+  browsers.splice(browsers.indexOf(b), 1);
+  await b.close();
+}
+
 /** Opens the publishing page (root namespace) in `room`. */
 async function publisher(room, secret) {
   const b = await openBrowser(media, { extraArgs: [`--unsafely-treat-insecure-origin-as-secure=${server.origin}`] });
@@ -93,34 +99,38 @@ async function publisher(room, secret) {
 test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { timeout: 120_000, skip: unavailable ?? false }, async (t) => explained(t, ctx, async () => {
   const room = `netns-loss-${randomId(6)}`;
   const secret = newSecret();
-  await publisher(room, secret);
+  const page = await publisher(room, secret);
   ns.loss(0.03);
   const rec = tempDir('plenary-netns-rec-');
-  const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`,
-    ['--duration', String(RECEIVE_SECONDS), '--record', rec]);
-  const exit = await native.done;
-  ns.clearLoss();
-  const layers = native.events.filter((e) => e.event === 'frames')
-    .map((e) => e.tracks.find((tr) => tr.kind === 'video')?.layer ?? '-').join('');
-  t.diagnostic(`forwarded video layer, second by second: ${layers}`);
-  assert.equal(exit.code, 0, `plenary join: ${native.stderr.slice(-1500)}`);
-  const summary = native.events.find((e) => e.event === 'summary');
-  const tracks = summary?.tracks ?? [];
-  t.diagnostic(JSON.stringify(tracks.map(({ kind, frames, decrypted, decrypt_failures: f, max_gap_ms: gap }) => ({ kind, frames, decrypted, f, gap }))));
-  const audio = tracks.filter((tr) => tr.kind === 'audio');
-  const video = tracks.filter((tr) => tr.kind === 'video');
-  assert.equal(audio.length, 1, 'one audio track received');
-  assert.equal(video.length, 1, 'one video track received');
-  // 20 ms Opus packets: most of the session's audio arrives and decrypts.
-  assert.ok(audio[0].decrypted > (RECEIVE_SECONDS - 5) * 50 * 0.9, `audio frames decrypted: ${audio[0].decrypted}`);
-  assert.ok(audio[0].max_gap_ms <= MAX_AUDIO_GAP_MS, `longest audio gap ${audio[0].max_gap_ms} ms`);
-  assert.ok(video[0].recording, 'the video was recorded');
-  const decoded = ffmpegDecode(video[0].recording);
-  t.diagnostic(`video: ${decoded.frames} frames decoded by ffmpeg, longest gap ${video[0].max_gap_ms} ms`);
-  assert.equal(decoded.errors, '', 'ffmpeg decodes the recording without errors');
-  assert.ok(decoded.frames > (RECEIVE_SECONDS - 5) * 15, `video keeps decoding: ${decoded.frames} frames`);
-  assert.ok(video[0].max_gap_ms < 1000, `no video freeze of a second or more (longest gap ${video[0].max_gap_ms} ms)`);
-  fs.rmSync(rec, { recursive: true, force: true });
+  try {
+    const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`,
+      ['--duration', String(RECEIVE_SECONDS), '--record', rec]);
+    const exit = await native.done;
+    const layers = native.events.filter((e) => e.event === 'frames')
+      .map((e) => e.tracks.find((tr) => tr.kind === 'video')?.layer ?? '-').join('');
+    t.diagnostic(`forwarded video layer, second by second: ${layers}`);
+    assert.equal(exit.code, 0, `plenary join: ${native.stderr.slice(-1500)}`);
+    const summary = native.events.find((e) => e.event === 'summary');
+    const tracks = summary?.tracks ?? [];
+    t.diagnostic(JSON.stringify(tracks.map(({ kind, frames, decrypted, decrypt_failures: f, max_gap_ms: gap }) => ({ kind, frames, decrypted, f, gap }))));
+    const audio = tracks.filter((tr) => tr.kind === 'audio');
+    const video = tracks.filter((tr) => tr.kind === 'video');
+    assert.equal(audio.length, 1, 'one audio track received');
+    assert.equal(video.length, 1, 'one video track received');
+    // 20 ms Opus packets: most of the session's audio arrives and decrypts.
+    assert.ok(audio[0].decrypted > (RECEIVE_SECONDS - 5) * 50 * 0.9, `audio frames decrypted: ${audio[0].decrypted}`);
+    assert.ok(audio[0].max_gap_ms <= MAX_AUDIO_GAP_MS, `longest audio gap ${audio[0].max_gap_ms} ms`);
+    assert.ok(video[0].recording, 'the video was recorded');
+    const decoded = ffmpegDecode(video[0].recording);
+    t.diagnostic(`video: ${decoded.frames} frames decoded by ffmpeg, longest gap ${video[0].max_gap_ms} ms`);
+    assert.equal(decoded.errors, '', 'ffmpeg decodes the recording without errors');
+    assert.ok(decoded.frames > (RECEIVE_SECONDS - 5) * 15, `video keeps decoding: ${decoded.frames} frames`);
+    assert.ok(video[0].max_gap_ms < 1000, `no video freeze of a second or more (longest gap ${video[0].max_gap_ms} ms)`);
+  } finally {
+    ns.clearLoss();
+    fs.rmSync(rec, { recursive: true, force: true });
+    await closePage(page);
+  }
 }));
 
 /** The native client's track of `kind` in its latest `frames` event. */
@@ -132,7 +142,7 @@ function latestTrack(native, kind) {
 test('500 kbit/s cap: lowest layer and audio without gaps over 200 ms; without the cap the high layer returns', { timeout: 150_000, skip: unavailable ?? false }, async (t) => explained(t, ctx, async () => {
   const room = `netns-cap-${randomId(6)}`;
   const secret = newSecret();
-  await publisher(room, secret);
+  const page = await publisher(room, secret);
   const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`, ['--duration', '120']);
   try {
     const video = () => latestTrack(native, 'video');
@@ -167,5 +177,6 @@ test('500 kbit/s cap: lowest layer and audio without gaps over 200 ms; without t
     native.child.kill('SIGINT');
     await native.done;
     try { ns.uncap(); } catch { /* not capped */ }
+    await closePage(page);
   }
 }));
