@@ -175,7 +175,7 @@ async fn establish(
             room: meeting.room.to_string(),
             profile: profile.to_owned(),
             version: PROTOCOL_VERSION,
-            room_tag: Some(room_tag.to_owned()),
+            room_tag: room_tag.to_owned(),
         },
     )
     .await?;

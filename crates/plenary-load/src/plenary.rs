@@ -68,7 +68,9 @@ impl Target for Plenary {
                 .await
                 .map_err(|_| LoadError::Signaling("WebSocket connect timed out".into()))?
                 .map_err(|e| LoadError::Signaling(e.to_string()))?;
-            let join = ClientMsg::Join { room: room.to_owned(), profile: "{}".into(), version: PROTOCOL_VERSION, room_tag: None };
+            // Load peers hold no meeting secret; one fixed tag puts all of a room's peers in one meeting.
+            let room_tag = "AAAAAAAAAAAAAAAAAAAAAA".to_owned();
+            let join = ClientMsg::Join { room: room.to_owned(), profile: "{}".into(), version: PROTOCOL_VERSION, room_tag };
             ws.send(Message::text(plenary_proto::encode(&join)))
                 .await
                 .map_err(|e| LoadError::Signaling(e.to_string()))?;

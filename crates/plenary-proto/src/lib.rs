@@ -8,7 +8,7 @@
 //!
 //! A session goes like this:
 //!
-//! 1. client → `join` (room id, opaque profile), server → `joined`
+//! 1. client → `join` (room id, room tag, opaque profile), server → `joined`
 //!    (own participant id, who is there).
 //! 2. client → `offer` (its SDP, with the tracks it publishes),
 //!    server → `answer`.
@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use plenary_proto::{ClientMsg, decode_client_msg};
-//! let msg = decode_client_msg(r#"{"type":"join","room":"abc-123","profile":"x"}"#).unwrap();
+//! let msg = decode_client_msg(r#"{"type":"join","room":"abc-123","room_tag":"aS4mntnm_rIOjgEerx05EQ","profile":"x"}"#).unwrap();
 //! assert!(matches!(msg, ClientMsg::Join { .. }));
 //! ```
 
@@ -70,11 +70,11 @@ pub enum ClientMsg {
         version: u32,
         /// The meeting's room tag ([`RoomTag`]: 22 base64url characters
         /// derived from the link's secret). Participants of one room name
-        /// with different tags are in different meetings. A malformed tag
-        /// is refused with [`ErrorCode::IncompleteLink`] (fatal). Never
-        /// logged by the server.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        room_tag: Option<String>,
+        /// with different tags are in different meetings. Required: a
+        /// missing (read as empty) or malformed tag is refused with
+        /// [`ErrorCode::IncompleteLink`] (fatal). Never logged by the server.
+        #[serde(default)]
+        room_tag: String,
     },
     /// The client's SDP offer (RFC 8829 JSEP). The first one sets up the
     /// transport and the client's published tracks.

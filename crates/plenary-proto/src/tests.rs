@@ -2,7 +2,7 @@ use super::*;
 
 #[test]
 fn join_roundtrip() {
-    let m = ClientMsg::Join { room: "r1".into(), profile: "{}".into(), version: 1, room_tag: Some("aS4mntnm_rIOjgEerx05EQ".into()) };
+    let m = ClientMsg::Join { room: "r1".into(), profile: "{}".into(), version: 1, room_tag: "aS4mntnm_rIOjgEerx05EQ".into() };
     assert_eq!(decode_client_msg(&encode(&m)).unwrap(), m);
 }
 

@@ -43,7 +43,7 @@ pub enum Command {
         /// Room id as sent.
         room: String,
         /// Room tag; the meeting is (room, tag).
-        room_tag: Option<RoomTag>,
+        room_tag: RoomTag,
         /// Opaque profile.
         profile: String,
         /// Protocol version.
@@ -124,7 +124,7 @@ pub async fn run(
                 let now = Instant::now();
                 match cmd {
                     Command::Join { room, room_tag, profile, version, to_client, reply } => {
-                        let key = meeting_key(&room, room_tag.as_ref());
+                        let key = meeting_key(&room, &room_tag);
                         let result = sfu.join(now, &key, profile, version);
                         if let Ok(id) = &result {
                             clients.insert(*id, to_client);

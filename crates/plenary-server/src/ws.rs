@@ -128,7 +128,7 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
         };
         match (me, msg) {
             (None, ClientMsg::Join { room, profile, version, room_tag }) => {
-                let room_tag = match room_tag.as_deref().map(RoomTag::parse).transpose() {
+                let room_tag = match RoomTag::parse(&room_tag) {
                     Ok(t) => t,
                     Err(_) => {
                         let _ = tx.try_send(error(ErrorCode::IncompleteLink, INCOMPLETE_LINK, true));

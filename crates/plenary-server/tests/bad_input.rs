@@ -146,21 +146,21 @@ async fn bad_input_is_refused_and_the_meeting_goes_on() {
         (text(format!("{{\"type\":\"offer\",\"sdp\":\"{}\"}}", "v".repeat(plenary_proto::MAX_CLIENT_MESSAGE_BYTES + 1024))), "too_large"),
         (Message::Binary(vec![1u8, 2, 3].into()), "malformed"),
         (text("{\"type\":\"answer\",\"sdp\":\"v=0\"}"), "not_joined"),
-        (text("{\"type\":\"join\",\"room\":\"../etc/passwd\",\"profile\":\"{}\"}"), "bad_room_id"),
-        (text("{\"type\":\"join\",\"room\":\"\",\"profile\":\"{}\"}"), "bad_room_id"),
-        (text(format!("{{\"type\":\"join\",\"room\":\"{}\",\"profile\":\"{{}}\"}}", "a".repeat(65))), "bad_room_id"),
-        (text(format!("{{\"type\":\"join\",\"room\":\"ok\",\"profile\":\"{}\"}}", "p".repeat(5000))), "bad_profile"),
-        (text("{\"type\":\"join\",\"room\":\"ok\",\"profile\":\"{}\",\"version\":99}"), "unsupported_version"),
+        (text("{\"type\":\"join\",\"room\":\"../etc/passwd\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), "bad_room_id"),
+        (text("{\"type\":\"join\",\"room\":\"\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), "bad_room_id"),
+        (text(format!("{{\"type\":\"join\",\"room\":\"{}\",\"profile\":\"{{}}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}}", "a".repeat(65))), "bad_room_id"),
+        (text(format!("{{\"type\":\"join\",\"room\":\"ok\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}}", "p".repeat(5000))), "bad_profile"),
+        (text("{\"type\":\"join\",\"room\":\"ok\",\"profile\":\"{}\",\"version\":99,\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), "unsupported_version"),
     ];
     for (msg, code) in cases {
         let (ty, got) = exchange(&mut ws, msg).await;
         assert_eq!((ty.as_str(), got.as_str()), ("error", code));
     }
     // Now a real join on the same connection, then protocol violations.
-    let (ty, _) = exchange(&mut ws, text("{\"type\":\"join\",\"room\":\"other-room\",\"profile\":\"{}\"}")).await;
+    let (ty, _) = exchange(&mut ws, text("{\"type\":\"join\",\"room\":\"other-room\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}")).await;
     assert_eq!(ty, "joined");
     for (msg, code) in [
-        (text("{\"type\":\"join\",\"room\":\"other-room\",\"profile\":\"{}\"}"), "already_joined"),
+        (text("{\"type\":\"join\",\"room\":\"other-room\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), "already_joined"),
         (text("{\"type\":\"answer\",\"sdp\":\"v=0\\r\\n\"}"), "bad_sdp"),
         (text("{\"type\":\"offer\",\"sdp\":\"v=0\\r\\nm=garbage\\r\\n\"}"), "bad_sdp"),
         (text("{\"type\":\"layer_preference\",\"mid\":\"nope\",\"width\":1,\"height\":1}"), "unknown_mid"),
@@ -193,6 +193,25 @@ async fn bad_input_is_refused_and_the_meeting_goes_on() {
         assert!(ty == "pong" || ty == "error", "only answers to the flood are left, got {ty}");
     }
     assert!(closed, "an oversized frame closes the connection");
+
+    // A join without a valid room tag (a link missing its secret) is refused
+    // with a fatal, typed error, and the connection is closed.
+    for join in [
+        "{\"type\":\"join\",\"room\":\"steady\",\"profile\":\"{}\"}",
+        "{\"type\":\"join\",\"room\":\"steady\",\"profile\":\"{}\",\"room_tag\":\"\"}",
+        "{\"type\":\"join\",\"room\":\"steady\",\"profile\":\"{}\",\"room_tag\":\"short\"}",
+        "{\"type\":\"join\",\"room\":\"steady\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAA+\"}",
+    ] {
+        let mut ws = connect(server.http).await;
+        ws.send(text(join)).await.expect("send");
+        let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("no answer to {join}") };
+        let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("JSON");
+        assert_eq!(v["type"], "error", "{join}: {v}");
+        assert_eq!(v["code"], "incomplete_link", "{join}: {v}");
+        assert_eq!(v["message"], "This link is incomplete: the part after # is missing or damaged");
+        assert_eq!(v["fatal"], true);
+        assert_eq!(next(&mut ws).await.0, "closed", "{join}: the connection is closed");
+    }
 
     // --- UDP and ICE-TCP on the media port ---
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
