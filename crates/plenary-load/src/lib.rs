@@ -30,7 +30,13 @@
 //!   and every 50th audio packet are handed to str0m, which decrypts them;
 //!   the stamp inside gives the one-way forwarding latency. NACKs are
 //!   suppressed on the subscriber, so the gaps str0m sees do not make the
-//!   server retransmit. Per forwarded packet the generator pays one
+//!   server retransmit, and receivers do not negotiate transport-wide CC
+//!   (draft-holmer-rmcat-transport-wide-cc-extensions): feedback built from
+//!   the sample would report 49 of 50 packets lost and the SFU's bandwidth
+//!   estimator would pause them. Caveat: a server then does no TWCC work
+//!   for these receivers (Plenary runs a per-subscriber estimator for
+//!   browsers), so its figures here are slightly better than with
+//!   browsers; Janus does no per-subscriber estimation either way. Per forwarded packet the generator pays one
 //!   `recv` and a header parse; the server pays a receive share, a
 //!   packetizer, SRTP encryption and a `send`.
 //! - **Loss** is counted per subscriber and media kind: frames received

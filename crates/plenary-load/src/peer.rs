@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{Extension, ExtensionMap, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -227,12 +227,24 @@ async fn webrtc(
 ) -> Result<(), String> {
     let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
-    let mut rtc = Rtc::builder()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .build(Instant::now());
+    let mut builder = Rtc::builder().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true);
+    if role.subscribes() {
+        // str0m sees only the sample: its transport-wide CC feedback would
+        // report 49 of 50 packets lost and the SFU's bandwidth estimator
+        // would cut this receiver off. So receivers do not negotiate TWCC.
+        let mut exts = ExtensionMap::empty();
+        for (id, ext) in [
+            (1, Extension::AudioLevel),
+            (2, Extension::AbsoluteSendTime),
+            (4, Extension::RtpMid),
+            (10, Extension::RtpStreamId),
+            (11, Extension::RepairedRtpStreamId),
+        ] {
+            exts.set(id, ext);
+        }
+        builder = builder.set_extension_map(exts);
+    }
+    let mut rtc = builder.build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
     let mut pending = None;
     let mut mids: Option<(Mid, Mid)> = None;
