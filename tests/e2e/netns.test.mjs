@@ -12,6 +12,9 @@
 //   200 ms, before, during and after the step down; removing the cap brings
 //   the layer it had before back. This needs the SFU's bandwidth-driven
 //   layer allocation (issue #3 item 1).
+// - Link cut: the native client notices (nothing received for 6 s),
+//   reports `reconnecting`, and once the link is back it joins again and
+//   decrypts audio and video within 10 s.
 //
 // Needs root and iproute2/iptables/tc; skips with the reason otherwise.
 
@@ -177,6 +180,39 @@ test('500 kbit/s cap: lowest layer and audio without gaps over 200 ms; without t
     native.child.kill('SIGINT');
     await native.done;
     try { ns.uncap(); } catch { /* not capped */ }
+    await closePage(page);
+  }
+}));
+
+test('a native client whose link is cut reconnects by itself and receives again within 10 s of the link coming back', { timeout: 120_000, skip: unavailable ?? false }, async (t) => explained(t, ctx, async () => {
+  const room = `netns-cut-${randomId(6)}`;
+  const secret = newSecret();
+  const page = await publisher(room, secret);
+  const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`, ['--duration', '120']);
+  try {
+    const receiving = (min) => {
+      const v = latestTrack(native, 'video');
+      const a = latestTrack(native, 'audio');
+      return v && a && v.decrypted > min && a.decrypted > min;
+    };
+    assert.ok(await waitFor(() => receiving(50), { ms: 30_000, every: 250 }), `receiving before the cut: ${native.stderr.slice(-1000)}`);
+    const before = native.events.length;
+    ns.cut();
+    const noticed = await waitFor(() => native.events.slice(before).some((e) => e.event === 'reconnecting'), { ms: 15_000, every: 100 });
+    assert.ok(noticed, 'plenary join reports reconnecting while the link is down');
+    await sleep(4000);
+    ns.restore();
+    const restoredAt = Date.now();
+    const back = await waitFor(() => native.events.slice(before).some((e) => e.event === 'reconnected') && receiving(10),
+      { ms: 30_000, every: 100 });
+    const took = Date.now() - restoredAt;
+    t.diagnostic(`receiving again ${(took / 1000).toFixed(1)} s after the link came back`);
+    assert.ok(back, `reconnected and receiving decrypted audio and video again: ${native.stderr.slice(-1000)}`);
+    assert.ok(took <= 10_000, `within 10 s of the link coming back (took ${(took / 1000).toFixed(1)} s)`);
+  } finally {
+    try { ns.restore(); } catch { /* up */ }
+    native.child.kill('SIGINT');
+    await native.done;
     await closePage(page);
   }
 }));
