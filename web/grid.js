@@ -100,6 +100,8 @@ export class Grid {
       this.tiles.delete(key);
     }
     this.updateAudio(remotes);
+    this.applySpeakers();
+    this.applyPoor();
     this.layout();
   }
 
@@ -197,6 +199,69 @@ export class Grid {
       const level = levels.get(Number(key.slice(1))) ?? 0;
       tile.el.classList.toggle('speaking', level > 0.04 && !tile.el.classList.contains('audio-off'));
     }
+  }
+
+  /**
+   * Highlights the server's active speaker (`active_speaker`) and moves
+   * the most recent speakers to the front, right after the own tile, so
+   * they stay in view when the room has more tiles than fit.
+   * @param {number} id
+   */
+  setActiveSpeaker(id) {
+    this.recentSpeakers = [id, ...(this.recentSpeakers || []).filter((x) => x !== id)].slice(0, 16);
+    this.applySpeakers();
+  }
+
+  applySpeakers() {
+    const recent = this.recentSpeakers || [];
+    for (const [key, tile] of this.tiles) {
+      if (key === 'self') continue;
+      const rank = recent.indexOf(Number(key.slice(1)));
+      tile.el.classList.toggle('active-speaker', rank === 0);
+      tile.el.style.order = rank < 0 ? '100' : String(rank + 1);
+    }
+  }
+
+  /**
+   * Shows "Poor connection" over a participant's tile instead of a frozen
+   * picture while the server says its uplink cannot carry video.
+   * @param {number} id
+   * @param {boolean} poor
+   */
+  setPoorConnection(id, poor) {
+    this.poor = this.poor || new Set();
+    if (poor) this.poor.add(id);
+    else this.poor.delete(id);
+    this.applyPoor();
+  }
+
+  applyPoor() {
+    for (const [key, tile] of this.tiles) {
+      if (key === 'self') continue;
+      const poor = !!this.poor?.has(Number(key.slice(1)));
+      tile.el.classList.toggle('poor-connection', poor);
+      let badge = tile.el.querySelector('.tile-poor');
+      if (poor && !badge) {
+        badge = document.createElement('div');
+        badge.className = 'tile-poor';
+        badge.setAttribute('role', 'status');
+        badge.textContent = 'Poor connection';
+        tile.el.appendChild(badge);
+      }
+      if (badge) badge.hidden = !poor;
+      tile.video.style.visibility = poor ? 'hidden' : '';
+    }
+  }
+
+  /** What the tiles show: the highlighted speaker and the poor-connection marks, in display order. */
+  state() {
+    const remote = [...this.tiles].filter(([k]) => k !== 'self');
+    remote.sort((a, b) => Number(a[1].el.style.order || 100) - Number(b[1].el.style.order || 100));
+    return remote.map(([k, t]) => ({
+      id: Number(k.slice(1)),
+      activeSpeaker: t.el.classList.contains('active-speaker'),
+      poorConnection: t.el.classList.contains('poor-connection'),
+    }));
   }
 
   /** Retries playing remote audio after a user gesture. */

@@ -208,6 +208,10 @@ class MeetingPage {
     session.addEventListener('state', (ev) => this.onState(ev.detail));
     session.addEventListener('participants', () => this.render());
     session.addEventListener('error', (ev) => this.onError(ev.detail));
+    session.addEventListener('quality', (ev) => this.onQuality(ev.detail));
+    session.addEventListener('active_speaker', (ev) => this.grid.setActiveSpeaker(ev.detail.participant_id));
+    session.addEventListener('connection_quality', (ev) => this.grid.setPoorConnection(ev.detail.participant_id, ev.detail.poor));
+    this.quality = null;
     this.joinedAt = Date.now();
     window.clearInterval(this.clockTimer);
     this.clockTimer = window.setInterval(() => this.tickClock(), 1000);
@@ -216,6 +220,26 @@ class MeetingPage {
     this.tickClock();
     session.join();
     this.render();
+  }
+
+  /**
+   * The server's report on our downlink (`quality`): the bandwidth estimate
+   * and the simulcast layer of each remote video, shown on the connection
+   * indicator (hover) and kept for `plenary.quality()`.
+   */
+  onQuality(msg) {
+    this.quality = { at: Date.now(), ...msg };
+    const names = this.session?.participants ?? new Map();
+    const lines = [msg.estimate_bps ? `Download estimate: ${formatBitrate(msg.estimate_bps)}` : 'Download estimate: measuring…'];
+    for (const t of msg.tracks || []) {
+      const who = names.get(t.participant_id)?.name || 'Guest';
+      const layer = t.rid ? `${t.height ? `${t.height}p` : t.rid}${t.limited ? ' (limited by bandwidth)' : ''}` : (t.limited ? 'off (bandwidth)' : 'none');
+      lines.push(`${who}: ${layer}`);
+    }
+    const el = $('conn-state');
+    el.title = lines.join('\n');
+    el.dataset.estimate = String(msg.estimate_bps ?? '');
+    el.classList.toggle('limited', (msg.tracks || []).some((t) => t.limited));
   }
 
   tickClock() {
@@ -405,6 +429,10 @@ class MeetingPage {
   }
 }
 
+function formatBitrate(bps) {
+  return bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} Mbit/s` : `${Math.round(bps / 1e3)} kbit/s`;
+}
+
 function main() {
   fillIcons();
   const room = roomFromPath(location.pathname);
@@ -445,6 +473,10 @@ function main() {
     /** Join timings in ms since the Unix epoch: `pressed` (Join), `wasm` (plenary-wasm loaded), and MeetingSession.timings(). */
     timings: () => ({ pressed: page.joinPressedAt, wasm: page.wasmReadyAt, ...page.session?.timings() }),
     raiseHand: (raised) => page.session?.raiseHand(raised),
+    /** Last `quality` report: estimate_bps and the layer per remote video (mid, participant_id, rid, limited). */
+    quality: () => page.quality,
+    /** Active speaker and poor-connection marks as the grid shows them. */
+    tiles: () => page.grid.state(),
   };
 
   const params = new URLSearchParams(location.search);

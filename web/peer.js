@@ -241,6 +241,35 @@ export class PeerSession extends EventTarget {
     return out;
   }
 
+  /**
+   * Stops encoding the simulcast layers the SFU says nobody receives
+   * (`layers_paused`, RIDs) and resumes all others, through
+   * `RTCRtpEncodingParameters.active`; a resumed layer starts with a key
+   * frame. Repeats the last request after a camera change.
+   * @param {string[]} paused
+   */
+  async setPausedLayers(paused) {
+    this.pausedLayers = paused;
+    const sender = this.videoSender;
+    if (!sender) return;
+    const params = sender.getParameters();
+    if (!params.encodings?.length) return;
+    let changed = false;
+    for (const e of params.encodings) {
+      const active = !paused.includes(e.rid);
+      if (e.active !== active) {
+        e.active = active;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    try {
+      await sender.setParameters(params);
+    } catch (err) {
+      console.warn('plenary: could not pause simulcast layers', err);
+    }
+  }
+
   /** Send statistics of the camera per simulcast layer and of the microphone. */
   async localStats() {
     const out = { audio: null, video: [] };

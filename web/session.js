@@ -151,6 +151,12 @@ export class MeetingSession extends EventTarget {
     sig.addEventListener('participant_left', (ev) => this.onLeft(ev.detail.participant_id));
     sig.addEventListener('error', (ev) => this.onServerError(ev.detail));
     sig.addEventListener('layer', (ev) => this.layers.set(ev.detail.mid, ev.detail.rid ?? null));
+    // Adaptive quality (plenary-proto): the page shows these; paused
+    // simulcast layers go to the sender.
+    for (const type of ['quality', 'active_speaker', 'connection_quality']) {
+      sig.addEventListener(type, (ev) => this.dispatchEvent(new CustomEvent(type, { detail: ev.detail })));
+    }
+    sig.addEventListener('layers_paused', (ev) => this.peer?.setPausedLayers(ev.detail.paused || []));
     const group = new GroupSession({
       room: this.room,
       secret: this.secret,

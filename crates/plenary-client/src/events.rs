@@ -178,6 +178,16 @@ pub enum JsonEvent<'a> {
         /// Seconds from the loss to the new media connection.
         outage_s: f64,
     },
+    /// The server's report on our downlink (every 2 s): its bandwidth
+    /// estimate, bits per second, and the simulcast layer it forwards of
+    /// each remote video.
+    Quality {
+        /// Estimated bandwidth server → us, bits per second.
+        estimate_bps: Option<u64>,
+        /// Per remote video: MID, publisher, RID, height, bitrate, whether
+        /// bandwidth limits it.
+        tracks: &'a [plenary_proto::TrackQuality],
+    },
     /// At the end.
     Summary(&'a Summary),
 }

@@ -835,6 +835,10 @@ impl Session {
                     self.rx[i].stats.layer = rid;
                 }
             }
+            ServerMsg::Quality { estimate_bps, tracks } => {
+                // Every 2 s: JSON only, the human output stays quiet.
+                self.reporter.emit(&JsonEvent::Quality { estimate_bps, tracks: &tracks }, || None);
+            }
             ServerMsg::CreateGroup => {
                 if let Some(e) = &mut self.e2ee {
                     let outs = e.on_create_group();

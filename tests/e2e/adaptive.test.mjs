@@ -1,0 +1,86 @@
+// Adaptive quality in real Chromium against the real server: a simulcast
+// layer that no subscriber receives is paused at the publisher (the SFU
+// sends `layers_paused`, the page sets `active = false` on that encoding,
+// so its outbound-rtp bytes stop growing), and resumed when a subscriber
+// enlarges the tile. The subscriber's page shows the server's `quality`
+// report (estimate and forwarded layer).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  testMedia, startServer, openBrowser, waitFor, sleep, explained, newSecret, joinPath, randomId,
+} from './lib/harness.mjs';
+
+let server;
+let media;
+const browsers = [];
+const ctx = { server: () => server, browsers: () => browsers };
+
+before(async () => {
+  media = testMedia();
+  server = await startServer({ name: 'adaptive-server' });
+});
+
+after(async () => {
+  await Promise.all(browsers.map((b) => b.close()));
+  await server?.stop();
+});
+
+/** Bytes sent so far per simulcast RID by the page. */
+async function sentByRid(page) {
+  const s = await page.evaluate(() => window.plenary.stats());
+  return Object.fromEntries((s.local?.video ?? []).map((v) => [v.rid, { bytes: v.bytesSent ?? 0, height: v.frameHeight ?? 0 }]));
+}
+
+/** Bytes each RID sent during `ms`. */
+async function growth(page, ms) {
+  const a = await sentByRid(page);
+  await sleep(ms);
+  const b = await sentByRid(page);
+  return Object.fromEntries(Object.keys(b).map((rid) => [rid, b[rid].bytes - (a[rid]?.bytes ?? 0)]));
+}
+
+test('a layer nobody receives is paused and resumes when the tile grows', { timeout: 120_000 }, async (t) => explained(t, ctx, async () => {
+  const [pub, sub] = await Promise.all([
+    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
+    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
+  ]);
+  browsers.push(pub, sub);
+  const room = `adaptive-${randomId(8)}`;
+  const secret = newSecret();
+  await pub.page.goto(server.url(joinPath(room, secret, 'Publisher')));
+  await sub.page.goto(server.url(joinPath(room, secret, 'Subscriber')));
+  for (const b of [pub, sub]) {
+    await b.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 30_000 });
+  }
+  // The subscriber renders the publisher large: every layer flows.
+  assert.ok(await waitFor(async () => {
+    const s = await sub.page.evaluate(() => window.plenary.stats());
+    return s.participants[0]?.framesDecoded > 30;
+  }, { ms: 30_000 }), 'the subscriber decodes the publisher');
+  const layers = await sentByRid(pub.page);
+  const rids = Object.keys(layers).filter((r) => layers[r].bytes > 0);
+  assert.ok(rids.length >= 2, `the publisher sends simulcast: ${JSON.stringify(layers)}`);
+  const top = rids.sort((x, y) => layers[y].height - layers[x].height)[0];
+
+  // A small tile: the top layer is no longer received by anyone, so it is paused.
+  await sub.page.setViewportSize({ width: 360, height: 240 });
+  assert.ok(await waitFor(async () => (await growth(pub.page, 1500))[top] === 0, { ms: 20_000, every: 0 }), `layer ${top} paused`);
+  const meanwhile = await growth(pub.page, 1500);
+  assert.ok(Object.entries(meanwhile).some(([rid, n]) => rid !== top && n > 0), `smaller layers keep flowing: ${JSON.stringify(meanwhile)}`);
+
+  // The quality report names the forwarded (smaller) layer.
+  assert.ok(await waitFor(async () => {
+    const q = await sub.page.evaluate(() => window.plenary.quality());
+    return q && q.tracks?.length === 1 && q.tracks[0].rid && q.tracks[0].rid !== top;
+  }, { ms: 10_000 }), 'the quality report names the smaller layer');
+  assert.match(await sub.page.locator('#conn-state').getAttribute('title'), /Download estimate/);
+
+  // Enlarged again: the top layer resumes and reaches the subscriber.
+  await sub.page.setViewportSize({ width: 1280, height: 800 });
+  assert.ok(await waitFor(async () => (await growth(pub.page, 1000))[top] > 10_000, { ms: 20_000, every: 0 }), `layer ${top} resumed`);
+  assert.ok(await waitFor(async () => {
+    const q = await sub.page.evaluate(() => window.plenary.quality());
+    return q?.tracks?.[0]?.rid === top;
+  }, { ms: 20_000 }), `the subscriber gets layer ${top} again`);
+}));
