@@ -53,6 +53,8 @@ pub mod peer;
 pub mod plenary;
 pub mod process;
 pub mod relay;
+pub mod relay_server;
+pub mod relay_srtp;
 pub mod report;
 pub mod run;
 pub mod synth;
