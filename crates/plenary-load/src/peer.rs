@@ -71,6 +71,8 @@ pub struct PeerCtx {
     pub clock: Clock,
     /// Decrypt one in this many frames for latency.
     pub sample_every: u32,
+    /// Where WebRTC peers bind their UDP socket ([`crate::Target::local_ip`]).
+    pub local_ip: std::net::IpAddr,
     /// Set to true to make every peer leave.
     pub stop: watch::Receiver<bool>,
 }
@@ -225,7 +227,7 @@ async fn webrtc(
     stats: &PeerStats,
     opened_at: Instant,
 ) -> Result<(), String> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let socket = UdpSocket::bind((ctx.local_ip, 0)).await.map_err(|e| e.to_string())?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let mut builder = Rtc::builder().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true);
     if role.subscribes() {

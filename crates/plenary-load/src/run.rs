@@ -382,7 +382,7 @@ fn bound_hit(cfg: &RunConfig, s: &StepResult) -> Option<String> {
 
 async fn fanout(cfg: &RunConfig, target: &dyn Target, pid: u32, clock: Clock, report: &mut RunReport) -> Result<(), LoadError> {
     let (stop_tx, stop) = watch::channel(false);
-    let ctx = PeerCtx { spec: cfg.spec, clock, sample_every: cfg.sample_every, stop };
+    let ctx = PeerCtx { spec: cfg.spec, clock, sample_every: cfg.sample_every, local_ip: target.local_ip(), stop };
     let room = "load-fanout";
     let mut parts = Vec::new();
     open_many(target, room, Role::Publisher, 1, 0, 1, &ctx, &mut parts).await;
@@ -422,7 +422,7 @@ async fn fanout(cfg: &RunConfig, target: &dyn Target, pid: u32, clock: Clock, re
 async fn meeting(cfg: &RunConfig, target: &dyn Target, pid: u32, clock: Clock, report: &mut RunReport) -> Result<(), LoadError> {
     for (g, &n) in cfg.steps.iter().enumerate() {
         let (stop_tx, stop) = watch::channel(false);
-        let ctx = PeerCtx { spec: cfg.spec, clock, sample_every: cfg.sample_every, stop };
+        let ctx = PeerCtx { spec: cfg.spec, clock, sample_every: cfg.sample_every, local_ip: target.local_ip(), stop };
         let room = format!("load-meeting-{g}");
         let mut parts = Vec::new();
         open_many(target, &room, Role::Both, n, g, cfg.join_batch, &ctx, &mut parts).await;

@@ -108,6 +108,13 @@ pub trait Target: Send + Sync {
     /// from `/proc/<pid>/stat` and `/proc/<pid>/status`.
     fn pid(&self) -> u32;
 
+    /// The local address WebRTC peers bind their UDP socket to, one the
+    /// server's ICE candidates are reachable from (default 127.0.0.1;
+    /// Janus, which never gathers on loopback, says otherwise).
+    fn local_ip(&self) -> std::net::IpAddr {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    }
+
     /// Opens the peers of one participant of `role` in `room` (a room name
     /// of `[a-z0-9-]`, created on first use). Publishers of a room join
     /// before its subscribers in scenario (a); in a meeting participants

@@ -52,3 +52,20 @@ fn load_plenary_one_step() {
     assert_sane("plenary", &s);
     assert!(s["rss_per_subscriber_kib"].as_f64().is_some(), "{s}");
 }
+
+/// Janus VideoRoom (Debian `janus`) forwards: the same step, same bounds.
+#[test]
+fn load_janus_one_step() {
+    let s = one_step("janus");
+    assert_sane("janus", &s);
+}
+
+/// The relay baselines (`plenary-relay`, built beside `plenary` by
+/// `cargo build --workspace`): plain UDP and SRTP AES-128-GCM.
+#[test]
+fn load_relays_one_step() {
+    for target in ["udp-relay", "srtp-relay"] {
+        let s = one_step(target);
+        assert_sane(target, &s);
+    }
+}

@@ -29,7 +29,7 @@ pub mod config;
 mod http;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -220,6 +220,10 @@ impl Target for JanusTarget {
 
     fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    fn local_ip(&self) -> IpAddr {
+        IpAddr::V4(self.media_ip)
     }
 
     fn open<'a>(&'a self, room: &'a str, role: Role) -> BoxFuture<'a, Result<Vec<Peer>, LoadError>> {
