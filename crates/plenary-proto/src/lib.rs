@@ -16,6 +16,12 @@
 //!    `offer` with a fresh `track_map`, client → `answer`.
 //! 4. client → `layer_preference` for each remote video it renders, with the
 //!    size it renders at, so the SFU forwards a fitting simulcast layer.
+//! 5. adaptive quality, server → client: `layer` when the forwarded layer
+//!    of a remote video changes, `quality` every 2 s (the downlink bandwidth
+//!    estimate and the layer of each remote video), `layers_paused` to a
+//!    publisher (simulcast layers nobody receives, to stop encoding),
+//!    `active_speaker`, and `connection_quality` when a participant's uplink
+//!    becomes too weak for video or recovers.
 //!
 //! ```
 //! use plenary_proto::{ClientMsg, decode_client_msg};
