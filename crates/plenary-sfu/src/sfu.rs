@@ -90,6 +90,16 @@ const MAX_PUBLISHED_TRACKS: usize = 8;
 /// str0m probes upwards from there at once.
 const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
 
+/// Audio packets str0m may hold back waiting for a missing earlier one
+/// before forwarding what follows. Every Opus packet is a whole 20 ms frame
+/// and browsers do not retransmit audio, so waiting only delays everyone's
+/// audio (str0m's default of 15 made each lost packet a ~300 ms pause for
+/// every subscriber); the receivers' jitter buffers reorder.
+const AUDIO_REORDER_PACKETS: usize = 1;
+
+/// Longest an audio frame waits for a missing earlier packet.
+const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(20);
+
 /// How often active speakers are re-evaluated.
 const SPEAKER_EVAL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -807,6 +817,8 @@ fn new_rtc(config: &SfuConfig, crypto: Arc<str0m::crypto::CryptoProvider>, now: 
         .enable_av1(false)
         .enable_raw_packets(config.tap)
         .enable_bwe(Some(Bitrate::from(INITIAL_ESTIMATE_BPS)))
+        .set_reordering_size_audio(AUDIO_REORDER_PACKETS)
+        .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT))
         .build(now);
     for addr in &config.udp_candidates {
         match Candidate::host(*addr, "udp") {

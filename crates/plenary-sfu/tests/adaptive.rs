@@ -219,3 +219,26 @@ fn a_publisher_whose_uplink_cannot_carry_video_is_marked_poor() {
     w.run(Duration::from_secs(5), 30);
     assert_eq!(marks(&w), [true, false], "cleared once video flows again");
 }
+
+#[test]
+fn loss_on_a_publishers_uplink_does_not_hold_back_its_audio() {
+    let mut w = World::new();
+    w.layer_bytes = REALISTIC_LAYERS;
+    let p = w.join("room-uplink-loss", true, false);
+    let s = w.join("room-uplink-loss", false, false);
+    w.run(Duration::from_secs(2), 60);
+    let amid = w.mid_of(s, p, MediaKind::Audio).expect("audio");
+    let lossy = NetemConfig::new()
+        .latency(Duration::from_millis(20))
+        .loss(RandomLoss::new(Probability::new(0.03)))
+        .seed(21);
+    let start = w.now;
+    w.set_links(p, Some(delay_only(20)), Some(lossy));
+    w.run(Duration::from_secs(10), 60);
+    let audio: Vec<Instant> = w.frames(s, amid).iter().filter(|f| f.at >= start).map(|f| f.at).collect();
+    assert!(audio.len() > 400, "audio kept flowing: {} frames in 10 s", audio.len());
+    // A lost packet is a lost 20 ms frame, not a pause: the SFU forwards
+    // what follows it at once instead of waiting for it.
+    let worst = audio.windows(2).map(|p| p[1] - p[0]).max().unwrap_or_default();
+    assert!(worst <= Duration::from_millis(120), "longest pause in forwarded audio: {worst:?}");
+}
