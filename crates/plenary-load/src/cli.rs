@@ -76,6 +76,8 @@ fn cpu(s: &str) -> Option<usize> {
 /// # Errors
 /// [`LoadError`] when a target cannot be started or results not written.
 pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
+    // Counted before pinning, which would make it 1.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if let Some(c) = cpu(&args.generator_cpu) {
         // All threads of this process, including the runtime's.
         let status = std::process::Command::new("taskset")
@@ -125,7 +127,7 @@ pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
                 plenary_bin: plenary_bin.clone(),
                 janus_bin: args.janus_bin.clone(),
                 work_dir: work.clone(),
-                threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                threads: cores,
             },
             join_batch: args.join_batch,
         };

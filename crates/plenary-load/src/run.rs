@@ -175,7 +175,8 @@ fn snapshot(pid: u32, parts: &[Participant]) -> Snapshot {
 
 /// Machine description for reports: cores, CPU model, load average.
 pub fn machine() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    // Not available_parallelism: that counts the CPUs this (pinned) process may use.
+    let cores = std::fs::read_to_string("/proc/cpuinfo").map(|c| c.lines().filter(|l| l.starts_with("processor")).count()).unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
