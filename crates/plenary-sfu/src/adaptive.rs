@@ -33,6 +33,15 @@ const GOOD_FPS: u32 = 8;
 /// Audio counts as arriving when a packet came this recently.
 const AUDIO_FRESH: Duration = Duration::from_secs(2);
 /// A track must be this old before its uplink can be judged.
+/// How long after a subscriber's first estimate every video it watches
+/// gets at least its smallest layer whatever the estimate says. Until the
+/// subscriber receives that much, the estimator has seen too little traffic
+/// to say more than ~1.5x what it carried (it is application-limited), so
+/// trusting it would leave the second and later videos of a new meeting
+/// off for seconds on a link with plenty of room; forwarding the smallest
+/// layers is also how the estimate learns it can grow. A video published
+/// into a running meeting gets the same grace for its first seconds.
+pub(crate) const WARMUP: Duration = Duration::from_secs(5);
 const JUDGE_AFTER: Duration = Duration::from_secs(3);
 
 impl Sfu {
@@ -65,6 +74,7 @@ impl Sfu {
     pub(crate) fn on_estimate(&mut self, now: Instant, id: ParticipantId, estimate: Bitrate) -> Vec<ParticipantId> {
         let Some(p) = self.participants.get_mut(&id) else { return Vec::new() };
         p.estimate_bps = Some(estimate.as_u64());
+        p.estimate_since.get_or_insert(now);
         self.allocate(now, id)
     }
 
@@ -79,6 +89,7 @@ impl Sfu {
         let mut audio_bps = 0;
         let mut videos: Vec<(ParticipantId, Mid, Vec<LayerInfo>)> = Vec::new();
         let mut demands = Vec::new();
+        let mut warm = Vec::new();
         for t in p.tracks_out.iter().filter(|t| t.live_mid().is_some()) {
             let Some(layers) = self.source_layers(t.source, t.source_mid) else { continue };
             if t.kind == MediaKind::Audio {
@@ -92,10 +103,19 @@ impl Sfu {
                 Allowance::Off => None,
             };
             let area = t.selector.preferred().map_or(0, |(w, h)| u64::from(w) * u64::from(h));
+            warm.push(t.warm_until.is_some_and(|w| now < w));
             demands.push(Demand { speaker: speaker == Some(t.source), area, ladder, current });
             videos.push((t.source, t.source_mid, layers.to_vec()));
         }
-        let chosen = allocate(estimate, audio_bps, &demands);
+        let mut chosen = allocate(estimate, audio_bps, &demands);
+        let warming = p.estimate_since.is_some_and(|t| now < t + WARMUP);
+        for ((pick, d), warm) in chosen.iter_mut().zip(&demands).zip(warm) {
+            if warming || warm {
+                if pick.is_none() && !d.ladder.is_empty() {
+                    *pick = Some(0);
+                }
+            }
+        }
         let wanted: u64 = demands.iter().filter_map(|d| d.ladder.last()).sum();
         let mut sent = audio_bps;
         let mut retarget = Vec::new();

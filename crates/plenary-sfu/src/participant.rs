@@ -28,6 +28,8 @@ pub(crate) struct Participant {
     pub tracks_out: Vec<TrackOut>,
     /// Downlink bandwidth estimate (TWCC), bits per second, once known.
     pub estimate_bps: Option<u64>,
+    /// When the first downlink estimate arrived (start of the warm-up).
+    pub estimate_since: Option<Instant>,
     /// (minimum, desired) last given to the bandwidth estimator, bits per second.
     pub bwe_rates: (u64, u64),
     /// Next allocation probe while the estimate limits the layers.
@@ -52,6 +54,7 @@ impl Participant {
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
             estimate_bps: None,
+            estimate_since: None,
             bwe_rates: (0, 0),
             next_probe: None,
             poor_uplink: false,

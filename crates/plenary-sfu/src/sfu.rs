@@ -656,7 +656,9 @@ impl Sfu {
                 continue;
             }
             if let Some(sub) = self.participants.get_mut(&m) {
-                sub.tracks_out.push(TrackOut::new(id, mid, kind));
+                let mut t = TrackOut::new(id, mid, kind);
+                t.warm_until = Some(now + crate::adaptive::WARMUP);
+                sub.tracks_out.push(t);
                 self.negotiate(m);
             }
         }

@@ -161,12 +161,16 @@ pub(crate) struct TrackOut {
     /// The source left while the m-line was being negotiated.
     pub orphaned: bool,
     pub selector: LayerSelector,
+    /// Until then the track gets at least its smallest layer whatever the
+    /// subscriber's estimate (a video published into a running meeting;
+    /// see `adaptive::WARMUP`).
+    pub warm_until: Option<Instant>,
 }
 
 impl TrackOut {
     pub fn new(source: ParticipantId, source_mid: Mid, kind: MediaKind) -> Self {
         let clock = if kind == MediaKind::Audio { 48_000 } else { 90_000 };
-        TrackOut { source, source_mid, kind, state: OutState::ToOpen, orphaned: false, selector: LayerSelector::new(clock) }
+        TrackOut { source, source_mid, kind, state: OutState::ToOpen, orphaned: false, selector: LayerSelector::new(clock), warm_until: None }
     }
 
     /// The subscriber-side MID while media may flow on it.
