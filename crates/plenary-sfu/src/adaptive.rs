@@ -110,10 +110,8 @@ impl Sfu {
         let mut chosen = allocate(estimate, audio_bps, &demands);
         let warming = p.estimate_since.is_some_and(|t| now < t + WARMUP);
         for ((pick, d), warm) in chosen.iter_mut().zip(&demands).zip(warm) {
-            if warming || warm {
-                if pick.is_none() && !d.ladder.is_empty() {
-                    *pick = Some(0);
-                }
+            if (warming || warm) && pick.is_none() && !d.ladder.is_empty() {
+                *pick = Some(0);
             }
         }
         let wanted: u64 = demands.iter().filter_map(|d| d.ladder.last()).sum();
