@@ -9,6 +9,11 @@
 
 import { icon } from './icons.js';
 
+/** Whether the tile holding `video` is pinned by the user. */
+function isPinned(video) {
+  return !!video.closest('.tile')?.classList.contains('pinned');
+}
+
 /** Width over height of a tile. */
 const TILE_ASPECT = 16 / 9;
 /** Gap between tiles, CSS pixels (matches style.css). */
@@ -33,7 +38,7 @@ export class Grid {
   /**
    * @param {{grid: HTMLElement, stage: HTMLElement, audioSink: HTMLElement,
    *          template: HTMLTemplateElement,
-   *          onRenderSize: (mid: string, w: number, h: number) => void,
+   *          onRenderSize: (mid: string, w: number, h: number, pinned: boolean) => void,
    *          onAutoplayBlocked: () => void}} opts
    */
   constructor({ grid, stage, audioSink, template, onRenderSize, onAutoplayBlocked }) {
@@ -48,6 +53,8 @@ export class Grid {
     /** @type {Map<string, {el: HTMLAudioElement, track: MediaStreamTrack}>} */
     this.audios = new Map();
     this.videoMids = new WeakMap();
+    /** Key of the tile the user pinned (shown large, served first), or null. */
+    this.pinned = null;
     this.sizeObserver = new ResizeObserver((entries) => this.onVideoResize(entries));
     this.stageObserver = new ResizeObserver(() => this.layout());
     this.stageObserver.observe(stage);
@@ -99,6 +106,7 @@ export class Grid {
       tile.el.remove();
       this.tiles.delete(key);
     }
+    if (this.pinned && !this.tiles.has(this.pinned)) this.pinned = null;
     this.updateAudio(remotes);
     this.applySpeakers();
     this.applyPoor();
@@ -111,10 +119,13 @@ export class Grid {
       const el = this.template.content.firstElementChild.cloneNode(true);
       const video = el.querySelector('video');
       tile = { el, video, track: null, mid: null };
+      const pin = el.querySelector('.tile-pin');
       if (t.isSelf) {
         el.classList.add('tile-self');
         video.classList.add('mirror');
+        pin?.remove();
       } else {
+        pin?.addEventListener('click', () => this.togglePin(key));
         this.sizeObserver.observe(video, { box: 'device-pixel-content-box' });
         video.addEventListener('resize', () => el.classList.toggle('has-frames', video.videoWidth > 0));
       }
@@ -218,8 +229,30 @@ export class Grid {
       if (key === 'self') continue;
       const rank = recent.indexOf(Number(key.slice(1)));
       tile.el.classList.toggle('active-speaker', rank === 0);
-      tile.el.style.order = rank < 0 ? '100' : String(rank + 1);
+      tile.el.style.order = key === this.pinned ? '-1' : rank < 0 ? '100' : String(rank + 1);
     }
+  }
+
+  /**
+   * Pins the tile `key` (or unpins it if it is pinned): it is shown large,
+   * first, and its video is served first when bandwidth is short (the
+   * `pinned` flag of `layer_preference`).
+   */
+  togglePin(key) {
+    this.pinned = this.pinned === key ? null : key;
+    for (const [k, tile] of this.tiles) {
+      const on = k === this.pinned;
+      tile.el.classList.toggle('pinned', on);
+      const b = tile.el.querySelector('.tile-pin');
+      if (b) {
+        b.setAttribute('aria-pressed', String(on));
+        b.setAttribute('aria-label', on ? 'Unpin' : 'Pin');
+        b.textContent = on ? 'Unpin' : 'Pin';
+      }
+    }
+    this.applySpeakers();
+    this.layout();
+    for (const tile of this.tiles.values()) this.reportSize(tile.video);
   }
 
   /**
@@ -276,7 +309,7 @@ export class Grid {
       const box = entry.devicePixelContentBoxSize?.[0];
       const w = box ? box.inlineSize : entry.contentRect.width * devicePixelRatio;
       const h = box ? box.blockSize : entry.contentRect.height * devicePixelRatio;
-      this.onRenderSize(mid, w, h);
+      this.onRenderSize(mid, w, h, isPinned(entry.target));
     }
   }
 
@@ -288,7 +321,7 @@ export class Grid {
       return;
     }
     const r = video.getBoundingClientRect();
-    this.onRenderSize(mid, r.width * devicePixelRatio, r.height * devicePixelRatio);
+    this.onRenderSize(mid, r.width * devicePixelRatio, r.height * devicePixelRatio, isPinned(video));
   }
 
   /**
@@ -302,6 +335,20 @@ export class Grid {
     const W = this.stage.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
     const H = this.stage.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
     if (W <= 0 || H <= 0) return;
+    if (this.pinned && this.tiles.has(this.pinned) && n > 1) {
+      // The pinned tile large on top, the others in a strip below it.
+      const others = n - 1;
+      const stripH = Math.max(H * 0.22, 60);
+      const pinW = Math.floor(Math.min(W, (H - stripH - GAP) * TILE_ASPECT));
+      const smallW = Math.floor(Math.min((W - GAP * (others - 1)) / others, stripH * TILE_ASPECT));
+      this.gridEl.style.setProperty('--cols', String(others));
+      this.gridEl.style.setProperty('--tile-w', `${smallW}px`);
+      this.gridEl.style.setProperty('--pin-w', `${pinW}px`);
+      this.gridEl.style.width = `${Math.max(pinW, others * smallW + GAP * (others - 1))}px`;
+      this.gridEl.dataset.count = String(n);
+      return;
+    }
+    this.gridEl.style.width = '';
     let best = { cols: 1, w: 0 };
     for (let cols = 1; cols <= n; cols++) {
       const rows = Math.ceil(n / cols);

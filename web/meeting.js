@@ -105,7 +105,7 @@ class MeetingPage {
       stage: $('stage'),
       audioSink: $('audio-sink'),
       template: $('tile-template'),
-      onRenderSize: (mid, w, h) => this.session?.setRenderSize(mid, w, h),
+      onRenderSize: (mid, w, h, pinned) => this.session?.setRenderSize(mid, w, h, pinned),
       onAutoplayBlocked: () => this.askForSound(),
     });
     this.wireControls();

@@ -182,8 +182,8 @@ export class PeerSession extends EventTarget {
    * pixels; 0x0 when hidden). Sent as `layer_preference`, debounced, only
    * when changed.
    */
-  setRenderSize(mid, width, height) {
-    this.pendingSizes.set(mid, { width: Math.round(width), height: Math.round(height) });
+  setRenderSize(mid, width, height, pinned = false) {
+    this.pendingSizes.set(mid, { width: Math.round(width), height: Math.round(height), pinned: !!pinned });
     window.clearTimeout(this.sizeTimer);
     this.sizeTimer = window.setTimeout(() => this.flushSizes(), LAYER_DEBOUNCE_MS);
   }
@@ -192,8 +192,8 @@ export class PeerSession extends EventTarget {
     for (const [mid, size] of this.pendingSizes) {
       if (!this.remote.has(mid)) continue;
       const last = this.sentSizes.get(mid);
-      if (last && last.width === size.width && last.height === size.height) continue;
-      if (this.signaling.layerPreference(mid, size.width, size.height)) this.sentSizes.set(mid, size);
+      if (last && last.width === size.width && last.height === size.height && last.pinned === size.pinned) continue;
+      if (this.signaling.layerPreference(mid, size.width, size.height, size.pinned)) this.sentSizes.set(mid, size);
     }
     this.pendingSizes.clear();
   }

@@ -455,8 +455,8 @@ export class MeetingSession extends EventTarget {
   }
 
   /** Tells the SFU the size the video on `mid` is rendered at (device pixels). */
-  setRenderSize(mid, width, height) {
-    this.peer?.setRenderSize(mid, width, height);
+  setRenderSize(mid, width, height, pinned = false) {
+    this.peer?.setRenderSize(mid, width, height, pinned);
   }
 
   /**

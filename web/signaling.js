@@ -100,9 +100,12 @@ export class Signaling extends EventTarget {
   /** @param {'audio'|'video'} kind */
   setMuted(kind, muted) { return this.send({ type: 'set_muted', kind, muted }); }
 
-  /** Rendered size of the remote video on `mid`, in device pixels (0x0: hidden). */
-  layerPreference(mid, width, height) {
-    return this.send({ type: 'layer_preference', mid, width, height });
+  /**
+   * Rendered size of the remote video on `mid`, in device pixels (0x0:
+   * hidden), and whether the user pinned it (served first when bandwidth is short).
+   */
+  layerPreference(mid, width, height, pinned = false) {
+    return this.send({ type: 'layer_preference', mid, width, height, ...(pinned ? { pinned: true } : {}) });
   }
 
   /** Sends `leave` (if open) and closes the socket. */

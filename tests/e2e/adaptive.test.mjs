@@ -84,3 +84,41 @@ test('a layer nobody receives is paused and resumes when the tile grows', { time
     return q?.tracks?.[0]?.rid === top;
   }, { ms: 20_000 }), `the subscriber gets layer ${top} again`);
 }));
+
+test('pinning a tile shows it large and tells the server it is pinned', { timeout: 120_000 }, async (t) => explained(t, ctx, async () => {
+  const [a, b] = await Promise.all([
+    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
+    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
+  ]);
+  browsers.push(a, b);
+  const room = `pin-${randomId(8)}`;
+  const secret = newSecret();
+  await a.page.goto(server.url(joinPath(room, secret, 'Pinner')));
+  await b.page.goto(server.url(joinPath(room, secret, 'Pinned')));
+  for (const p of [a, b]) {
+    await p.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 30_000 });
+  }
+  const tile = a.page.locator('.tile:not(.tile-self)');
+  await tile.waitFor({ timeout: 30_000 });
+  const before = await tile.boundingBox();
+  const selfBefore = await a.page.locator('.tile.tile-self').boundingBox();
+  await tile.hover();
+  await tile.locator('.tile-pin').click();
+  assert.ok(await waitFor(async () => (await tile.getAttribute('class')).includes('pinned'), { ms: 5_000 }), 'the tile is pinned');
+  assert.equal(await tile.locator('.tile-pin').getAttribute('aria-pressed'), 'true');
+  const pinned = await tile.boundingBox();
+  const selfAfter = await a.page.locator('.tile.tile-self').boundingBox();
+  assert.ok(pinned.width > before.width * 1.2, `the pinned tile is larger: ${before.width} -> ${pinned.width}`);
+  assert.ok(selfAfter.width < selfBefore.width, `the other tiles move to a strip: ${selfBefore.width} -> ${selfAfter.width}`);
+  const sentPinned = () => a.frames.some((f) => f.includes('"layer_preference"') && f.includes('"pinned":true'));
+  assert.ok(await waitFor(async () => sentPinned(), { ms: 5_000 }), 'layer_preference carries pinned: true');
+  // Unpin: back to the grid, and the server is told.
+  const sentBefore = a.frames.length;
+  await tile.locator('.tile-pin').click();
+  assert.ok(await waitFor(async () => !(await tile.getAttribute('class')).includes('pinned'), { ms: 5_000 }), 'unpinned');
+  assert.ok(await waitFor(async () => a.frames.slice(sentBefore).some((f) => f.includes('"layer_preference"') && !f.includes('"pinned"')), { ms: 5_000 }),
+    'an unpinned layer_preference follows');
+  // The pinned page's video still decodes throughout.
+  const s = await a.page.evaluate(() => window.plenary.stats());
+  assert.ok(s.participants[0]?.framesDecoded > 0, 'video decodes');
+}));

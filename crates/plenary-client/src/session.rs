@@ -905,7 +905,7 @@ impl Session {
         let added = self.apply_track_map(track_map)?;
         for mid in added {
             let (width, height) = PREFERRED_SIZE;
-            send(ws, &ClientMsg::LayerPreference { mid, width, height }).await?;
+            send(ws, &ClientMsg::LayerPreference { mid, width, height, pinned: false }).await?;
         }
         Ok(())
     }

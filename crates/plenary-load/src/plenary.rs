@@ -107,7 +107,7 @@ impl Target for Plenary {
                             Some(ClientSignal::Answer(sdp)) => {
                                 let mut v = vec![ClientMsg::Answer { sdp }];
                                 let (width, height) = PREFERRED_SIZE;
-                                v.extend(video_mids.drain(..).map(|mid| ClientMsg::LayerPreference { mid, width, height }));
+                                v.extend(video_mids.drain(..).map(|mid| ClientMsg::LayerPreference { mid, width, height, pinned: false }));
                                 v
                             }
                         },

@@ -111,6 +111,11 @@ pub enum ClientMsg {
         width: u32,
         /// Rendered height, in device pixels.
         height: u32,
+        /// The user pinned this video: it is served right after audio,
+        /// before the active speaker and larger tiles, when bandwidth is
+        /// short. Absent means false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pinned: bool,
     },
     /// Keep-alive; the server answers `pong` with the same id.
     Ping {

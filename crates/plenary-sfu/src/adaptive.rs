@@ -104,7 +104,7 @@ impl Sfu {
             };
             let area = t.selector.preferred().map_or(0, |(w, h)| u64::from(w) * u64::from(h));
             warm.push(t.warm_until.is_some_and(|w| now < w));
-            demands.push(Demand { speaker: speaker == Some(t.source), area, ladder, current });
+            demands.push(Demand { pinned: t.pinned, speaker: speaker == Some(t.source), area, ladder, current });
             videos.push((t.source, t.source_mid, layers.to_vec()));
         }
         let mut chosen = allocate(estimate, audio_bps, &demands);

@@ -4,8 +4,8 @@
 //! The estimate comes from str0m's send-side bandwidth estimation over TWCC
 //! feedback (draft-holmer-rmcat-transport-wide-cc-extensions, the Google
 //! congestion controller). Audio is served first and always; what is left
-//! goes to video in priority order: the active speaker, then larger tiles
-//! before smaller ones. Every video first gets its smallest layer, then the
+//! goes to video in priority order: videos the subscriber pinned, then the
+//! active speaker, then larger tiles before smaller ones. Every video first gets its smallest layer, then the
 //! videos are upgraded one at a time, in the same order, up to the layer
 //! their rendered size asks for, while the budget lasts. A video that not
 //! even its smallest layer fits is turned off.
@@ -23,7 +23,9 @@ pub const UPGRADE_SHARE: f64 = 0.75;
 /// One video competing for the downlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Demand {
-    /// The room's active speaker: served before everyone else.
+    /// Pinned by the subscriber: served before every other video.
+    pub pinned: bool,
+    /// The room's active speaker: served before the rest.
     pub speaker: bool,
     /// Rendered area in device pixels: larger tiles are served first.
     pub area: u64,
@@ -75,7 +77,7 @@ pub fn next_step(demands: &[Demand], chosen: &[Option<usize>]) -> u64 {
 
 fn priority_order(demands: &[Demand]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..demands.len()).filter(|&i| !demands[i].ladder.is_empty()).collect();
-    order.sort_by_key(|&i| (!demands[i].speaker, std::cmp::Reverse(demands[i].area)));
+    order.sort_by_key(|&i| (!demands[i].pinned, !demands[i].speaker, std::cmp::Reverse(demands[i].area)));
     order
 }
 
@@ -117,7 +119,18 @@ mod tests {
     const LADDER: [u64; 3] = [150_000, 500_000, 1_500_000];
 
     fn demand(speaker: bool, area: u64, current: Option<usize>) -> Demand {
-        Demand { speaker, area, ladder: LADDER.to_vec(), current }
+        Demand { pinned: false, speaker, area, ladder: LADDER.to_vec(), current }
+    }
+
+    #[test]
+    fn a_pinned_video_comes_before_the_speaker_and_larger_tiles() {
+        let mut pinned = demand(false, 50, None);
+        pinned.pinned = true;
+        let d = [demand(true, 400, None), pinned, demand(false, 800, None)];
+        // 300 kbps: room for one q after audio: the pinned one's.
+        assert_eq!(allocate(300_000, 64_000, &d), [None, Some(0), None]);
+        // 1.2 Mbps: three q, then the pinned one's upgrade to h.
+        assert_eq!(allocate(1_200_000, 64_000, &d), [Some(0), Some(1), Some(0)]);
     }
 
     #[test]
@@ -152,7 +165,7 @@ mod tests {
         assert_eq!(next_step(&[demand(false, 1, Some(0))], &[Some(0)]), 350_000, "q to h");
         assert_eq!(next_step(&[demand(false, 1, None)], &[Some(2)]), 0, "all there");
         // Hidden videos get nothing.
-        let hidden = Demand { speaker: false, area: 0, ladder: Vec::new(), current: None };
+        let hidden = Demand { pinned: false, speaker: false, area: 0, ladder: Vec::new(), current: None };
         assert_eq!(allocate(10_000_000, 0, &[hidden]), [None]);
     }
 }

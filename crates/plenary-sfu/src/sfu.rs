@@ -211,7 +211,7 @@ impl Sfu {
                 self.set_muted(id, kind, muted);
                 Ok(())
             }
-            ClientMsg::LayerPreference { mid, width, height } => self.layer_preference(now, id, &mid, width, height),
+            ClientMsg::LayerPreference { mid, width, height, pinned } => self.layer_preference(now, id, &mid, width, height, pinned),
             ClientMsg::Ping { id: ping } => {
                 self.queue.push_back(Output::Signal(id, ServerMsg::Pong { id: ping }));
                 Ok(())
@@ -483,12 +483,13 @@ impl Sfu {
         }
     }
 
-    fn layer_preference(&mut self, now: Instant, id: ParticipantId, mid: &str, w: u32, h: u32) -> Result<(), SfuError> {
+    fn layer_preference(&mut self, now: Instant, id: ParticipantId, mid: &str, w: u32, h: u32, pinned: bool) -> Result<(), SfuError> {
         let p = self.participants.get_mut(&id).ok_or(SfuError::UnknownParticipant)?;
         let Some(t) = p.tracks_out.iter_mut().find(|t| t.live_mid().is_some_and(|m| *m == *mid)) else {
             return Err(SfuError::UnknownMid(mid.chars().take(32).collect()));
         };
         t.selector.set_preferred(w, h);
+        t.pinned = pinned;
         let (source, source_mid) = (t.source, t.source_mid);
         self.retarget(now, id, source, source_mid);
         let mut work = self.allocate(now, id);

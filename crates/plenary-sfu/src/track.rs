@@ -165,12 +165,15 @@ pub(crate) struct TrackOut {
     /// subscriber's estimate (a video published into a running meeting;
     /// see `adaptive::WARMUP`).
     pub warm_until: Option<Instant>,
+    /// The subscriber pinned this video (`layer_preference`): served first
+    /// among videos when bandwidth is short.
+    pub pinned: bool,
 }
 
 impl TrackOut {
     pub fn new(source: ParticipantId, source_mid: Mid, kind: MediaKind) -> Self {
         let clock = if kind == MediaKind::Audio { 48_000 } else { 90_000 };
-        TrackOut { source, source_mid, kind, state: OutState::ToOpen, orphaned: false, selector: LayerSelector::new(clock), warm_until: None }
+        TrackOut { source, source_mid, kind, state: OutState::ToOpen, orphaned: false, selector: LayerSelector::new(clock), warm_until: None, pinned: false }
     }
 
     /// The subscriber-side MID while media may flow on it.

@@ -439,7 +439,7 @@ impl World {
         let mid = self.mid_of(sub, publisher, plenary_proto::MediaKind::Video).expect("video mid");
         let id = self.peers[sub].id;
         self.sfu
-            .handle_message(self.now, id, ClientMsg::LayerPreference { mid: mid.to_string(), width: w, height: h })
+            .handle_message(self.now, id, ClientMsg::LayerPreference { mid: mid.to_string(), width: w, height: h, pinned: false })
             .expect("preference accepted");
         self.pump();
     }
