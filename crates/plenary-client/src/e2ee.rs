@@ -355,7 +355,8 @@ impl E2ee {
         if joiners.is_empty() && removes.is_empty() {
             return;
         }
-        let requests: Vec<&[u8]> = joiners.iter().filter_map(|id| self.pending_joins.get(id).map(Vec::as_slice)).collect();
+        let requests: Vec<&[u8]> =
+            joiners.iter().filter_map(|id| self.pending_joins.get(id).map(Vec::as_slice)).collect();
         let result = self.participant.commit(&requests, &removes);
         match result {
             Ok(c) => {

@@ -77,11 +77,7 @@ pub struct Summary {
 impl Summary {
     /// Total frames received from `participant` of `kind`.
     pub fn frames_from(&self, participant: ParticipantId, kind: MediaKind) -> u64 {
-        self.tracks
-            .iter()
-            .filter(|t| t.participant_id == participant && t.kind == kind)
-            .map(|t| t.frames)
-            .sum()
+        self.tracks.iter().filter(|t| t.participant_id == participant && t.kind == kind).map(|t| t.frames).sum()
     }
 }
 
@@ -202,11 +198,7 @@ impl Reporter {
     /// Prints a JSON line (in JSON mode) or the human line `human` (else).
     pub fn emit(&self, event: &JsonEvent<'_>, human: impl FnOnce() -> Option<String>) {
         let mut out = std::io::stdout().lock();
-        let line = if self.json {
-            serde_json::to_string(event).ok()
-        } else {
-            human()
-        };
+        let line = if self.json { serde_json::to_string(event).ok() } else { human() };
         if let Some(line) = line {
             // A closed stdout (e.g. `| head`) must not end the session.
             let _ = writeln!(out, "{line}");
@@ -223,7 +215,10 @@ pub fn human_summary(s: &Summary) -> String {
     }
     for t in &s.tracks {
         let kind = kind_str(t.kind);
-        out.push_str(&format!("\n  {} {kind} (mid {}): {} frames, {} bytes", t.participant_id, t.mid, t.frames, t.bytes));
+        out.push_str(&format!(
+            "\n  {} {kind} (mid {}): {} frames, {} bytes",
+            t.participant_id, t.mid, t.frames, t.bytes
+        ));
         if let (Some(ok), Some(failed)) = (t.decrypted, t.decrypt_failures) {
             out.push_str(&format!(" ({ok} decrypted, {failed} failed)"));
         }
@@ -296,11 +291,19 @@ mod tests {
         assert_eq!(summary.frames_from(ParticipantId(3), MediaKind::Audio), 0);
         let v = serde_json::to_value(JsonEvent::Epoch { epoch: 2, security_code: "01234 56789" }).unwrap();
         assert_eq!(v, serde_json::json!({"event": "epoch", "epoch": 2, "security_code": "01234 56789"}));
-        let v = serde_json::to_value(JsonEvent::Reconnecting { attempt: 2, reason: "media connection lost", delay_s: 1.0 })
-            .unwrap();
-        assert_eq!(v, serde_json::json!({"event": "reconnecting", "attempt": 2, "reason": "media connection lost", "delay_s": 1.0}));
-        let v = serde_json::to_value(JsonEvent::Reconnected { participant_id: ParticipantId(9), attempts: 2, outage_s: 3.5 })
-            .unwrap();
+        let v =
+            serde_json::to_value(JsonEvent::Reconnecting { attempt: 2, reason: "media connection lost", delay_s: 1.0 })
+                .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "reconnecting", "attempt": 2, "reason": "media connection lost", "delay_s": 1.0})
+        );
+        let v = serde_json::to_value(JsonEvent::Reconnected {
+            participant_id: ParticipantId(9),
+            attempts: 2,
+            outage_s: 3.5,
+        })
+        .unwrap();
         assert_eq!(v, serde_json::json!({"event": "reconnected", "participant_id": 9, "attempts": 2, "outage_s": 3.5}));
         let e2ee_track = TrackStats { decrypted: Some(9), decrypt_failures: Some(1), ..summary.tracks[0].clone() };
         let v = serde_json::to_value(&e2ee_track).unwrap();

@@ -379,8 +379,7 @@ mod tests {
     fn truncation_anywhere_is_a_typed_error() {
         let bytes = synthetic();
         for cut in 0..bytes.len() {
-            let res = IvfReader::new(Cursor::new(&bytes[..cut]))
-                .and_then(|r| r.collect::<Result<Vec<_>, _>>());
+            let res = IvfReader::new(Cursor::new(&bytes[..cut])).and_then(|r| r.collect::<Result<Vec<_>, _>>());
             match res {
                 Err(IvfError::TruncatedHeader)
                 | Err(IvfError::TruncatedFrameHeader { .. })
@@ -427,10 +426,7 @@ mod tests {
         assert_eq!(vp8_frame_info(&[]), None);
         assert_eq!(vp8_frame_info(&[1, 0, 0]), Some(Vp8FrameInfo { key_frame: false, size: None }));
         let key = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01];
-        assert_eq!(
-            vp8_frame_info(&key),
-            Some(Vp8FrameInfo { key_frame: true, size: Some((640, 360)) })
-        );
+        assert_eq!(vp8_frame_info(&key), Some(Vp8FrameInfo { key_frame: true, size: Some((640, 360)) }));
         assert_eq!(vp8_frame_info(&key[..6]), None);
     }
 

@@ -36,13 +36,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod e2ee;
 pub mod events;
 pub mod ivf;
 pub mod meeting_url;
 pub mod ogg;
-pub mod record;
 pub mod reconnect;
-mod e2ee;
+pub mod record;
 mod session;
 pub mod source;
 

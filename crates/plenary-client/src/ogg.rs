@@ -432,8 +432,7 @@ impl OpusFile {
         let mut start = 0u64;
         while let Some((data, _granule)) = reader.next_packet()? {
             let index = packets.len() as u64;
-            let samples = opus_packet_samples(&data)
-                .map_err(|reason| OggError::BadOpusPacket { index, reason })?;
+            let samples = opus_packet_samples(&data).map_err(|reason| OggError::BadOpusPacket { index, reason })?;
             packets.push(OpusPacket { start, samples, data });
             start += u64::from(samples);
         }
@@ -464,14 +463,8 @@ impl<W: Write> OggOpusWriter<W> {
     /// # Errors
     /// [`OggError::Io`].
     pub fn new(inner: W, serial: u32, head: &OpusHead, vendor: &str) -> Result<Self, OggError> {
-        let mut w = OggOpusWriter {
-            inner,
-            serial,
-            sequence: 0,
-            granule: u64::from(head.pre_skip),
-            pending: None,
-            packets: 0,
-        };
+        let mut w =
+            OggOpusWriter { inner, serial, sequence: 0, granule: u64::from(head.pre_skip), pending: None, packets: 0 };
         w.write_page(FLAG_BOS, 0, &head.to_bytes())?;
         let mut tags = Vec::new();
         tags.extend_from_slice(b"OpusTags");
@@ -488,14 +481,8 @@ impl<W: Write> OggOpusWriter<W> {
         }
         let mut segments = vec![255u8; packet.len() / 255];
         segments.push((packet.len() % 255) as u8);
-        let page = OggPage {
-            flags,
-            granule,
-            serial: self.serial,
-            sequence: self.sequence,
-            segments,
-            data: packet.to_vec(),
-        };
+        let page =
+            OggPage { flags, granule, serial: self.serial, sequence: self.sequence, segments, data: packet.to_vec() };
         self.inner.write_all(&page.to_bytes())?;
         self.sequence = self.sequence.wrapping_add(1);
         Ok(())
@@ -518,8 +505,7 @@ impl<W: Write> OggOpusWriter<W> {
     /// [`OggError::BadOpusPacket`] for a packet whose length cannot be
     /// known, [`OggError::PacketTooLarge`], [`OggError::Io`].
     pub fn write_packet(&mut self, packet: &[u8]) -> Result<(), OggError> {
-        opus_packet_samples(packet)
-            .map_err(|reason| OggError::BadOpusPacket { index: self.packets, reason })?;
+        opus_packet_samples(packet).map_err(|reason| OggError::BadOpusPacket { index: self.packets, reason })?;
         if packet.len() > MAX_PACKET_BYTES {
             return Err(OggError::PacketTooLarge(packet.len()));
         }

@@ -159,10 +159,8 @@ impl Recorder {
                         mapping_table: Vec::new(),
                     };
                     let file = create(path)?;
-                    *writer = Some(
-                        OggOpusWriter::new(BufWriter::new(file), *serial, &head, "plenary")
-                            .map_err(ogg_err)?,
-                    );
+                    *writer =
+                        Some(OggOpusWriter::new(BufWriter::new(file), *serial, &head, "plenary").map_err(ogg_err)?);
                 }
                 if let Some(w) = writer {
                     w.write_packet(frame).map_err(ogg_err)?;
@@ -230,7 +228,12 @@ mod tests {
             .output()
             .ok()?;
         assert!(out.status.success(), "ffmpeg failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-        assert!(out.stderr.is_empty(), "ffmpeg complained about {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "ffmpeg complained about {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Some(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count())
     }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use plenary_proto::{ClientMsg, MediaKind, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, ServerMsg, TrackInfo};
+use rustls::pki_types::CertificateDer;
+use std::sync::Arc;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaData, MediaTime, Mid, Pt};
@@ -16,17 +18,15 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
-use rustls::pki_types::CertificateDer;
-use std::sync::Arc;
 
 use crate::e2ee::{E2ee, Out};
-use crate::reconnect::Backoff;
-use plenary_e2ee::secret::MeetingSecret;
 use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, human_summary, kind_str};
 use crate::meeting_url::MeetingUrl;
+use crate::reconnect::Backoff;
 use crate::record::{Pushed, RecordCodec, Recorder};
 use crate::source::{AUDIO_CLOCK_RATE, LoopedSource, VIDEO_CLOCK_RATE};
 use crate::{ClientError, JoinOptions};
+use plenary_e2ee::secret::MeetingSecret;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -65,8 +65,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
     let video = opts.video.as_deref().map(LoopedSource::from_ivf).transpose()?;
     let audio = opts.audio.as_deref().map(LoopedSource::from_ogg).transpose()?;
     if let Some(dir) = &opts.record {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| ClientError::RecordDir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ClientError::RecordDir { path: dir.clone(), source })?;
     }
     let reporter = Reporter { json: opts.json };
     let started = Instant::now();
@@ -125,7 +124,11 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
             let reason = err.to_string();
             tracing::info!(attempt = session.backoff.attempt, %reason, "connection lost; reconnecting");
             session.reporter.emit(
-                &JsonEvent::Reconnecting { attempt: session.backoff.attempt, reason: &reason, delay_s: delay.as_secs_f64() },
+                &JsonEvent::Reconnecting {
+                    attempt: session.backoff.attempt,
+                    reason: &reason,
+                    delay_s: delay.as_secs_f64(),
+                },
                 || Some(format!("connection lost ({reason}); reconnecting in {:.1} s", delay.as_secs_f64())),
             );
             if let Some(end) = session.wait(delay, opts.duration).await {
@@ -225,7 +228,10 @@ fn tls_connector(extra_roots: Vec<CertificateDer<'static>>) -> Result<Connector,
 
 /// Opens the WebSocket; returns it and the local address of its TCP
 /// connection (the local address that reaches the server).
-async fn connect(meeting: &MeetingUrl, extra_roots: Vec<CertificateDer<'static>>) -> Result<(Ws, SocketAddr), ClientError> {
+async fn connect(
+    meeting: &MeetingUrl,
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<(Ws, SocketAddr), ClientError> {
     let url = meeting.ws_url.to_string();
     let connector = if meeting.ws_url.scheme() == "wss" { Some(tls_connector(extra_roots)?) } else { None };
     let connecting = tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, false, connector);
@@ -250,9 +256,7 @@ async fn connect(meeting: &MeetingUrl, extra_roots: Vec<CertificateDer<'static>>
 }
 
 async fn send(ws: &mut Ws, msg: &ClientMsg) -> Result<(), ClientError> {
-    ws.send(Message::text(plenary_proto::encode(msg)))
-        .await
-        .map_err(|e| ClientError::Signaling(e.to_string()))
+    ws.send(Message::text(plenary_proto::encode(msg))).await.map_err(|e| ClientError::Signaling(e.to_string()))
 }
 
 /// Waits for `joined` (or an error) after `join`.
@@ -278,9 +282,9 @@ fn decode(msg: Option<Result<Message, tungstenite::Error>>) -> Result<Option<Ser
     match msg {
         None | Some(Ok(Message::Close(_))) => Err(ClientError::Closed),
         Some(Err(e)) => Err(ClientError::Signaling(e.to_string())),
-        Some(Ok(Message::Text(text))) => plenary_proto::decode_server_msg(text.as_str())
-            .map(Some)
-            .map_err(|e| ClientError::Protocol(e.to_string())),
+        Some(Ok(Message::Text(text))) => {
+            plenary_proto::decode_server_msg(text.as_str()).map(Some).map_err(|e| ClientError::Protocol(e.to_string()))
+        }
         Some(Ok(_)) => Ok(None),
     }
 }
@@ -379,7 +383,8 @@ impl Session {
         self.participant_id = participant_id;
         self.room = room;
         self.participants = others.iter().map(|p| p.id).collect();
-        let mut e = E2ee::new(&self.room, self.secret.clone(), &self.name, participant_id).map_err(ClientError::E2ee)?;
+        let mut e =
+            E2ee::new(&self.room, self.secret.clone(), &self.name, participant_id).map_err(ClientError::E2ee)?;
         let now = Instant::now();
         for p in &others {
             // Nobody's profile is known yet: nothing to report.
@@ -399,10 +404,10 @@ impl Session {
         }
         tracing::info!(participant = %participant_id, "joined");
         let present = self.participants.clone();
-        self.reporter.emit(
-            &JsonEvent::Joined { participant_id, room: &self.room, participants: present.clone() },
-            || Some(format!("joined room {} as {participant_id}; {} others here", self.room, present.len())),
-        );
+        self.reporter
+            .emit(&JsonEvent::Joined { participant_id, room: &self.room, participants: present.clone() }, || {
+                Some(format!("joined room {} as {participant_id}; {} others here", self.room, present.len()))
+            });
         Ok(())
     }
 
@@ -670,7 +675,8 @@ impl Session {
         track.stats.frames += 1;
         track.stats.bytes += data.data.len() as u64;
         let plain;
-        let frame: &[u8] = match self.e2ee.as_mut().and_then(|e| e.decrypt(track.stats.kind == MediaKind::Video, &data.data)) {
+        let frame: &[u8] =
+            match self.e2ee.as_mut().and_then(|e| e.decrypt(track.stats.kind == MediaKind::Video, &data.data)) {
                 Some(p) => {
                     *track.stats.decrypted.get_or_insert(0) += 1;
                     plain = p;
@@ -682,7 +688,7 @@ impl Session {
                     track.decrypt_gap = true;
                     return Ok(());
                 }
-        };
+            };
         let now = Instant::now();
         if let Some(last) = track.last_frame_at.replace(now) {
             let gap = u64::try_from((now - last).as_millis()).unwrap_or(u64::MAX);
@@ -777,10 +783,7 @@ impl Session {
                 let Some(pending) = self.pending.take() else {
                     return Err(ClientError::Protocol("an answer without an offer".into()));
                 };
-                self.rtc
-                    .sdp_api()
-                    .accept_answer(pending, answer)
-                    .map_err(|e| ClientError::Sdp(e.to_string()))?;
+                self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| ClientError::Sdp(e.to_string()))?;
                 self.drain()?;
                 for (sdp, track_map) in std::mem::take(&mut self.queued_offers) {
                     self.on_offer(ws, &sdp, track_map).await?;
@@ -810,18 +813,16 @@ impl Session {
                 if !self.participants.contains(&id) {
                     self.participants.push(id);
                 }
-                self.reporter.emit(&JsonEvent::ParticipantJoined { participant_id: id }, || {
-                    Some(format!("{id} joined"))
-                });
+                self.reporter
+                    .emit(&JsonEvent::ParticipantJoined { participant_id: id }, || Some(format!("{id} joined")));
             }
             ServerMsg::ParticipantLeft { participant_id } => {
                 self.participants.retain(|p| *p != participant_id);
                 if let Some(e) = &mut self.e2ee {
                     e.participant_left(participant_id, Instant::now());
                 }
-                self.reporter.emit(&JsonEvent::ParticipantLeft { participant_id }, || {
-                    Some(format!("{participant_id} left"))
-                });
+                self.reporter
+                    .emit(&JsonEvent::ParticipantLeft { participant_id }, || Some(format!("{participant_id} left")));
             }
             ServerMsg::Error { code, message, fatal } => {
                 if fatal {
@@ -887,10 +888,8 @@ impl Session {
                 }
                 Out::Profile { leaf, participant_id, display_name } => {
                     // Names go to our own --json output only, never to the log.
-                    self.reporter.emit(
-                        &JsonEvent::Profile { participant_id, leaf, display_name: &display_name },
-                        || None,
-                    );
+                    self.reporter
+                        .emit(&JsonEvent::Profile { participant_id, leaf, display_name: &display_name }, || None);
                 }
             }
         }
@@ -933,10 +932,10 @@ impl Session {
                 let name = format!("{}-{kind}-mid{}-{}.{}", t.participant_id, t.mid, self.rx.len(), codec.extension());
                 Recorder::new(dir.join(sanitize(&name)), codec)
             });
-            self.reporter.emit(
-                &JsonEvent::TrackAdded { participant_id: t.participant_id, kind: t.kind, mid: &t.mid },
-                || Some(format!("receiving {} from {} on mid {}", kind_str(t.kind), t.participant_id, t.mid)),
-            );
+            self.reporter
+                .emit(&JsonEvent::TrackAdded { participant_id: t.participant_id, kind: t.kind, mid: &t.mid }, || {
+                    Some(format!("receiving {} from {} on mid {}", kind_str(t.kind), t.participant_id, t.mid))
+                });
             if t.kind == MediaKind::Video {
                 new_video.push(t.mid.clone());
             }
@@ -962,8 +961,7 @@ impl Session {
                 last_frame_at: None,
             });
         }
-        let gone: Vec<usize> =
-            self.rx_by_mid.iter().filter(|(mid, _)| !keep.contains(*mid)).map(|(_, &i)| i).collect();
+        let gone: Vec<usize> = self.rx_by_mid.iter().filter(|(mid, _)| !keep.contains(*mid)).map(|(_, &i)| i).collect();
         for i in gone {
             self.stop_track(i)?;
         }
@@ -981,10 +979,10 @@ impl Session {
             rec.finish()?;
         }
         let s = &t.stats;
-        self.reporter.emit(
-            &JsonEvent::TrackRemoved { participant_id: s.participant_id, kind: s.kind, mid: &s.mid },
-            || Some(format!("{} stopped sending {} (mid {})", s.participant_id, kind_str(s.kind), s.mid)),
-        );
+        self.reporter
+            .emit(&JsonEvent::TrackRemoved { participant_id: s.participant_id, kind: s.kind, mid: &s.mid }, || {
+                Some(format!("{} stopped sending {} (mid {})", s.participant_id, kind_str(s.kind), s.mid))
+            });
         Ok(())
     }
 

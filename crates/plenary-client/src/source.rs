@@ -130,13 +130,10 @@ impl LoopedSource {
     /// [`SourceError`] when the file cannot be read or is not Ogg Opus.
     pub fn from_ogg(path: &Path) -> Result<LoopedSource, SourceError> {
         let file = File::open(path).map_err(|source| SourceError::Open { path: path.into(), source })?;
-        let opus = OpusFile::read(BufReader::new(file))
-            .map_err(|source| SourceError::Ogg { path: path.into(), source })?;
-        let frames = opus
-            .packets
-            .into_iter()
-            .map(|p| SourceFrame { offset: p.start, key: true, data: p.data.into() })
-            .collect();
+        let opus =
+            OpusFile::read(BufReader::new(file)).map_err(|source| SourceError::Ogg { path: path.into(), source })?;
+        let frames =
+            opus.packets.into_iter().map(|p| SourceFrame { offset: p.start, key: true, data: p.data.into() }).collect();
         Self::new(frames, AUDIO_CLOCK_RATE, path)
     }
 
@@ -166,10 +163,8 @@ impl LoopedSource {
     /// # Errors
     /// [`SourceError::Unusable`] when `frames` is empty.
     pub fn from_frames(frames: Vec<(u64, bool, Vec<u8>)>, clock_rate: u32) -> Result<LoopedSource, SourceError> {
-        let frames = frames
-            .into_iter()
-            .map(|(offset, key, data)| SourceFrame { offset, key, data: data.into() })
-            .collect();
+        let frames =
+            frames.into_iter().map(|(offset, key, data)| SourceFrame { offset, key, data: data.into() }).collect();
         Self::new(frames, clock_rate, Path::new("<memory>"))
     }
 
@@ -231,12 +226,7 @@ mod tests {
 
     fn source() -> LoopedSource {
         // 4 frames at 30 fps in 90 kHz, key frames at 0 and 2.
-        let frames = vec![
-            (0, true, vec![0]),
-            (3000, false, vec![1]),
-            (6000, true, vec![2]),
-            (9000, false, vec![3]),
-        ];
+        let frames = vec![(0, true, vec![0]), (3000, false, vec![1]), (6000, true, vec![2]), (9000, false, vec![3])];
         LoopedSource::from_frames(frames, VIDEO_CLOCK_RATE).unwrap()
     }
 
@@ -302,9 +292,6 @@ mod tests {
         if let Some(p) = crate::test_media("bbb.ogg") {
             assert!(matches!(LoopedSource::from_ivf(&p), Err(SourceError::Ivf { .. })));
         }
-        assert!(matches!(
-            LoopedSource::from_ogg(Path::new("/nonexistent/x.ogg")),
-            Err(SourceError::Open { .. })
-        ));
+        assert!(matches!(LoopedSource::from_ogg(Path::new("/nonexistent/x.ogg")), Err(SourceError::Open { .. })));
     }
 }

@@ -45,12 +45,7 @@ async fn send(ws: &mut ServerWs, msg: &ServerMsg) {
 }
 
 fn joined() -> ServerMsg {
-    ServerMsg::Joined {
-        participant_id: ParticipantId(7),
-        room: "r".into(),
-        participants: vec![],
-        ice_servers: vec![],
-    }
+    ServerMsg::Joined { participant_id: ParticipantId(7), room: "r".into(), participants: vec![], ice_servers: vec![] }
 }
 
 fn opts(addr: SocketAddr) -> JoinOptions {
@@ -70,11 +65,8 @@ async fn join_sends_room_and_tag_but_neither_name_nor_secret() {
     let addr = fake_server(|mut ws| async move {
         let first = recv(&mut ws).await;
         let _ = tx.send(first);
-        send(
-            &mut ws,
-            &ServerMsg::Error { code: ErrorCode::RoomFull, message: "room is full".into(), fatal: true },
-        )
-        .await;
+        send(&mut ws, &ServerMsg::Error { code: ErrorCode::RoomFull, message: "room is full".into(), fatal: true })
+            .await;
     })
     .await;
     let err = plenary_client::join(opts(addr)).await.unwrap_err();
@@ -169,7 +161,10 @@ async fn no_media_connection_times_out() {
     let err = plenary_client::join(opts(addr)).await.unwrap_err();
     assert!(matches!(err, ClientError::MediaTimeout(_)), "{err}");
     let took = started.elapsed();
-    assert!(took >= plenary_client::CONNECT_TIMEOUT && took < plenary_client::CONNECT_TIMEOUT + Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= plenary_client::CONNECT_TIMEOUT && took < plenary_client::CONNECT_TIMEOUT + Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]

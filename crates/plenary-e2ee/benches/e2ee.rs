@@ -29,12 +29,7 @@ fn secret() -> MeetingSecret {
 }
 
 fn keys(own_leaf: u32) -> EpochKeys {
-    EpochKeys {
-        epoch: 7,
-        base_key: [3; 16],
-        own_leaf,
-        members: (0..16).collect(),
-    }
+    EpochKeys { epoch: 7, base_key: [3; 16], own_leaf, members: (0..16).collect() }
 }
 
 fn sframe(c: &mut Criterion) {
@@ -76,9 +71,7 @@ fn setup_group(n: usize) -> (Participant, Participant) {
     let refs: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
     let out = committer.commit(&refs, &[]).expect("commit");
     committer.commit_accepted().expect("accept");
-    observer
-        .process(&out.welcome.expect("welcome"))
-        .expect("welcome");
+    observer.process(&out.welcome.expect("welcome")).expect("welcome");
     assert_eq!(observer.member_count().expect("count"), n);
     (committer, observer)
 }
@@ -102,19 +95,10 @@ fn undo_adds(committer: &mut Participant, observer: &mut Participant, added: &[u
 }
 
 fn mls(c: &mut Criterion) {
-    let max: usize = std::env::var("PLENARY_BENCH_MAX_GROUP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let max: usize = std::env::var("PLENARY_BENCH_MAX_GROUP").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let mut commit_group = c.benchmark_group("mls_commit");
-    commit_group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(Duration::from_secs(2));
-    let sizes: Vec<usize> = [10usize, 100, 1000, 5000]
-        .into_iter()
-        .filter(|n| *n <= max)
-        .collect();
+    commit_group.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(2));
+    let sizes: Vec<usize> = [10usize, 100, 1000, 5000].into_iter().filter(|n| *n <= max).collect();
     let mut groups = Vec::new();
     for &n in &sizes {
         let t = Instant::now();
@@ -131,24 +115,21 @@ fn mls(c: &mut Criterion) {
                 out.commit.len(),
                 out.welcome.as_ref().map_or(0, Vec::len)
             );
-            commit_group.bench_function(
-                BenchmarkId::new(format!("n{n}"), format!("add{k}")),
-                |b| {
-                    b.iter_custom(|iters| {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            let (_joiners, reqs) = join_requests(k);
-                            let refs: Vec<&[u8]> = reqs.iter().map(Vec::as_slice).collect();
-                            let t = Instant::now();
-                            let out = committer.commit(&refs, &[]).expect("commit");
-                            total += t.elapsed();
-                            black_box(out);
-                            committer.commit_rejected().expect("reject");
-                        }
-                        total
-                    })
-                },
-            );
+            commit_group.bench_function(BenchmarkId::new(format!("n{n}"), format!("add{k}")), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let (_joiners, reqs) = join_requests(k);
+                        let refs: Vec<&[u8]> = reqs.iter().map(Vec::as_slice).collect();
+                        let t = Instant::now();
+                        let out = committer.commit(&refs, &[]).expect("commit");
+                        total += t.elapsed();
+                        black_box(out);
+                        committer.commit_rejected().expect("reject");
+                    }
+                    total
+                })
+            });
         }
         // Every commit made consumes a generation of the committer's handshake
         // ratchet, rejected or not: after thousands of rejected commits in one
@@ -161,54 +142,40 @@ fn mls(c: &mut Criterion) {
     commit_group.finish();
 
     let mut process_group = c.benchmark_group("mls_process");
-    process_group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(Duration::from_secs(2));
+    process_group.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(2));
     for (n, committer, observer) in groups.iter_mut() {
         for k in [1usize, 10, 100] {
-            process_group.bench_function(
-                BenchmarkId::new(format!("n{n}"), format!("add{k}")),
-                |b| {
-                    b.iter_custom(|iters| {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            let (_joiners, reqs) = join_requests(k);
-                            let refs: Vec<&[u8]> = reqs.iter().map(Vec::as_slice).collect();
-                            let before: Vec<u32> = committer
-                                .roster()
-                                .expect("roster")
-                                .iter()
-                                .map(|r| r.leaf)
-                                .collect();
-                            let out = committer.commit(&refs, &[]).expect("commit");
-                            committer.commit_accepted().expect("accept");
-                            let t = Instant::now();
-                            let ev = observer.process(&out.commit).expect("process");
-                            total += t.elapsed();
-                            black_box(ev);
-                            let added: Vec<u32> = committer
-                                .roster()
-                                .expect("roster")
-                                .iter()
-                                .map(|r| r.leaf)
-                                .filter(|l| !before.contains(l))
-                                .collect();
-                            undo_adds(committer, observer, &added);
-                        }
-                        total
-                    })
-                },
-            );
+            process_group.bench_function(BenchmarkId::new(format!("n{n}"), format!("add{k}")), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let (_joiners, reqs) = join_requests(k);
+                        let refs: Vec<&[u8]> = reqs.iter().map(Vec::as_slice).collect();
+                        let before: Vec<u32> = committer.roster().expect("roster").iter().map(|r| r.leaf).collect();
+                        let out = committer.commit(&refs, &[]).expect("commit");
+                        committer.commit_accepted().expect("accept");
+                        let t = Instant::now();
+                        let ev = observer.process(&out.commit).expect("process");
+                        total += t.elapsed();
+                        black_box(ev);
+                        let added: Vec<u32> = committer
+                            .roster()
+                            .expect("roster")
+                            .iter()
+                            .map(|r| r.leaf)
+                            .filter(|l| !before.contains(l))
+                            .collect();
+                        undo_adds(committer, observer, &added);
+                    }
+                    total
+                })
+            });
         }
     }
     process_group.finish();
 
     let mut welcome_group = c.benchmark_group("mls_welcome");
-    welcome_group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(200))
-        .measurement_time(Duration::from_secs(2));
+    welcome_group.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(2));
     for (n, committer, observer) in groups.iter_mut() {
         welcome_group.bench_function(BenchmarkId::from_parameter(format!("n{n}")), |b| {
             b.iter_custom(|iters| {

@@ -13,12 +13,7 @@ use std::time::Duration;
 use plenary_e2ee::media::{Codec, EpochKeys, MediaCrypto};
 
 fn keys(own_leaf: u32) -> EpochKeys {
-    EpochKeys {
-        epoch: 5,
-        base_key: core::array::from_fn(|i| i as u8),
-        own_leaf,
-        members: vec![0, 1, 3, 7],
-    }
+    EpochKeys { epoch: 5, base_key: core::array::from_fn(|i| i as u8), own_leaf, members: vec![0, 1, 3, 7] }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -26,18 +21,13 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0))
-        .collect()
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0)).collect()
 }
 
 /// Frames of the fixture: codec, context, plaintext.
 fn frames() -> Vec<(Codec, u64, Vec<u8>)> {
-    let pattern = |n: usize, seed: u8| -> Vec<u8> {
-        (0..n)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect()
-    };
+    let pattern =
+        |n: usize, seed: u8| -> Vec<u8> { (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect() };
     let mut key_frame = pattern(1200, 7);
     key_frame[0] = 0x10; // VP8 key frame: bit 0 clear
     let mut delta = pattern(900, 9);
@@ -90,17 +80,13 @@ fn main() {
             rx.set_epoch_keys(keys(1), Duration::ZERO);
             let mut n = 0;
             for obj in text.split('{').skip(2) {
-                let (Some(codec), Some(plain), Some(sealed)) = (
-                    field(obj, "codec"),
-                    field(obj, "plain"),
-                    field(obj, "sealed"),
-                ) else {
+                let (Some(codec), Some(plain), Some(sealed)) =
+                    (field(obj, "codec"), field(obj, "plain"), field(obj, "sealed"))
+                else {
                     continue;
                 };
                 let codec = Codec::from_name(codec).expect("codec");
-                let d = rx
-                    .decrypt(codec, &unhex(sealed), Duration::ZERO)
-                    .expect("wasm frame decrypts natively");
+                let d = rx.decrypt(codec, &unhex(sealed), Duration::ZERO).expect("wasm frame decrypts natively");
                 assert_eq!(d.frame, unhex(plain), "plaintext matches");
                 assert_eq!(d.sender_leaf, 3);
                 n += 1;

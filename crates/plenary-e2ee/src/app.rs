@@ -77,9 +77,7 @@ impl AppMessage {
     pub fn encode(&self) -> Result<Vec<u8>, AppError> {
         let (kind, body, max): (u8, &[u8], usize) = match self {
             AppMessage::Chat { text } => (KIND_CHAT, text.as_bytes(), MAX_CHAT_LEN),
-            AppMessage::Profile { display_name } => {
-                (KIND_PROFILE, display_name.as_bytes(), MAX_NAME_LEN)
-            }
+            AppMessage::Profile { display_name } => (KIND_PROFILE, display_name.as_bytes(), MAX_NAME_LEN),
             AppMessage::HandRaise { raised } => {
                 return Ok(vec![KIND_HAND, u8::from(*raised)]);
             }
@@ -100,12 +98,8 @@ impl AppMessage {
     pub fn decode(bytes: &[u8]) -> Result<Self, AppError> {
         let (&kind, body) = bytes.split_first().ok_or(AppError::Empty)?;
         match kind {
-            KIND_CHAT => Ok(AppMessage::Chat {
-                text: text(body, MAX_CHAT_LEN)?,
-            }),
-            KIND_PROFILE => Ok(AppMessage::Profile {
-                display_name: text(body, MAX_NAME_LEN)?,
-            }),
+            KIND_CHAT => Ok(AppMessage::Chat { text: text(body, MAX_CHAT_LEN)? }),
+            KIND_PROFILE => Ok(AppMessage::Profile { display_name: text(body, MAX_NAME_LEN)? }),
             KIND_HAND => match body {
                 [0] => Ok(AppMessage::HandRaise { raised: false }),
                 [1] => Ok(AppMessage::HandRaise { raised: true }),
@@ -124,9 +118,7 @@ mod tests {
     fn round_trip_and_refusals() {
         for m in [
             AppMessage::Chat { text: "hé".into() },
-            AppMessage::Profile {
-                display_name: "Ada".into(),
-            },
+            AppMessage::Profile { display_name: "Ada".into() },
             AppMessage::HandRaise { raised: true },
             AppMessage::HandRaise { raised: false },
         ] {
@@ -136,9 +128,7 @@ mod tests {
         assert_eq!(AppMessage::decode(&[9]), Err(AppError::UnknownKind(9)));
         assert_eq!(AppMessage::decode(&[1, 0xff]), Err(AppError::NotUtf8));
         assert_eq!(AppMessage::decode(&[3, 2]), Err(AppError::Malformed));
-        let long = AppMessage::Profile {
-            display_name: "x".repeat(MAX_NAME_LEN + 1),
-        };
+        let long = AppMessage::Profile { display_name: "x".repeat(MAX_NAME_LEN + 1) };
         assert_eq!(long.encode(), Err(AppError::TooLong(MAX_NAME_LEN + 1)));
     }
 }

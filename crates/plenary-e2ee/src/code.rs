@@ -45,9 +45,7 @@ impl SecurityCode {
         }
         let mut groups = [0u32; GROUPS];
         for (group, chunk) in groups.iter_mut().zip(authenticator.chunks_exact(5)) {
-            let value = chunk
-                .iter()
-                .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
+            let value = chunk.iter().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
             // < 100_000, fits a u32.
             *group = (value % 100_000) as u32;
         }
@@ -85,9 +83,6 @@ mod tests {
         auth[5..10].copy_from_slice(&[0xff; 5]); // 2^40-1 mod 1e5 = 27775
         let code = SecurityCode::from_epoch_authenticator(&auth).unwrap();
         assert_eq!(code.to_string(), "00001 27775 00000 00000 00000 00000");
-        assert_eq!(
-            SecurityCode::from_epoch_authenticator(&[0u8; 29]),
-            Err(CodeError::TooShort(29))
-        );
+        assert_eq!(SecurityCode::from_epoch_authenticator(&[0u8; 29]), Err(CodeError::TooShort(29)));
     }
 }

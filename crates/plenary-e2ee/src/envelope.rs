@@ -161,31 +161,15 @@ impl<'a> Envelope<'a> {
         match r.u8()? {
             KIND_JOIN_REQUEST => {
                 let key_package_ref = r.key_package_ref()?;
-                let proof: &[u8; 32] = r
-                    .take(32)?
-                    .try_into()
-                    .map_err(|_| EnvelopeError::Truncated)?;
-                Ok(Envelope::JoinRequest {
-                    key_package_ref,
-                    proof,
-                    key_package: r.message()?,
-                })
+                let proof: &[u8; 32] = r.take(32)?.try_into().map_err(|_| EnvelopeError::Truncated)?;
+                Ok(Envelope::JoinRequest { key_package_ref, proof, key_package: r.message()? })
             }
             KIND_COMMIT => {
-                let epoch_bytes: [u8; 8] = r
-                    .take(8)?
-                    .try_into()
-                    .map_err(|_| EnvelopeError::Truncated)?;
-                Ok(Envelope::Commit {
-                    epoch: u64::from_be_bytes(epoch_bytes),
-                    message: r.message()?,
-                })
+                let epoch_bytes: [u8; 8] = r.take(8)?.try_into().map_err(|_| EnvelopeError::Truncated)?;
+                Ok(Envelope::Commit { epoch: u64::from_be_bytes(epoch_bytes), message: r.message()? })
             }
             KIND_WELCOME => {
-                let count_bytes: [u8; 2] = r
-                    .take(2)?
-                    .try_into()
-                    .map_err(|_| EnvelopeError::Truncated)?;
+                let count_bytes: [u8; 2] = r.take(2)?.try_into().map_err(|_| EnvelopeError::Truncated)?;
                 let count = usize::from(u16::from_be_bytes(count_bytes));
                 // Each ref takes at least 2 bytes; refuse counts the input cannot hold.
                 if count * 2 > r.rest.len() {
@@ -195,14 +179,9 @@ impl<'a> Envelope<'a> {
                 for _ in 0..count {
                     key_package_refs.push(r.key_package_ref()?);
                 }
-                Ok(Envelope::Welcome {
-                    key_package_refs,
-                    message: r.message()?,
-                })
+                Ok(Envelope::Welcome { key_package_refs, message: r.message()? })
             }
-            KIND_APPLICATION => Ok(Envelope::Application {
-                message: r.message()?,
-            }),
+            KIND_APPLICATION => Ok(Envelope::Application { message: r.message()? }),
             other => Err(EnvelopeError::UnknownKind(other)),
         }
     }
@@ -225,11 +204,7 @@ impl<'a> Envelope<'a> {
         }
         let mut out = vec![VERSION];
         let message = match self {
-            Envelope::JoinRequest {
-                key_package_ref,
-                proof,
-                key_package,
-            } => {
+            Envelope::JoinRequest { key_package_ref, proof, key_package } => {
                 out.push(KIND_JOIN_REQUEST);
                 put_ref(&mut out, key_package_ref)?;
                 out.extend_from_slice(&proof[..]);
@@ -240,13 +215,9 @@ impl<'a> Envelope<'a> {
                 out.extend_from_slice(&epoch.to_be_bytes());
                 message
             }
-            Envelope::Welcome {
-                key_package_refs,
-                message,
-            } => {
+            Envelope::Welcome { key_package_refs, message } => {
                 out.push(KIND_WELCOME);
-                let count = u16::try_from(key_package_refs.len())
-                    .map_err(|_| EnvelopeError::TooLarge(0))?;
+                let count = u16::try_from(key_package_refs.len()).map_err(|_| EnvelopeError::TooLarge(0))?;
                 out.extend_from_slice(&count.to_be_bytes());
                 for r in key_package_refs {
                     put_ref(&mut out, r)?;
@@ -287,19 +258,9 @@ mod tests {
     fn round_trips_every_kind() {
         let proof = [9u8; 32];
         let all = [
-            Envelope::JoinRequest {
-                key_package_ref: b"ref",
-                proof: &proof,
-                key_package: b"k",
-            },
-            Envelope::Commit {
-                epoch: 7,
-                message: b"c",
-            },
-            Envelope::Welcome {
-                key_package_refs: vec![b"r1", b"r22"],
-                message: b"w",
-            },
+            Envelope::JoinRequest { key_package_ref: b"ref", proof: &proof, key_package: b"k" },
+            Envelope::Commit { epoch: 7, message: b"c" },
+            Envelope::Welcome { key_package_refs: vec![b"r1", b"r22"], message: b"w" },
             Envelope::Application { message: b"a" },
         ];
         for e in all {
@@ -315,17 +276,8 @@ mod tests {
     #[test]
     fn refuses_garbage() {
         assert_eq!(Envelope::decode(&[]), Err(EnvelopeError::Truncated));
-        assert_eq!(
-            Envelope::decode(&[2, 1]),
-            Err(EnvelopeError::UnsupportedVersion(2))
-        );
-        assert_eq!(
-            Envelope::decode(&[1, 99, 0]),
-            Err(EnvelopeError::UnknownKind(99))
-        );
-        assert_eq!(
-            Envelope::decode(&[1, 3, 0xff, 0xff, 1]),
-            Err(EnvelopeError::Truncated)
-        );
+        assert_eq!(Envelope::decode(&[2, 1]), Err(EnvelopeError::UnsupportedVersion(2)));
+        assert_eq!(Envelope::decode(&[1, 99, 0]), Err(EnvelopeError::UnknownKind(99)));
+        assert_eq!(Envelope::decode(&[1, 3, 0xff, 0xff, 1]), Err(EnvelopeError::Truncated));
     }
 }

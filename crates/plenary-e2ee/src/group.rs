@@ -34,10 +34,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, MlsGroup, MlsGroupCreateConfig,
-    MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, OpenMlsProvider,
-    PURE_CIPHERTEXT_WIRE_FORMAT_POLICY, ProcessedMessageContent, ProtocolMessage, ProtocolVersion,
-    Sender, SenderRatchetConfiguration, StagedWelcome,
+    GroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig,
+    MlsMessageBodyIn, MlsMessageIn, MlsMessageOut, OpenMlsProvider, PURE_CIPHERTEXT_WIRE_FORMAT_POLICY,
+    ProcessedMessageContent, ProtocolMessage, ProtocolVersion, Sender, SenderRatchetConfiguration, StagedWelcome,
 };
 
 use crate::app::{AppError, AppMessage};
@@ -326,9 +325,7 @@ impl Participant {
 
     /// Whether a commit of this participant awaits the server's verdict.
     pub fn has_pending_commit(&self) -> bool {
-        self.group
-            .as_ref()
-            .is_some_and(|g| g.pending_commit().is_some())
+        self.group.as_ref().is_some_and(|g| g.pending_commit().is_some())
     }
 
     fn group(&self) -> Result<&MlsGroup, GroupError> {
@@ -367,19 +364,15 @@ impl Participant {
             return Err(GroupError::AlreadyInGroup);
         }
         let id = &self.identity;
-        let bundle = KeyPackage::builder()
-            .build(CIPHERSUITE, &id.provider, &id.signer, id.credential.clone())
-            .map_err(lib)?;
+        let bundle =
+            KeyPackage::builder().build(CIPHERSUITE, &id.provider, &id.signer, id.credential.clone()).map_err(lib)?;
         let kp = bundle.key_package().clone();
         let kp_ref = kp.hash_ref(id.provider.crypto()).map_err(lib)?;
         let proof = self.secret.join_proof(&self.room, kp_ref.as_slice());
         let kp_bytes = serialize(&MlsMessageOut::from(kp))?;
-        let envelope = Envelope::JoinRequest {
-            key_package_ref: kp_ref.as_slice(),
-            proof: &proof,
-            key_package: &kp_bytes,
-        }
-        .encode()?;
+        let envelope =
+            Envelope::JoinRequest { key_package_ref: kp_ref.as_slice(), proof: &proof, key_package: &kp_bytes }
+                .encode()?;
         self.pending_refs.push(kp_ref.as_slice().to_vec());
         Ok(envelope)
     }
@@ -388,11 +381,7 @@ impl Participant {
     /// a member. Every member computes the same answer from the same list.
     pub fn committer(&self, online: &[u32]) -> Option<u32> {
         let group = self.group.as_ref()?;
-        online
-            .iter()
-            .copied()
-            .filter(|leaf| group.member_at(LeafNodeIndex::new(*leaf)).is_some())
-            .min()
+        online.iter().copied().filter(|leaf| group.member_at(LeafNodeIndex::new(*leaf)).is_some()).min()
     }
 
     /// Whether this participant is the committer for `online`.
@@ -413,11 +402,7 @@ impl Participant {
     }
 
     fn member_ids(&self) -> Result<HashSet<CredentialId>, GroupError> {
-        Ok(self
-            .group()?
-            .members()
-            .filter_map(|m| CredentialId::from_credential(&m.credential))
-            .collect())
+        Ok(self.group()?.members().filter_map(|m| CredentialId::from_credential(&m.credential)).collect())
     }
 
     fn check_join(
@@ -425,24 +410,15 @@ impl Participant {
         bytes: &[u8],
         existing: &HashSet<CredentialId>,
     ) -> Result<(CredentialId, KeyPackage), GroupError> {
-        let Envelope::JoinRequest {
-            key_package_ref,
-            proof,
-            key_package,
-        } = Envelope::decode(bytes)?
-        else {
-            return Err(GroupError::UnexpectedKind(
-                bytes.get(1).copied().unwrap_or(0),
-            ));
+        let Envelope::JoinRequest { key_package_ref, proof, key_package } = Envelope::decode(bytes)? else {
+            return Err(GroupError::UnexpectedKind(bytes.get(1).copied().unwrap_or(0)));
         };
         let kp_in: KeyPackageIn = match parse_mls(key_package)?.extract() {
             MlsMessageBodyIn::KeyPackage(kp) => kp,
             _ => return Err(GroupError::MalformedMls),
         };
         let crypto = self.identity.provider.crypto();
-        let kp = kp_in
-            .validate(crypto, ProtocolVersion::Mls10)
-            .map_err(|_| GroupError::BadKeyPackage)?;
+        let kp = kp_in.validate(crypto, ProtocolVersion::Mls10).map_err(|_| GroupError::BadKeyPackage)?;
         if kp.ciphersuite() != CIPHERSUITE {
             return Err(GroupError::BadKeyPackage);
         }
@@ -450,10 +426,8 @@ impl Participant {
         if real_ref.as_slice() != key_package_ref {
             return Err(GroupError::KeyPackageRefMismatch);
         }
-        self.secret
-            .verify_join_proof(&self.room, real_ref.as_slice(), proof)?;
-        let cred_id = CredentialId::from_credential(kp.leaf_node().credential())
-            .ok_or(GroupError::BadKeyPackage)?;
+        self.secret.verify_join_proof(&self.room, real_ref.as_slice(), proof)?;
+        let cred_id = CredentialId::from_credential(kp.leaf_node().credential()).ok_or(GroupError::BadKeyPackage)?;
         if existing.contains(&cred_id) {
             return Err(GroupError::DuplicateMember);
         }
@@ -515,9 +489,7 @@ impl Participant {
             .force_self_update(true)
             .load_psks(id.provider.storage())
             .map_err(lib)?
-            .build(id.provider.rand(), id.provider.crypto(), &id.signer, |_| {
-                true
-            })
+            .build(id.provider.rand(), id.provider.crypto(), &id.signer, |_| true)
             .map_err(lib)?
             .stage_commit(&id.provider)
             .map_err(lib)?;
@@ -533,39 +505,16 @@ impl Participant {
     ) -> Result<CommitOutput, GroupError> {
         let welcome = match bundle.welcome() {
             Some(w) => {
-                let refs: Vec<Vec<u8>> = w
-                    .secrets()
-                    .iter()
-                    .map(|s| s.new_member().as_slice().to_vec())
-                    .collect();
-                let msg = serialize(&MlsMessageOut::from_welcome(
-                    w.clone(),
-                    ProtocolVersion::Mls10,
-                ))?;
+                let refs: Vec<Vec<u8>> = w.secrets().iter().map(|s| s.new_member().as_slice().to_vec()).collect();
+                let msg = serialize(&MlsMessageOut::from_welcome(w.clone(), ProtocolVersion::Mls10))?;
                 let refs: Vec<&[u8]> = refs.iter().map(Vec::as_slice).collect();
-                Some(
-                    Envelope::Welcome {
-                        key_package_refs: refs,
-                        message: &msg,
-                    }
-                    .encode()?,
-                )
+                Some(Envelope::Welcome { key_package_refs: refs, message: &msg }.encode()?)
             }
             None => None,
         };
         let commit_msg = serialize(bundle.commit())?;
-        let commit = Envelope::Commit {
-            epoch,
-            message: &commit_msg,
-        }
-        .encode()?;
-        Ok(CommitOutput {
-            commit,
-            welcome,
-            epoch,
-            added,
-            rejected,
-        })
+        let commit = Envelope::Commit { epoch, message: &commit_msg }.encode()?;
+        Ok(CommitOutput { commit, welcome, epoch, added, rejected })
     }
 
     /// Makes a commit that only refreshes this member's keys (post-compromise
@@ -581,9 +530,7 @@ impl Participant {
             return Err(GroupError::CommitPending);
         }
         let epoch = group.epoch().as_u64();
-        let bundle = group
-            .self_update(&id.provider, &id.signer, Default::default())
-            .map_err(lib)?;
+        let bundle = group.self_update(&id.provider, &id.signer, Default::default()).map_err(lib)?;
         self.finish_commit(bundle, epoch, Vec::new(), Vec::new())
     }
 
@@ -598,10 +545,7 @@ impl Participant {
         let Some(staged) = group.pending_commit() else {
             return Err(GroupError::NoPendingCommit);
         };
-        let removed: Vec<u32> = staged
-            .remove_proposals()
-            .map(|p| p.remove_proposal().removed().u32())
-            .collect();
+        let removed: Vec<u32> = staged.remove_proposals().map(|p| p.remove_proposal().removed().u32()).collect();
         let new_members_before: Vec<u32> = group.members().map(|m| m.index.u32()).collect();
         group.merge_pending_commit(provider).map_err(lib)?;
         let mut added = Vec::new();
@@ -615,12 +559,7 @@ impl Participant {
         for leaf in &removed {
             self.profiles.remove(leaf);
         }
-        Ok(Event::EpochChanged {
-            epoch,
-            added,
-            removed,
-            lost_own_commit: false,
-        })
+        Ok(Event::EpochChanged { epoch, added, removed, lost_own_commit: false })
     }
 
     /// The server rejected this participant's pending commit (stale epoch):
@@ -636,9 +575,7 @@ impl Participant {
         if group.pending_commit().is_none() {
             return Err(GroupError::NoPendingCommit);
         }
-        group
-            .clear_pending_commit(provider.storage())
-            .map_err(lib)?;
+        group.clear_pending_commit(provider.storage()).map_err(lib)?;
         Ok(())
     }
 
@@ -658,9 +595,7 @@ impl Participant {
             return Err(GroupError::CommitPending);
         }
         let own = group.own_leaf_index().u32();
-        let out = group
-            .create_message(&id.provider, &id.signer, &plaintext)
-            .map_err(lib)?;
+        let out = group.create_message(&id.provider, &id.signer, &plaintext).map_err(lib)?;
         let bytes = serialize(&out)?;
         let env = Envelope::Application { message: &bytes }.encode()?;
         self.apply_app(own, message);
@@ -670,23 +605,14 @@ impl Participant {
     fn apply_app(&mut self, sender: u32, message: &AppMessage) -> Option<Event> {
         let entry = self.profiles.entry(sender).or_default();
         match message {
-            AppMessage::Chat { text } => Some(Event::Chat {
-                sender,
-                text: text.clone(),
-            }),
+            AppMessage::Chat { text } => Some(Event::Chat { sender, text: text.clone() }),
             AppMessage::Profile { display_name } => {
                 entry.display_name = Some(display_name.clone());
-                Some(Event::Profile {
-                    sender,
-                    display_name: display_name.clone(),
-                })
+                Some(Event::Profile { sender, display_name: display_name.clone() })
             }
             AppMessage::HandRaise { raised } => {
                 entry.hand_raised = *raised;
-                Some(Event::HandRaise {
-                    sender,
-                    raised: *raised,
-                })
+                Some(Event::HandRaise { sender, raised: *raised })
             }
         }
     }
@@ -705,13 +631,8 @@ impl Participant {
     /// that arrives while the commit is still pending counts as acceptance.
     pub fn process(&mut self, bytes: &[u8]) -> Result<Event, GroupError> {
         match Envelope::decode(bytes)? {
-            Envelope::Welcome {
-                key_package_refs,
-                message,
-            } => self.process_welcome(&key_package_refs, message),
-            Envelope::Commit { message, .. } | Envelope::Application { message } => {
-                self.process_protocol(message)
-            }
+            Envelope::Welcome { key_package_refs, message } => self.process_welcome(&key_package_refs, message),
+            Envelope::Commit { message, .. } | Envelope::Application { message } => self.process_protocol(message),
             other => Err(GroupError::UnexpectedKind(other.kind())),
         }
     }
@@ -720,10 +641,7 @@ impl Participant {
         if self.group.is_some() {
             return Err(GroupError::AlreadyInGroup);
         }
-        if !refs
-            .iter()
-            .any(|r| self.pending_refs.iter().any(|p| p.as_slice() == *r))
-        {
+        if !refs.iter().any(|r| self.pending_refs.iter().any(|p| p.as_slice() == *r)) {
             return Err(GroupError::NotForUs);
         }
         let welcome = match parse_mls(message)?.extract() {
@@ -736,17 +654,10 @@ impl Participant {
         if staged.group_context().group_id() != &group_id(&self.room) {
             return Err(GroupError::WrongGroup);
         }
-        if staged
-            .members()
-            .any(|m| CredentialId::from_credential(&m.credential).is_none())
-        {
-            return Err(GroupError::Refused(
-                "group has a member without a pseudonymous credential".into(),
-            ));
+        if staged.members().any(|m| CredentialId::from_credential(&m.credential).is_none()) {
+            return Err(GroupError::Refused("group has a member without a pseudonymous credential".into()));
         }
-        let group = staged
-            .into_group(provider)
-            .map_err(|e| GroupError::Refused(e.to_string()))?;
+        let group = staged.into_group(provider).map_err(|e| GroupError::Refused(e.to_string()))?;
         let epoch = group.epoch().as_u64();
         let own_leaf = group.own_leaf_index().u32();
         self.group = Some(group);
@@ -756,35 +667,23 @@ impl Participant {
 
     fn process_protocol(&mut self, message: &[u8]) -> Result<Event, GroupError> {
         let group = self.group.as_ref().ok_or(GroupError::NotInGroup)?;
-        let protocol: ProtocolMessage = parse_mls(message)?
-            .try_into_protocol_message()
-            .map_err(|_| GroupError::MalformedMls)?;
+        let protocol: ProtocolMessage =
+            parse_mls(message)?.try_into_protocol_message().map_err(|_| GroupError::MalformedMls)?;
         if protocol.group_id() != group.group_id() {
             return Err(GroupError::WrongGroup);
         }
         let msg_epoch = protocol.epoch().as_u64();
         let group_epoch = group.epoch().as_u64();
-        let is_handshake = !matches!(
-            protocol.content_type(),
-            openmls::prelude::ContentType::Application
-        );
+        let is_handshake = !matches!(protocol.content_type(), openmls::prelude::ContentType::Application);
         if msg_epoch > group_epoch {
-            return Err(GroupError::FutureEpoch {
-                message: msg_epoch,
-                group: group_epoch,
-            });
+            return Err(GroupError::FutureEpoch { message: msg_epoch, group: group_epoch });
         }
         if is_handshake && msg_epoch < group_epoch {
-            return Err(GroupError::StaleEpoch {
-                message: msg_epoch,
-                group: group_epoch,
-            });
+            return Err(GroupError::StaleEpoch { message: msg_epoch, group: group_epoch });
         }
         let provider = &self.identity.provider;
         let group = self.group.as_mut().ok_or(GroupError::NotInGroup)?;
-        let processed = group
-            .process_message(provider, protocol)
-            .map_err(|e| GroupError::Refused(e.to_string()))?;
+        let processed = group.process_message(provider, protocol).map_err(|e| GroupError::Refused(e.to_string()))?;
         let sender = match processed.sender() {
             Sender::Member(leaf) => Some(leaf.u32()),
             _ => None,
@@ -793,18 +692,14 @@ impl Participant {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 let sender = sender.ok_or_else(|| GroupError::Refused("no sender".into()))?;
                 let message = AppMessage::decode(&app.into_bytes())?;
-                self.apply_app(sender, &message)
-                    .ok_or_else(|| GroupError::Refused("unknown content".into()))
+                self.apply_app(sender, &message).ok_or_else(|| GroupError::Refused("unknown content".into()))
             }
-            ProcessedMessageContent::OwnPrivateMessage
-            | ProcessedMessageContent::OwnPendingCommit => {
+            ProcessedMessageContent::OwnPrivateMessage | ProcessedMessageContent::OwnPendingCommit => {
                 if is_handshake && self.has_pending_commit() {
                     // Our own commit fanned out: the server took it.
                     self.commit_accepted()
                 } else if is_handshake {
-                    Err(GroupError::Refused(
-                        "own commit without pending commit".into(),
-                    ))
+                    Err(GroupError::Refused("own commit without pending commit".into()))
                 } else {
                     Ok(Event::Echo)
                 }
@@ -813,20 +708,13 @@ impl Participant {
                 // Every member must carry a pseudonymous credential id, so the
                 // roster can show everyone.
                 if staged.add_proposals().any(|p| {
-                    CredentialId::from_credential(
-                        p.add_proposal().key_package().leaf_node().credential(),
-                    )
-                    .is_none()
+                    CredentialId::from_credential(p.add_proposal().key_package().leaf_node().credential()).is_none()
                 }) {
-                    return Err(GroupError::Refused(
-                        "commit adds a member without a pseudonymous credential".into(),
-                    ));
+                    return Err(GroupError::Refused("commit adds a member without a pseudonymous credential".into()));
                 }
                 let lost_own_commit = group.pending_commit().is_some();
-                let removed: Vec<u32> = staged
-                    .remove_proposals()
-                    .map(|p| p.remove_proposal().removed().u32())
-                    .collect();
+                let removed: Vec<u32> =
+                    staged.remove_proposals().map(|p| p.remove_proposal().removed().u32()).collect();
                 let before: Vec<u32> = group.members().map(|m| m.index.u32()).collect();
                 let self_removed = staged.self_removed();
                 group.merge_staged_commit(provider, *staged).map_err(lib)?;
@@ -844,12 +732,7 @@ impl Participant {
                 for leaf in &removed {
                     self.profiles.remove(leaf);
                 }
-                Ok(Event::EpochChanged {
-                    epoch,
-                    added,
-                    removed,
-                    lost_own_commit,
-                })
+                Ok(Event::EpochChanged { epoch, added, removed, lost_own_commit })
             }
             _ => Err(GroupError::Refused("proposals are not used".into())),
         }
@@ -906,23 +789,11 @@ impl Participant {
     /// [`GroupError::NotInGroup`], [`GroupError::Library`].
     pub fn epoch_keys(&self) -> Result<EpochKeys, GroupError> {
         let group = self.group()?;
-        let secret = group
-            .export_secret(
-                self.identity.provider.crypto(),
-                EXPORTER_LABEL,
-                b"",
-                KEY_LEN,
-            )
-            .map_err(lib)?;
+        let secret = group.export_secret(self.identity.provider.crypto(), EXPORTER_LABEL, b"", KEY_LEN).map_err(lib)?;
         let base_key: [u8; KEY_LEN] = secret.as_slice().try_into().map_err(lib)?;
         let mut members: Vec<u32> = group.members().map(|m| m.index.u32()).collect();
         members.sort_unstable();
-        Ok(EpochKeys {
-            epoch: group.epoch().as_u64(),
-            base_key,
-            own_leaf: group.own_leaf_index().u32(),
-            members,
-        })
+        Ok(EpochKeys { epoch: group.epoch().as_u64(), base_key, own_leaf: group.own_leaf_index().u32(), members })
     }
 
     /// Exports a secret from the current epoch (RFC 9420 §8.5), for tests and

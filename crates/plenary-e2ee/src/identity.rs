@@ -6,9 +6,7 @@
 //! messages (see [`crate::app`]). All randomness comes from the provider
 //! (`OpenMlsRustCrypto`), which draws it from the platform's CSPRNG.
 
-use openmls::prelude::{
-    BasicCredential, Ciphersuite, CredentialWithKey, OpenMlsCrypto, OpenMlsProvider, OpenMlsRand,
-};
+use openmls::prelude::{BasicCredential, Ciphersuite, CredentialWithKey, OpenMlsCrypto, OpenMlsProvider, OpenMlsRand};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 
@@ -64,9 +62,7 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("Identity").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -77,29 +73,17 @@ impl Identity {
     /// [`IdentityError`].
     pub fn generate() -> Result<Self, IdentityError> {
         let provider = OpenMlsRustCrypto::default();
-        let id: [u8; CREDENTIAL_ID_LEN] = provider
-            .rand()
-            .random_array()
-            .map_err(|_| IdentityError::Rng)?;
+        let id: [u8; CREDENTIAL_ID_LEN] = provider.rand().random_array().map_err(|_| IdentityError::Rng)?;
         let scheme = CIPHERSUITE.signature_algorithm();
-        let (private, public) = provider
-            .crypto()
-            .signature_key_gen(scheme)
-            .map_err(|_| IdentityError::KeyGeneration)?;
+        let (private, public) =
+            provider.crypto().signature_key_gen(scheme).map_err(|_| IdentityError::KeyGeneration)?;
         let signer = SignatureKeyPair::from_raw(scheme, private, public);
-        signer
-            .store(provider.storage())
-            .map_err(|_| IdentityError::KeyGeneration)?;
+        signer.store(provider.storage()).map_err(|_| IdentityError::KeyGeneration)?;
         let credential = CredentialWithKey {
             credential: BasicCredential::new(id.to_vec()).into(),
             signature_key: signer.public().into(),
         };
-        Ok(Self {
-            provider,
-            signer,
-            credential,
-            id: CredentialId(id),
-        })
+        Ok(Self { provider, signer, credential, id: CredentialId(id) })
     }
 
     /// The pseudonymous credential id.

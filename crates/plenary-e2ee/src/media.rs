@@ -46,9 +46,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sframe::CipherSuite;
-use sframe::frame::validation::{
-    ReplayAttackProtectionError, ReplayAttackProtectionStore, Tolerance,
-};
+use sframe::frame::validation::{ReplayAttackProtectionError, ReplayAttackProtectionStore, Tolerance};
 use sframe::frame::{EncryptedFrameView, MediaFrameView, SingleUseCounter};
 use sframe::header::SframeHeader;
 use sframe::key::{DecryptionKey, EncryptionKey};
@@ -207,13 +205,7 @@ impl EpochKeys {
     /// `S` of RFC 9605 §5.2 for this epoch: the smallest number of bits that
     /// holds every member's leaf index.
     pub fn index_bits(&self) -> u8 {
-        let max = self
-            .members
-            .iter()
-            .copied()
-            .chain(std::iter::once(self.own_leaf))
-            .max()
-            .unwrap_or(0);
+        let max = self.members.iter().copied().chain(std::iter::once(self.own_leaf)).max().unwrap_or(0);
         (u32::BITS - max.leading_zeros()) as u8
     }
 
@@ -255,13 +247,7 @@ impl EpochKeys {
             return Err(bad());
         }
         let u32_at = |i: usize| -> Result<u32, MediaError> {
-            Ok(u32::from_be_bytes(
-                bytes
-                    .get(i..i + 4)
-                    .ok_or_else(bad)?
-                    .try_into()
-                    .map_err(|_| bad())?,
-            ))
+            Ok(u32::from_be_bytes(bytes.get(i..i + 4).ok_or_else(bad)?.try_into().map_err(|_| bad())?))
         };
         let epoch = u64::from_be_bytes(bytes[0..8].try_into().map_err(|_| bad())?);
         let base_key: [u8; KEY_LEN] = bytes[8..8 + KEY_LEN].try_into().map_err(|_| bad())?;
@@ -270,15 +256,8 @@ impl EpochKeys {
         if bytes.len() != fixed + 4 * count {
             return Err(bad());
         }
-        let members = (0..count)
-            .map(|i| u32_at(fixed + 4 * i))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            epoch,
-            base_key,
-            own_leaf,
-            members,
-        })
+        let members = (0..count).map(|i| u32_at(fixed + 4 * i)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { epoch, base_key, own_leaf, members })
     }
 }
 
@@ -299,11 +278,7 @@ pub struct Header {
 /// [`MediaError::Truncated`] if `bytes` ends inside the header.
 pub fn parse_header(bytes: &[u8]) -> Result<Header, MediaError> {
     let h = SframeHeader::deserialize(bytes).map_err(|_| MediaError::Truncated)?;
-    Ok(Header {
-        kid: h.key_id(),
-        ctr: h.counter(),
-        len: h.len(),
-    })
+    Ok(Header { kid: h.key_id(), ctr: h.counter(), len: h.len() })
 }
 
 /// Encodes an SFrame header (RFC 9605 §4.3), shortest form.
@@ -329,24 +304,16 @@ pub fn seal(
     metadata: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, MediaError> {
-    let key =
-        EncryptionKey::derive_from(cipher_suite, kid, base_key).map_err(|_| MediaError::Sframe)?;
+    let key = EncryptionKey::derive_from(cipher_suite, kid, base_key).map_err(|_| MediaError::Sframe)?;
     seal_with(&key, ctr, metadata, plaintext)
 }
 
-fn seal_with(
-    key: &EncryptionKey,
-    ctr: u64,
-    metadata: &[u8],
-    plaintext: &[u8],
-) -> Result<Vec<u8>, MediaError> {
+fn seal_with(key: &EncryptionKey, ctr: u64, metadata: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, MediaError> {
     let mut counter = SingleUseCounter::new(ctr);
-    let frame = MediaFrameView::try_with_meta_data(&mut counter, plaintext, metadata)
-        .map_err(|_| MediaError::Sframe)?;
+    let frame =
+        MediaFrameView::try_with_meta_data(&mut counter, plaintext, metadata).map_err(|_| MediaError::Sframe)?;
     let mut out = Vec::with_capacity(metadata.len() + 17 + plaintext.len() + TAG_LEN);
-    frame
-        .encrypt_into(key, &mut out)
-        .map_err(|_| MediaError::Sframe)?;
+    frame.encrypt_into(key, &mut out).map_err(|_| MediaError::Sframe)?;
     Ok(out)
 }
 
@@ -363,14 +330,11 @@ pub fn open(
     sframe_ciphertext: &[u8],
 ) -> Result<(Header, Vec<u8>), MediaError> {
     let header = parse_header(sframe_ciphertext)?;
-    let key = DecryptionKey::derive_from(cipher_suite, header.kid, base_key)
-        .map_err(|_| MediaError::Sframe)?;
-    let view = EncryptedFrameView::try_with_meta_data(sframe_ciphertext, metadata)
-        .map_err(|_| MediaError::Truncated)?;
+    let key = DecryptionKey::derive_from(cipher_suite, header.kid, base_key).map_err(|_| MediaError::Sframe)?;
+    let view =
+        EncryptedFrameView::try_with_meta_data(sframe_ciphertext, metadata).map_err(|_| MediaError::Truncated)?;
     let mut out = Vec::new();
-    let plain = view
-        .decrypt_into(&key, &mut out)
-        .map_err(|_| MediaError::Authentication)?;
+    let plain = view.decrypt_into(&key, &mut out).map_err(|_| MediaError::Authentication)?;
     Ok((header, plain.payload().to_vec()))
 }
 
@@ -442,11 +406,7 @@ impl MediaCrypto {
     /// Creates an empty state; `grace` is how long the previous epoch's keys
     /// keep decrypting after [`MediaCrypto::set_epoch_keys`].
     pub fn new(grace: Duration) -> Self {
-        Self {
-            grace,
-            current: None,
-            previous: None,
-        }
+        Self { grace, current: None, previous: None }
     }
 
     /// The current epoch, if keys were installed.
@@ -484,23 +444,16 @@ impl MediaCrypto {
     /// # Errors
     /// [`MediaError::MalformedFrame`], [`MediaError::NoKeys`],
     /// [`MediaError::BadContext`], [`MediaError::CounterExhausted`].
-    pub fn encrypt(
-        &mut self,
-        context: u64,
-        codec: Codec,
-        frame: &[u8],
-    ) -> Result<Vec<u8>, MediaError> {
-        let prefix = codec
-            .clear_prefix_len(frame)
-            .ok_or(MediaError::MalformedFrame)?;
+    pub fn encrypt(&mut self, context: u64, codec: Codec, frame: &[u8]) -> Result<Vec<u8>, MediaError> {
+        let prefix = codec.clear_prefix_len(frame).ok_or(MediaError::MalformedFrame)?;
         let slot = self.current.as_mut().ok_or(MediaError::NoKeys)?;
         if context > MAX_CONTEXT {
             return Err(MediaError::BadContext(context));
         }
         if !slot.senders.contains_key(&context) {
             let kid = slot.keys.kid(context, slot.keys.own_leaf)?;
-            let key = EncryptionKey::derive_from(CIPHER_SUITE, kid, slot.keys.base_key)
-                .map_err(|_| MediaError::Sframe)?;
+            let key =
+                EncryptionKey::derive_from(CIPHER_SUITE, kid, slot.keys.base_key).map_err(|_| MediaError::Sframe)?;
             slot.senders.insert(context, (key, 0));
         }
         let (key, next) = slot.senders.get_mut(&context).ok_or(MediaError::NoKeys)?;
@@ -519,12 +472,7 @@ impl MediaCrypto {
     /// [`MediaError::Truncated`], [`MediaError::UnknownKeyId`] (also for the
     /// previous epoch after its grace window), [`MediaError::Replayed`],
     /// [`MediaError::Authentication`].
-    pub fn decrypt(
-        &mut self,
-        codec: Codec,
-        frame: &[u8],
-        now: Duration,
-    ) -> Result<DecryptedFrame, MediaError> {
+    pub fn decrypt(&mut self, codec: Codec, frame: &[u8], now: Duration) -> Result<DecryptedFrame, MediaError> {
         let prefix = codec.clear_prefix_len(frame).ok_or(MediaError::Truncated)?;
         let (clear, sframe_part) = frame.split_at(prefix);
         let header = parse_header(sframe_part)?;
@@ -549,17 +497,13 @@ impl MediaCrypto {
         let derived = if slot.receivers.contains_key(&kid) {
             None
         } else {
-            Some(
-                DecryptionKey::derive_from(CIPHER_SUITE, kid, slot.keys.base_key)
-                    .map_err(|_| MediaError::Sframe)?,
-            )
+            Some(DecryptionKey::derive_from(CIPHER_SUITE, kid, slot.keys.base_key).map_err(|_| MediaError::Sframe)?)
         };
         let key = match (&derived, slot.receivers.get(&kid)) {
             (Some(k), _) | (None, Some(k)) => k,
             (None, None) => return Err(MediaError::Sframe),
         };
-        let view = EncryptedFrameView::try_with_meta_data(sframe_part, clear)
-            .map_err(|_| MediaError::Truncated)?;
+        let view = EncryptedFrameView::try_with_meta_data(sframe_part, clear).map_err(|_| MediaError::Truncated)?;
         let mut out = Vec::with_capacity(frame.len());
         let len = match view.validated_decrypt_into(key, &mut out, &mut slot.replay) {
             Ok(plain) => plain.meta_data().len() + plain.payload().len(),
@@ -573,11 +517,6 @@ impl MediaCrypto {
             // Authenticated: the KID is genuine, keep its key.
             slot.receivers.insert(kid, k);
         }
-        Ok(DecryptedFrame {
-            sender_leaf: leaf,
-            context,
-            epoch: slot.keys.epoch,
-            frame: out,
-        })
+        Ok(DecryptedFrame { sender_leaf: leaf, context, epoch: slot.keys.epoch, frame: out })
     }
 }

@@ -96,9 +96,7 @@ impl MeetingSecret {
     /// [`SecretError::Rng`] if the RNG fails.
     pub fn generate(rand: &impl openmls::prelude::OpenMlsRand) -> Result<Self, SecretError> {
         let bytes: [u8; SECRET_LEN] = rand.random_array().map_err(|_| SecretError::Rng)?;
-        Ok(Self {
-            bytes: bytes.to_vec(),
-        })
+        Ok(Self { bytes: bytes.to_vec() })
     }
 
     /// Makes a new secret of [`SECRET_LEN`] random bytes from a fresh
@@ -107,9 +105,7 @@ impl MeetingSecret {
     /// # Errors
     /// [`SecretError::Rng`] if the RNG fails.
     pub fn random() -> Result<Self, SecretError> {
-        Self::generate(openmls::prelude::OpenMlsProvider::rand(
-            &openmls_rust_crypto::OpenMlsRustCrypto::default(),
-        ))
+        Self::generate(openmls::prelude::OpenMlsProvider::rand(&openmls_rust_crypto::OpenMlsRustCrypto::default()))
     }
 
     /// Wraps raw secret bytes, [`MIN_SECRET_LEN`]..=[`MAX_SECRET_LEN`] long.
@@ -120,9 +116,7 @@ impl MeetingSecret {
         if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&bytes.len()) {
             return Err(SecretError::BadLength(bytes.len()));
         }
-        Ok(Self {
-            bytes: bytes.to_vec(),
-        })
+        Ok(Self { bytes: bytes.to_vec() })
     }
 
     /// Parses the URL fragment form: unpadded base64url (RFC 4648 §5). A
@@ -132,9 +126,7 @@ impl MeetingSecret {
     /// [`SecretError::NotBase64Url`], [`SecretError::BadLength`].
     pub fn from_base64url(text: &str) -> Result<Self, SecretError> {
         let text = text.strip_prefix('#').unwrap_or(text);
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text.trim_end_matches('='))
-            .map_err(|_| SecretError::NotBase64Url)?;
+        let bytes = URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|_| SecretError::NotBase64Url)?;
         Self::from_bytes(&bytes)
     }
 
@@ -173,25 +165,15 @@ impl MeetingSecret {
     /// `HMAC-SHA256(HKDF(secret, "plenary join"), room || key_package_ref)`,
     /// 32 bytes.
     pub fn join_proof(&self, room: &str, key_package_ref: &[u8]) -> [u8; JOIN_PROOF_LEN] {
-        self.join_mac(room, key_package_ref)
-            .finalize()
-            .into_bytes()
-            .into()
+        self.join_mac(room, key_package_ref).finalize().into_bytes().into()
     }
 
     /// Checks a join proof in constant time.
     ///
     /// # Errors
     /// [`SecretError::BadJoinProof`].
-    pub fn verify_join_proof(
-        &self,
-        room: &str,
-        key_package_ref: &[u8],
-        proof: &[u8],
-    ) -> Result<(), SecretError> {
-        self.join_mac(room, key_package_ref)
-            .verify_slice(proof)
-            .map_err(|_| SecretError::BadJoinProof)
+    pub fn verify_join_proof(&self, room: &str, key_package_ref: &[u8], proof: &[u8]) -> Result<(), SecretError> {
+        self.join_mac(room, key_package_ref).verify_slice(proof).map_err(|_| SecretError::BadJoinProof)
     }
 }
 
@@ -205,18 +187,9 @@ mod tests {
         let text = s.to_base64url();
         assert_eq!(text.len(), 22);
         assert_eq!(MeetingSecret::from_base64url(&text).unwrap(), s);
-        assert_eq!(
-            MeetingSecret::from_base64url(&format!("#{text}")).unwrap(),
-            s
-        );
-        assert_eq!(
-            MeetingSecret::from_base64url("AAAA"),
-            Err(SecretError::BadLength(3))
-        );
-        assert_eq!(
-            MeetingSecret::from_base64url("not base64!"),
-            Err(SecretError::NotBase64Url)
-        );
+        assert_eq!(MeetingSecret::from_base64url(&format!("#{text}")).unwrap(), s);
+        assert_eq!(MeetingSecret::from_base64url("AAAA"), Err(SecretError::BadLength(3)));
+        assert_eq!(MeetingSecret::from_base64url("not base64!"), Err(SecretError::NotBase64Url));
         assert_eq!(format!("{s:?}"), "MeetingSecret(..)");
     }
 
@@ -255,21 +228,9 @@ mod tests {
         let other = MeetingSecret::from_bytes(&[2u8; 16]).unwrap();
         let p = s.join_proof("room-a", b"ref-1");
         assert!(s.verify_join_proof("room-a", b"ref-1", &p).is_ok());
-        assert_eq!(
-            s.verify_join_proof("room-b", b"ref-1", &p),
-            Err(SecretError::BadJoinProof)
-        );
-        assert_eq!(
-            s.verify_join_proof("room-a", b"ref-2", &p),
-            Err(SecretError::BadJoinProof)
-        );
-        assert_eq!(
-            other.verify_join_proof("room-a", b"ref-1", &p),
-            Err(SecretError::BadJoinProof)
-        );
-        assert_eq!(
-            s.verify_join_proof("room-a", b"ref-1", &p[..31]),
-            Err(SecretError::BadJoinProof)
-        );
+        assert_eq!(s.verify_join_proof("room-b", b"ref-1", &p), Err(SecretError::BadJoinProof));
+        assert_eq!(s.verify_join_proof("room-a", b"ref-2", &p), Err(SecretError::BadJoinProof));
+        assert_eq!(other.verify_join_proof("room-a", b"ref-1", &p), Err(SecretError::BadJoinProof));
+        assert_eq!(s.verify_join_proof("room-a", b"ref-1", &p[..31]), Err(SecretError::BadJoinProof));
     }
 }

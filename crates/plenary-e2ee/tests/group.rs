@@ -35,11 +35,7 @@ fn snapshot(p: &Participant) -> Snapshot {
         epoch: p.epoch(),
         roster: p
             .roster()
-            .map(|r| {
-                r.into_iter()
-                    .map(|e| (e.leaf, e.credential_id.to_string(), e.display_name))
-                    .collect()
-            })
+            .map(|r| r.into_iter().map(|e| (e.leaf, e.credential_id.to_string(), e.display_name)).collect())
             .unwrap_or_default(),
         code: p.security_code().ok().map(|c| c.to_string()),
         export: p.export_secret("plenary test", 32).ok(),
@@ -50,15 +46,9 @@ fn snapshot(p: &Participant) -> Snapshot {
 /// it, everyone processes the commit, joiners process the Welcome.
 fn add_batch(members: &mut Vec<Participant>, joiners: Vec<Participant>) {
     let mut joiners = joiners;
-    let requests: Vec<Vec<u8>> = joiners
-        .iter_mut()
-        .map(|j| j.join_request().unwrap())
-        .collect();
+    let requests: Vec<Vec<u8>> = joiners.iter_mut().map(|j| j.join_request().unwrap()).collect();
     let online: Vec<u32> = members.iter().map(|m| m.own_leaf().unwrap()).collect();
-    let committer = members
-        .iter()
-        .position(|m| m.is_committer(&online))
-        .expect("one committer");
+    let committer = members.iter().position(|m| m.is_committer(&online)).expect("one committer");
     let refs: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
     let out = members[committer].commit(&refs, &[]).unwrap();
     assert_eq!(out.added.len(), joiners.len());
@@ -67,10 +57,7 @@ fn add_batch(members: &mut Vec<Participant>, joiners: Vec<Participant>) {
     members[committer].commit_accepted().unwrap();
     for (i, m) in members.iter_mut().enumerate() {
         if i != committer {
-            assert!(matches!(
-                m.process(&out.commit).unwrap(),
-                Event::EpochChanged { .. }
-            ));
+            assert!(matches!(m.process(&out.commit).unwrap(), Event::EpochChanged { .. }));
         }
     }
     for j in joiners.iter_mut() {
@@ -109,30 +96,14 @@ fn three_members_agree_and_chat() {
     let mut g = form_group(3, 2);
     assert_agree(&g);
     assert_eq!(g[0].epoch(), Some(1));
-    let profile = g[1]
-        .send(&AppMessage::Profile {
-            display_name: "Bea".into(),
-        })
-        .unwrap();
+    let profile = g[1].send(&AppMessage::Profile { display_name: "Bea".into() }).unwrap();
     for i in [0, 2] {
-        assert_eq!(
-            g[i].process(&profile).unwrap(),
-            Event::Profile {
-                sender: 1,
-                display_name: "Bea".into()
-            }
-        );
+        assert_eq!(g[i].process(&profile).unwrap(), Event::Profile { sender: 1, display_name: "Bea".into() });
         let roster = g[i].roster().unwrap();
         assert_eq!(roster[1].display_name.as_deref(), Some("Bea"));
     }
     let chat = g[2].send(&AppMessage::Chat { text: "hi".into() }).unwrap();
-    assert_eq!(
-        g[0].process(&chat).unwrap(),
-        Event::Chat {
-            sender: 2,
-            text: "hi".into()
-        }
-    );
+    assert_eq!(g[0].process(&chat).unwrap(), Event::Chat { sender: 2, text: "hi".into() });
     // The server sees no plaintext.
     assert!(!chat.windows(2).any(|w| w == b"hi"));
     assert!(!profile.windows(3).any(|w| w == b"Bea"));
@@ -190,35 +161,20 @@ fn removed_member_cannot_decrypt_media_or_chat() {
     let frame = tx.encrypt(0, Codec::Opus, b"after removal").unwrap();
     let mut stale = MediaCrypto::default();
     stale.set_epoch_keys(last_keys.clone(), Duration::ZERO);
-    assert!(matches!(
-        stale.decrypt(Codec::Opus, &frame, Duration::ZERO),
-        Err(MediaError::UnknownKeyId { .. })
-    ));
+    assert!(matches!(stale.decrypt(Codec::Opus, &frame, Duration::ZERO), Err(MediaError::UnknownKeyId { .. })));
     // Even claiming the new epoch with its old base key, nothing authenticates.
     let mut forced = last_keys;
     forced.epoch += 1;
     let mut wrong = MediaCrypto::default();
     wrong.set_epoch_keys(forced, Duration::ZERO);
-    assert_eq!(
-        wrong.decrypt(Codec::Opus, &frame, Duration::ZERO),
-        Err(MediaError::Authentication)
-    );
+    assert_eq!(wrong.decrypt(Codec::Opus, &frame, Duration::ZERO), Err(MediaError::Authentication));
     // Remaining members decrypt.
     let mut rx = MediaCrypto::default();
     rx.set_epoch_keys(g[2].epoch_keys().unwrap(), Duration::ZERO);
-    assert_eq!(
-        rx.decrypt(Codec::Opus, &frame, Duration::ZERO)
-            .unwrap()
-            .frame,
-        b"after removal"
-    );
+    assert_eq!(rx.decrypt(Codec::Opus, &frame, Duration::ZERO).unwrap().frame, b"after removal");
     // And chat sent after the removal is unreadable to the removed member.
     let mut removed = removed;
-    let chat = g[1]
-        .send(&AppMessage::Chat {
-            text: "secret".into(),
-        })
-        .unwrap();
+    let chat = g[1].send(&AppMessage::Chat { text: "secret".into() }).unwrap();
     assert_eq!(removed.process(&chat), Err(GroupError::NotInGroup));
 }
 
@@ -235,12 +191,8 @@ fn batched_remove_and_add_in_one_commit() {
     assert_eq!(g[1].process(&out.commit).unwrap(), Event::Removed);
     assert_eq!(g[3].process(&out.commit).unwrap(), Event::Removed);
     joiner.process(&out.welcome.unwrap()).unwrap();
-    let mut rest: Vec<Participant> = g
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| [0, 2, 4].contains(i))
-        .map(|(_, p)| p)
-        .collect();
+    let mut rest: Vec<Participant> =
+        g.into_iter().enumerate().filter(|(i, _)| [0, 2, 4].contains(i)).map(|(_, p)| p).collect();
     rest.push(joiner);
     assert_agree(&rest);
     assert_eq!(rest[0].member_count().unwrap(), 4);
@@ -288,9 +240,7 @@ fn winner_arriving_first_drops_own_pending_commit() {
     let _b = g[1].self_update().unwrap();
     g[0].commit_accepted().unwrap();
     match g[1].process(&a.commit).unwrap() {
-        Event::EpochChanged {
-            lost_own_commit, ..
-        } => assert!(lost_own_commit),
+        Event::EpochChanged { lost_own_commit, .. } => assert!(lost_own_commit),
         other => panic!("{other:?}"),
     }
     assert!(!g[1].has_pending_commit());
@@ -302,10 +252,7 @@ fn winner_arriving_first_drops_own_pending_commit() {
 fn own_commit_echoed_by_server_counts_as_accepted() {
     let mut g = form_group(2, 1);
     let up = g[0].self_update().unwrap();
-    assert!(matches!(
-        g[0].process(&up.commit).unwrap(),
-        Event::EpochChanged { .. }
-    ));
+    assert!(matches!(g[0].process(&up.commit).unwrap(), Event::EpochChanged { .. }));
     g[1].process(&up.commit).unwrap();
     assert_agree(&g);
 }
@@ -332,39 +279,21 @@ fn bad_inputs_are_typed_errors_and_change_nothing() {
     let before: Vec<Snapshot> = g.iter().map(snapshot).collect();
 
     // Commit for a past epoch.
-    assert!(matches!(
-        g[2].process(&out.commit),
-        Err(GroupError::StaleEpoch {
-            message: 1,
-            group: 3
-        })
-    ));
+    assert!(matches!(g[2].process(&out.commit), Err(GroupError::StaleEpoch { message: 1, group: 3 })));
     // Late (duplicate) Welcome.
     assert_eq!(g[3].process(&welcome), Err(GroupError::AlreadyInGroup));
     // Garbage and truncation.
     assert!(matches!(g[0].process(b""), Err(GroupError::Envelope(_))));
-    assert!(matches!(
-        g[0].process(&[1, 4, 0, 1, 2, 3]),
-        Err(GroupError::MalformedMls)
-    ));
+    assert!(matches!(g[0].process(&[1, 4, 0, 1, 2, 3]), Err(GroupError::MalformedMls)));
     let chat = g[1].send(&AppMessage::Chat { text: "x".into() }).unwrap();
     assert!(g[0].process(&chat[..chat.len() - 5]).is_err());
     // A flipped bit in an application message.
     let mut flipped = chat.clone();
     let n = flipped.len() - 20;
     flipped[n] ^= 0x01;
-    assert!(matches!(
-        g[0].process(&flipped),
-        Err(GroupError::Refused(_))
-    ));
+    assert!(matches!(g[0].process(&flipped), Err(GroupError::Refused(_))));
     // The genuine message still decrypts afterwards.
-    assert_eq!(
-        g[0].process(&chat).unwrap(),
-        Event::Chat {
-            sender: 1,
-            text: "x".into()
-        }
-    );
+    assert_eq!(g[0].process(&chat).unwrap(), Event::Chat { sender: 1, text: "x".into() });
     assert!(g[0].process(&chat).is_err(), "replayed application message");
     g[2].process(&chat).unwrap();
     g[3].process(&chat).unwrap();
@@ -374,49 +303,26 @@ fn bad_inputs_are_typed_errors_and_change_nothing() {
     assert_eq!(g[0].process(&req), Err(GroupError::UnexpectedKind(1)));
 
     // A forged join proof: knows the room, not the secret.
-    let mut forger =
-        Participant::new(ROOM, MeetingSecret::from_bytes(&[7u8; 16]).unwrap()).unwrap();
+    let mut forger = Participant::new(ROOM, MeetingSecret::from_bytes(&[7u8; 16]).unwrap()).unwrap();
     let forged = forger.join_request().unwrap();
-    assert_eq!(
-        g[0].verify_join_request(&forged),
-        Err(GroupError::JoinProof(SecretError::BadJoinProof))
-    );
+    assert_eq!(g[0].verify_join_request(&forged), Err(GroupError::JoinProof(SecretError::BadJoinProof)));
     let res = g[0].commit(&[&forged], &[]);
     assert_eq!(res, Err(GroupError::NothingToCommit));
     // A valid proof copied onto another KeyPackage.
-    let Envelope::JoinRequest { proof, .. } = Envelope::decode(&req).unwrap() else {
-        panic!()
-    };
+    let Envelope::JoinRequest { proof, .. } = Envelope::decode(&req).unwrap() else { panic!() };
     let proof = *proof;
-    let Envelope::JoinRequest {
-        key_package_ref,
-        key_package,
-        ..
-    } = Envelope::decode(&forged).unwrap()
-    else {
+    let Envelope::JoinRequest { key_package_ref, key_package, .. } = Envelope::decode(&forged).unwrap() else {
         panic!()
     };
-    let spliced = Envelope::JoinRequest {
-        key_package_ref,
-        proof: &proof,
-        key_package,
-    }
-    .encode()
-    .unwrap();
-    assert_eq!(
-        g[0].verify_join_request(&spliced),
-        Err(GroupError::JoinProof(SecretError::BadJoinProof))
-    );
+    let spliced = Envelope::JoinRequest { key_package_ref, proof: &proof, key_package }.encode().unwrap();
+    assert_eq!(g[0].verify_join_request(&spliced), Err(GroupError::JoinProof(SecretError::BadJoinProof)));
     // Mixed batch: the forged request is refused, the good one goes ahead.
     let mixed = g[0].commit(&[&forged, &req], &[]).unwrap();
     assert_eq!(mixed.added, vec![1]);
     assert_eq!(mixed.rejected.len(), 1);
     g[0].commit_rejected().unwrap();
     // A Welcome for someone else.
-    assert_eq!(
-        forger.process(&mixed.welcome.unwrap()),
-        Err(GroupError::NotForUs)
-    );
+    assert_eq!(forger.process(&mixed.welcome.unwrap()), Err(GroupError::NotForUs));
 
     let after: Vec<Snapshot> = g.iter().map(snapshot).collect();
     assert_eq!(before, after);

@@ -8,12 +8,7 @@ use std::time::Duration;
 use plenary_e2ee::media::{Codec, EpochKeys, MediaCrypto, MediaError, parse_header};
 
 fn keys(epoch: u64, own_leaf: u32, key_byte: u8) -> EpochKeys {
-    EpochKeys {
-        epoch,
-        base_key: [key_byte; 16],
-        own_leaf,
-        members: vec![0, 1, 2, 5],
-    }
+    EpochKeys { epoch, base_key: [key_byte; 16], own_leaf, members: vec![0, 1, 2, 5] }
 }
 
 fn pair(epoch: u64) -> (MediaCrypto, MediaCrypto) {
@@ -45,10 +40,7 @@ fn kid_layout_follows_rfc9605_5_2() {
     assert_eq!(h.kid, (2 << 11) | (5 << 8) | 3);
     assert_eq!(h.ctr, 0);
     assert_eq!(EpochKeys::from_bytes(&k.to_bytes()).unwrap(), k);
-    assert_eq!(
-        EpochKeys::from_bytes(&[0; 10]),
-        Err(MediaError::BadEpochKeys)
-    );
+    assert_eq!(EpochKeys::from_bytes(&[0; 10]), Err(MediaError::BadEpochKeys));
 }
 
 #[test]
@@ -79,14 +71,8 @@ fn opus_is_fully_encrypted_vp8_keeps_its_header() {
     assert_eq!(rx.decrypt(Codec::Vp8, &s, T0).unwrap().frame, [0x01]);
     let s = tx.encrypt(0, Codec::Opus, b"").unwrap();
     assert_eq!(rx.decrypt(Codec::Opus, &s, T0).unwrap().frame, b"");
-    assert_eq!(
-        tx.encrypt(1, Codec::Vp8, b""),
-        Err(MediaError::MalformedFrame)
-    );
-    assert_eq!(
-        tx.encrypt(1, Codec::Vp8, &[0x00; 9]),
-        Err(MediaError::MalformedFrame)
-    );
+    assert_eq!(tx.encrypt(1, Codec::Vp8, b""), Err(MediaError::MalformedFrame));
+    assert_eq!(tx.encrypt(1, Codec::Vp8, &[0x00; 9]), Err(MediaError::MalformedFrame));
     assert_eq!(Codec::from_name("video/VP8"), Some(Codec::Vp8));
     assert_eq!(Codec::from_name("audio/opus"), Some(Codec::Opus));
     assert_eq!(Codec::from_name("H264"), None);
@@ -101,17 +87,11 @@ fn tampering_replay_and_unknown_kid_are_refused_without_state_change() {
     // Flipped bit in the ciphertext.
     let mut bad = sealed.clone();
     bad[200] ^= 0x04;
-    assert_eq!(
-        rx.decrypt(Codec::Vp8, &bad, T0),
-        Err(MediaError::Authentication)
-    );
+    assert_eq!(rx.decrypt(Codec::Vp8, &bad, T0), Err(MediaError::Authentication));
     // Flipped bit in the clear prefix (not the key-frame bit).
     let mut bad = sealed.clone();
     bad[5] ^= 0x80;
-    assert_eq!(
-        rx.decrypt(Codec::Vp8, &bad, T0),
-        Err(MediaError::Authentication)
-    );
+    assert_eq!(rx.decrypt(Codec::Vp8, &bad, T0), Err(MediaError::Authentication));
     // Flipped key-frame bit: the prefix length changes, still refused.
     let mut bad = sealed.clone();
     bad[0] ^= 0x01;
@@ -120,45 +100,23 @@ fn tampering_replay_and_unknown_kid_are_refused_without_state_change() {
     let mut bad = sealed.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0x01;
-    assert_eq!(
-        rx.decrypt(Codec::Vp8, &bad, T0),
-        Err(MediaError::Authentication)
-    );
+    assert_eq!(rx.decrypt(Codec::Vp8, &bad, T0), Err(MediaError::Authentication));
     // Truncated.
-    assert_eq!(
-        rx.decrypt(Codec::Vp8, &sealed[..20], T0),
-        Err(MediaError::Truncated)
-    );
+    assert_eq!(rx.decrypt(Codec::Vp8, &sealed[..20], T0), Err(MediaError::Truncated));
     assert_eq!(rx.decrypt(Codec::Opus, &[], T0), Err(MediaError::Truncated));
 
     // None of that was recorded: the genuine frame decrypts, once.
     assert_eq!(rx.decrypt(Codec::Vp8, &sealed, T0).unwrap().frame, key);
-    assert_eq!(
-        rx.decrypt(Codec::Vp8, &sealed, T0),
-        Err(MediaError::Replayed)
-    );
+    assert_eq!(rx.decrypt(Codec::Vp8, &sealed, T0), Err(MediaError::Replayed));
 
     // Unknown KID: a leaf that is not a member (4), and another epoch.
     let mut other = MediaCrypto::default();
-    other.set_epoch_keys(
-        EpochKeys {
-            members: vec![0, 1, 2, 4, 5],
-            own_leaf: 4,
-            ..keys(1, 4, 1)
-        },
-        T0,
-    );
+    other.set_epoch_keys(EpochKeys { members: vec![0, 1, 2, 4, 5], own_leaf: 4, ..keys(1, 4, 1) }, T0);
     let from_4 = other.encrypt(0, Codec::Opus, b"a").unwrap();
-    assert!(matches!(
-        rx.decrypt(Codec::Opus, &from_4, T0),
-        Err(MediaError::UnknownKeyId { .. })
-    ));
+    assert!(matches!(rx.decrypt(Codec::Opus, &from_4, T0), Err(MediaError::UnknownKeyId { .. })));
     let (mut tx9, _) = pair(9);
     let epoch9 = tx9.encrypt(0, Codec::Opus, b"a").unwrap();
-    assert!(matches!(
-        rx.decrypt(Codec::Opus, &epoch9, T0),
-        Err(MediaError::UnknownKeyId { .. })
-    ));
+    assert!(matches!(rx.decrypt(Codec::Opus, &epoch9, T0), Err(MediaError::UnknownKeyId { .. })));
     // Still fine afterwards.
     let next = tx.encrypt(1, Codec::Vp8, &key).unwrap();
     assert_eq!(rx.decrypt(Codec::Vp8, &next, T0).unwrap().frame, key);
@@ -181,9 +139,7 @@ fn previous_epoch_decrypts_during_grace_window_only() {
     let new = tx.encrypt(0, Codec::Opus, b"new").unwrap();
     assert_eq!(rx.decrypt(Codec::Opus, &new, t).unwrap().epoch, 2);
     // In flight from epoch 1, 1.5 s later: still decrypts.
-    let d = rx
-        .decrypt(Codec::Opus, &old1, t + Duration::from_millis(1500))
-        .unwrap();
+    let d = rx.decrypt(Codec::Opus, &old1, t + Duration::from_millis(1500)).unwrap();
     assert_eq!((d.epoch, d.frame.as_slice()), (1, &b"old-1"[..]));
     // 2.5 s later: the grace window (2 s) is over.
     assert!(matches!(
@@ -194,22 +150,12 @@ fn previous_epoch_decrypts_during_grace_window_only() {
     let mut short = MediaCrypto::new(Duration::from_millis(100));
     short.set_epoch_keys(keys(1, 1, 1), T0);
     short.set_epoch_keys(keys(2, 1, 2), t);
-    assert!(
-        short
-            .decrypt(Codec::Opus, &old2, t + Duration::from_millis(200))
-            .is_err()
-    );
+    assert!(short.decrypt(Codec::Opus, &old2, t + Duration::from_millis(200)).is_err());
     // No keys at all.
     let mut empty = MediaCrypto::default();
     assert_eq!(empty.encrypt(0, Codec::Opus, b"x"), Err(MediaError::NoKeys));
-    assert!(matches!(
-        empty.decrypt(Codec::Opus, &new, T0),
-        Err(MediaError::UnknownKeyId { .. })
-    ));
-    assert_eq!(
-        tx.encrypt(1 << 20, Codec::Opus, b"x"),
-        Err(MediaError::BadContext(1 << 20))
-    );
+    assert!(matches!(empty.decrypt(Codec::Opus, &new, T0), Err(MediaError::UnknownKeyId { .. })));
+    assert_eq!(tx.encrypt(1 << 20, Codec::Opus, b"x"), Err(MediaError::BadContext(1 << 20)));
 }
 
 #[test]

@@ -317,7 +317,12 @@ async fn webrtc(
                 wrote = true;
             }
             if wrote {
-                drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender))?;
+                drain(
+                    &mut rtc,
+                    &socket,
+                    &mut timeout,
+                    &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender),
+                )?;
             }
         }
         let mut wake = timeout;
@@ -503,7 +508,8 @@ async fn udp(link: UdpLink, role: Role, mut ctx: PeerCtx, stats: &PeerStats, ope
             while s.next_video_due() <= now {
                 let due = s.next_video_due();
                 for p in s.video.next_frame(ctx.clock.us(due)) {
-                    let head = RtpHead { pt: UDP_VIDEO_PT, marker: p.marker, seq: s.video_seq as u16, ssrc: video_ssrc };
+                    let head =
+                        RtpHead { pt: UDP_VIDEO_PT, marker: p.marker, seq: s.video_seq as u16, ssrc: video_ssrc };
                     send(&socket, head, s.video_ts, &p.payload);
                     s.video_seq += 1;
                     stats.packets_tx.fetch_add(1, Ordering::Relaxed);

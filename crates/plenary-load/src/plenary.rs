@@ -11,7 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::LoadError;
 use crate::process::{ServerProcess, free_port, http_ok, wait_ready};
-use crate::target::{BoxFuture, ClientSignal, Peer, PeerLink, Role, ServerSignal, Signaling, StartOptions, Target, TargetKind};
+use crate::target::{
+    BoxFuture, ClientSignal, Peer, PeerLink, Role, ServerSignal, Signaling, StartOptions, Target, TargetKind,
+};
 
 /// Rendered size sent as the layer preference of every received video:
 /// the top layer.
@@ -70,7 +72,8 @@ impl Target for Plenary {
                 .map_err(|e| LoadError::Signaling(e.to_string()))?;
             // Load peers hold no meeting secret; one fixed tag puts all of a room's peers in one meeting.
             let room_tag = "AAAAAAAAAAAAAAAAAAAAAA".to_owned();
-            let join = ClientMsg::Join { room: room.to_owned(), profile: "{}".into(), version: PROTOCOL_VERSION, room_tag };
+            let join =
+                ClientMsg::Join { room: room.to_owned(), profile: "{}".into(), version: PROTOCOL_VERSION, room_tag };
             ws.send(Message::text(plenary_proto::encode(&join)))
                 .await
                 .map_err(|e| LoadError::Signaling(e.to_string()))?;

@@ -138,7 +138,13 @@ struct SendQueue<'a> {
 
 impl<'a> SendQueue<'a> {
     fn new() -> SendQueue<'a> {
-        SendQueue { len: 0, refs: [&[]; SEND_BATCH], lens: [0; SEND_BATCH], addrs: [None; SEND_BATCH], encrypted: false }
+        SendQueue {
+            len: 0,
+            refs: [&[]; SEND_BATCH],
+            lens: [0; SEND_BATCH],
+            addrs: [None; SEND_BATCH],
+            encrypted: false,
+        }
     }
 
     fn push_ref(&mut self, data: &'a [u8], to: SockaddrIn) {
@@ -156,20 +162,29 @@ impl<'a> SendQueue<'a> {
 
     /// Sends everything queued (looping on partial sends) and empties
     /// the queue.
-    fn flush(&mut self, fd: i32, headers: &mut MultiHeaders<SockaddrIn>, tx_bufs: &[[u8; MTU + TAG_LEN]]) -> std::io::Result<()> {
+    fn flush(
+        &mut self,
+        fd: i32,
+        headers: &mut MultiHeaders<SockaddrIn>,
+        tx_bufs: &[[u8; MTU + TAG_LEN]],
+    ) -> std::io::Result<()> {
         let mut sent = 0;
         while sent < self.len {
             let iovs: [[IoSlice<'_>; 1]; SEND_BATCH] = std::array::from_fn(|i| {
-                let data: &[u8] = if self.encrypted {
-                    tx_bufs.get(i).map_or(&[][..], |b| &b[..self.lens[i]])
-                } else {
-                    self.refs[i]
-                };
+                let data: &[u8] =
+                    if self.encrypted { tx_bufs.get(i).map_or(&[][..], |b| &b[..self.lens[i]]) } else { self.refs[i] };
                 [IoSlice::new(data)]
             });
             let n = {
                 let no_cmsgs: [ControlMessage<'_>; 0] = [];
-                let res = sendmmsg(fd, headers, &iovs[sent..self.len], &self.addrs[sent..self.len], no_cmsgs, MsgFlags::empty());
+                let res = sendmmsg(
+                    fd,
+                    headers,
+                    &iovs[sent..self.len],
+                    &self.addrs[sent..self.len],
+                    no_cmsgs,
+                    MsgFlags::empty(),
+                );
                 match res {
                     Ok(r) => r.count(),
                     // A subscriber gone (ICMP port unreachable): skip it.

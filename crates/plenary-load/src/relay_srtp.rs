@@ -182,11 +182,7 @@ impl SrtpSession {
         let s = self.rocs.entry(ssrc).or_insert(RocState { roc: 0, last_seq: seq });
         let delta = seq.wrapping_sub(s.last_seq) as i16;
         let roc = if delta >= 0 {
-            if seq < s.last_seq {
-                s.roc.wrapping_add(1)
-            } else {
-                s.roc
-            }
+            if seq < s.last_seq { s.roc.wrapping_add(1) } else { s.roc }
         } else if seq > s.last_seq {
             s.roc.wrapping_sub(1)
         } else {
@@ -333,7 +329,8 @@ mod tests {
         assert_eq!(s.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
     }
 
-    const RFC7714_RTP: &str = "8040f17b8041f8d35501a0b2 47616c6c696120657374206f6d6e69732064697669736120696e207061727465732074726573";
+    const RFC7714_RTP: &str =
+        "8040f17b8041f8d35501a0b2 47616c6c696120657374206f6d6e69732064697669736120696e207061727465732074726573";
     const RFC7714_SRTP: &str = "8040f17b8041f8d35501a0b2 f24de3a3fb34de6cacba861c9d7e4bcabe633bd50d294e6f42a5f47a51c7d19b36de3adf8833 899d7f27beb16a9152cf765ee4390cce";
 
     fn rfc7714_session() -> SrtpSession {
@@ -385,7 +382,12 @@ mod tests {
     #[test]
     fn bad_input_is_refused_not_panicking() {
         let mut s = rfc7714_session();
-        for pkt in [&[][..], &[0x80][..], &[0x40; 40][..], &[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0xff, 0xff][..]] {
+        for pkt in [
+            &[][..],
+            &[0x80][..],
+            &[0x40; 40][..],
+            &[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0xff, 0xff][..],
+        ] {
             let mut buf = pkt.to_vec();
             let len = buf.len();
             assert!(s.unprotect_in_place(&mut buf, len).is_err());

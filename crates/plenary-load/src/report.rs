@@ -61,7 +61,8 @@ pub fn svg(runs: &[RunReport], title: &str) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(out, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#, w / 2.0, escape(title));
+    let _ =
+        writeln!(out, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#, w / 2.0, escape(title));
     let panels: [(&str, Metric); 2] =
         [("server CPU-s per million packets", |s| s.cpu_s_per_mpkt), ("loss %", |s| s.loss_pct)];
     for (pi, (label, value)) in panels.iter().enumerate() {
@@ -70,9 +71,19 @@ pub fn svg(runs: &[RunReport], title: &str) -> String {
         let ymax = nice(ys.iter().copied().fold(0.0, f64::max).max(if pi == 1 { 1.0 } else { 0.1 }));
         let px = |x: f64| x0 + (x.ln() - xmin.ln()) / (xmax.ln() - xmin.ln()) * panel_w;
         let py = |y: f64| bottom - y / ymax * (bottom - top);
-        let _ = writeln!(out, r##"<rect x="{x0}" y="{top}" width="{panel_w}" height="{}" fill="none" stroke="#888"/>"##, bottom - top);
-        let _ = writeln!(out, r#"<text x="{}" y="{}" text-anchor="middle">{label}</text>"#, x0 + panel_w / 2.0, top - 10.0);
-        let _ = writeln!(out, r#"<text x="{}" y="{}" text-anchor="middle">receivers (log scale)</text>"#, x0 + panel_w / 2.0, bottom + 35.0);
+        let _ = writeln!(
+            out,
+            r##"<rect x="{x0}" y="{top}" width="{panel_w}" height="{}" fill="none" stroke="#888"/>"##,
+            bottom - top
+        );
+        let _ =
+            writeln!(out, r#"<text x="{}" y="{}" text-anchor="middle">{label}</text>"#, x0 + panel_w / 2.0, top - 10.0);
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="middle">receivers (log scale)</text>"#,
+            x0 + panel_w / 2.0,
+            bottom + 35.0
+        );
         for i in 0..=4 {
             let y = ymax * f64::from(i) / 4.0;
             let _ = writeln!(
@@ -99,7 +110,11 @@ pub fn svg(runs: &[RunReport], title: &str) -> String {
                 .filter(|s| value(s).is_finite())
                 .map(|s| format!("{:.1},{:.1}", px(s.subscribers.max(1) as f64), py(value(s))))
                 .collect();
-            let _ = writeln!(out, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#, pts.join(" "));
+            let _ = writeln!(
+                out,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+                pts.join(" ")
+            );
             for p in &pts {
                 let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
                 let _ = writeln!(out, r#"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"#);

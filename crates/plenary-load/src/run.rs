@@ -176,10 +176,14 @@ fn snapshot(pid: u32, parts: &[Participant]) -> Snapshot {
 /// Machine description for reports: cores, CPU model, load average.
 pub fn machine() -> String {
     // Not available_parallelism: that counts the CPUs this (pinned) process may use.
-    let cores = std::fs::read_to_string("/proc/cpuinfo").map(|c| c.lines().filter(|l| l.starts_with("processor")).count()).unwrap_or(0);
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
@@ -191,7 +195,8 @@ pub fn machine() -> String {
 /// # Errors
 /// [`LoadError`] if the target does not start or no publisher connects.
 pub async fn run(cfg: &RunConfig) -> Result<RunReport, LoadError> {
-    let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let machine = machine();
     let target = crate::target::start(cfg.target, &cfg.start).await?;
     let pid = target.pid();
@@ -376,12 +381,23 @@ fn bound_hit(cfg: &RunConfig, s: &StepResult) -> Option<String> {
         return Some(format!("loss {:.2}% > {}% at {} receivers", s.loss_pct, cfg.max_loss_pct, s.subscribers));
     }
     if s.server_cpu > cfg.max_cpu {
-        return Some(format!("server CPU {:.0}% > {:.0}% at {} receivers", s.server_cpu * 100.0, cfg.max_cpu * 100.0, s.subscribers));
+        return Some(format!(
+            "server CPU {:.0}% > {:.0}% at {} receivers",
+            s.server_cpu * 100.0,
+            cfg.max_cpu * 100.0,
+            s.subscribers
+        ));
     }
     None
 }
 
-async fn fanout(cfg: &RunConfig, target: &dyn Target, pid: u32, clock: Clock, report: &mut RunReport) -> Result<(), LoadError> {
+async fn fanout(
+    cfg: &RunConfig,
+    target: &dyn Target,
+    pid: u32,
+    clock: Clock,
+    report: &mut RunReport,
+) -> Result<(), LoadError> {
     let (stop_tx, stop) = watch::channel(false);
     let ctx = PeerCtx { spec: cfg.spec, clock, sample_every: cfg.sample_every, local_ip: target.local_ip(), stop };
     let room = "load-fanout";
@@ -420,7 +436,13 @@ async fn fanout(cfg: &RunConfig, target: &dyn Target, pid: u32, clock: Clock, re
     Ok(())
 }
 
-async fn meeting(cfg: &RunConfig, target: &dyn Target, pid: u32, clock: Clock, report: &mut RunReport) -> Result<(), LoadError> {
+async fn meeting(
+    cfg: &RunConfig,
+    target: &dyn Target,
+    pid: u32,
+    clock: Clock,
+    report: &mut RunReport,
+) -> Result<(), LoadError> {
     for (g, &n) in cfg.steps.iter().enumerate() {
         let (stop_tx, stop) = watch::channel(false);
         let ctx = PeerCtx { spec: cfg.spec, clock, sample_every: cfg.sample_every, local_ip: target.local_ip(), stop };

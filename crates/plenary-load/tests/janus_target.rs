@@ -109,7 +109,8 @@ impl TestPeer {
 
     fn receive(&mut self, data: &[u8], source: SocketAddr) {
         let Ok(contents) = data.try_into() else { return };
-        let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.addr, contents });
+        let input =
+            Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.addr, contents });
         if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok() {
             self.drain();
         }
@@ -141,7 +142,12 @@ impl TestPeer {
 /// Steps every peer: waits for a datagram on any socket or the earliest
 /// timer (at most 10 ms), then handles timers and signaling.
 async fn step(peers: &mut [TestPeer]) {
-    let deadline = peers.iter().map(|p| p.timeout).min().unwrap_or_else(Instant::now).min(Instant::now() + Duration::from_millis(10));
+    let deadline = peers
+        .iter()
+        .map(|p| p.timeout)
+        .min()
+        .unwrap_or_else(Instant::now)
+        .min(Instant::now() + Duration::from_millis(10));
     let mut buf = [0u8; 2000];
     let got = {
         let recvs = peers.iter().enumerate().map(|(i, p)| {
@@ -208,7 +214,12 @@ async fn janus_forwards_a_publisher_to_subscribers() {
     }
     for (i, p) in peers[1..].iter().enumerate() {
         assert!(p.connected, "subscriber {i} connected\n{}", janus_log(dir.path()));
-        assert!(p.received.len() >= 60, "subscriber {i} got {} of {sent} frames\n{}", p.received.len(), janus_log(dir.path()));
+        assert!(
+            p.received.len() >= 60,
+            "subscriber {i} got {} of {sent} frames\n{}",
+            p.received.len(),
+            janus_log(dir.path())
+        );
         assert!(p.received.windows(2).all(|w| w[0] < w[1]), "frames in order: {:?}", p.received);
         assert!(p.received.iter().all(|n| *n < sent), "only frames that were sent");
     }

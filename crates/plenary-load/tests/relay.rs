@@ -84,7 +84,9 @@ async fn forwards_every_packet(srtp: bool) {
                 let mut got = Vec::new();
                 let mut first_wire = Vec::new();
                 while got.len() < usize::from(N) {
-                    let Ok(r) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await else { break };
+                    let Ok(r) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await else {
+                        break;
+                    };
                     let (len, from) = r.expect("recv");
                     assert_eq!(from, link.server);
                     let wire = buf[..len].to_vec();

@@ -2,7 +2,12 @@ use super::*;
 
 #[test]
 fn join_roundtrip() {
-    let m = ClientMsg::Join { room: "r1".into(), profile: "{}".into(), version: 1, room_tag: "aS4mntnm_rIOjgEerx05EQ".into() };
+    let m = ClientMsg::Join {
+        room: "r1".into(),
+        profile: "{}".into(),
+        version: 1,
+        room_tag: "aS4mntnm_rIOjgEerx05EQ".into(),
+    };
     assert_eq!(decode_client_msg(&encode(&m)).unwrap(), m);
 }
 
@@ -11,7 +16,9 @@ fn room_tags() {
     let t = RoomTag::parse("aS4mntnm_rIOjgEerx05EQ").unwrap();
     assert_eq!(t.as_str(), "aS4mntnm_rIOjgEerx05EQ");
     assert_eq!(format!("{t:?}"), "RoomTag(..)");
-    for bad in ["", "aS4mntnm_rIOjgEerx05E", "aS4mntnm_rIOjgEerx05EQQ", "aS4mntnm+rIOjgEerx05EQ", "aS4mntnm_rIOjgEerx05E="] {
+    for bad in
+        ["", "aS4mntnm_rIOjgEerx05E", "aS4mntnm_rIOjgEerx05EQQ", "aS4mntnm+rIOjgEerx05EQ", "aS4mntnm_rIOjgEerx05E="]
+    {
         assert_eq!(RoomTag::parse(bad), Err(RoomTagError::Malformed), "{bad}");
     }
 }

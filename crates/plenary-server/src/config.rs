@@ -106,9 +106,10 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         let listen = self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let public_ip = self.public_ip.or(file.public_ip).unwrap_or_else(|| {
-            if listen.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { listen.ip() }
-        });
+        let public_ip = self
+            .public_ip
+            .or(file.public_ip)
+            .unwrap_or_else(|| if listen.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { listen.ip() });
         let tls = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -148,7 +149,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("plenary-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("p.toml");
-        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nrtc_port = 9001\nice_servers = [\"stun:example.org\"]\n").unwrap();
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nrtc_port = 9001\nice_servers = [\"stun:example.org\"]\n")
+            .unwrap();
         let args = ServeArgs { config: Some(file.clone()), rtc_port: Some(7000), ..Default::default() };
         let c = args.resolve().unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());

@@ -213,7 +213,11 @@ impl DeliveryService {
                     out.push((id, ServerMsg::CreateGroup));
                     return Ok(out);
                 }
-                r.pending.push(PendingJoin { from: id, key_package_ref: key_package_ref.to_vec(), envelope: b64.to_owned() });
+                r.pending.push(PendingJoin {
+                    from: id,
+                    key_package_ref: key_package_ref.to_vec(),
+                    envelope: b64.to_owned(),
+                });
                 for m in r.members.keys() {
                     out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
                 }
@@ -278,8 +282,7 @@ impl GroupRoom {
         if self.members.is_empty()
             && self.creator.is_none()
             && self.epoch.is_none()
-            && let Some(first) =
-                self.online.iter().find(|p| self.capable.contains(p)).or(self.online.first())
+            && let Some(first) = self.online.iter().find(|p| self.capable.contains(p)).or(self.online.first())
         {
             self.creator = Some(*first);
             self.creator_asked = Some(now);

@@ -67,7 +67,12 @@ pub struct MediaHandle {
 }
 
 /// Queues `msg` for `id`; a full queue marks the client for removal.
-fn deliver(clients: &HashMap<ParticipantId, ClientTx>, overflowed: &mut Vec<ParticipantId>, id: ParticipantId, msg: ServerMsg) {
+fn deliver(
+    clients: &HashMap<ParticipantId, ClientTx>,
+    overflowed: &mut Vec<ParticipantId>,
+    id: ParticipantId,
+    msg: ServerMsg,
+) {
     if let Some(tx) = clients.get(&id)
         && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ToClient::Msg(msg))
         && !overflowed.contains(&id)

@@ -48,7 +48,6 @@ impl Tap {
             self.packets += 1;
         }
     }
-
 }
 
 fn v4(ip: IpAddr) -> Ipv4Addr {

@@ -73,9 +73,10 @@ impl TcpMux {
     /// or too far behind (media is loss tolerant).
     pub fn send(&mut self, destination: SocketAddr, data: &[u8]) {
         if let Some(w) = self.writers.get(&destination)
-            && w.try_send(data.to_vec()).is_err() {
-                debug!("ICE-TCP send queue full or closed; frame dropped");
-            }
+            && w.try_send(data.to_vec()).is_err()
+        {
+            debug!("ICE-TCP send queue full or closed; frame dropped");
+        }
     }
 }
 

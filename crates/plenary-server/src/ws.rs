@@ -107,7 +107,8 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
             Ok(Message::Text(t)) => t,
             Ok(Message::Binary(b)) => {
                 debug!(len = b.len(), "binary frame rejected");
-                let _ = tx.try_send(error(ErrorCode::Malformed, "binary frames are not supported; send JSON text", false));
+                let _ =
+                    tx.try_send(error(ErrorCode::Malformed, "binary frames are not supported; send JSON text", false));
                 continue;
             }
             Ok(Message::Close(_)) => break,

@@ -73,7 +73,14 @@ async fn next(ws: &mut Ws) -> (String, String) {
             Some(Ok(Message::Text(t))) => {
                 let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
                 let ty = v["type"].as_str().unwrap_or_default().to_string();
-                if matches!(ty.as_str(), "participant_joined" | "participant_left" | "participant_updated" | "create_group" | "active_speaker") {
+                if matches!(
+                    ty.as_str(),
+                    "participant_joined"
+                        | "participant_left"
+                        | "participant_updated"
+                        | "create_group"
+                        | "active_speaker"
+                ) {
                     continue;
                 }
                 return (ty, v["code"].as_str().unwrap_or_default().to_string());
@@ -143,24 +150,64 @@ async fn bad_input_is_refused_and_the_meeting_goes_on() {
         (text("this is not json"), "malformed"),
         (text("{\"type\":\"offer\"}"), "malformed"),
         (text("{\"type\":\"self_destruct\"}"), "unknown_type"),
-        (text(format!("{{\"type\":\"offer\",\"sdp\":\"{}\"}}", "v".repeat(plenary_proto::MAX_CLIENT_MESSAGE_BYTES + 1024))), "too_large"),
+        (
+            text(format!(
+                "{{\"type\":\"offer\",\"sdp\":\"{}\"}}",
+                "v".repeat(plenary_proto::MAX_CLIENT_MESSAGE_BYTES + 1024)
+            )),
+            "too_large",
+        ),
         (Message::Binary(vec![1u8, 2, 3].into()), "malformed"),
         (text("{\"type\":\"answer\",\"sdp\":\"v=0\"}"), "not_joined"),
-        (text("{\"type\":\"join\",\"room\":\"../etc/passwd\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), "bad_room_id"),
-        (text("{\"type\":\"join\",\"room\":\"\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), "bad_room_id"),
-        (text(format!("{{\"type\":\"join\",\"room\":\"{}\",\"profile\":\"{{}}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}}", "a".repeat(65))), "bad_room_id"),
-        (text(format!("{{\"type\":\"join\",\"room\":\"ok\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}}", "p".repeat(5000))), "bad_profile"),
-        (text("{\"type\":\"join\",\"room\":\"ok\",\"profile\":\"{}\",\"version\":99,\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), "unsupported_version"),
+        (
+            text(
+                "{\"type\":\"join\",\"room\":\"../etc/passwd\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}",
+            ),
+            "bad_room_id",
+        ),
+        (
+            text("{\"type\":\"join\",\"room\":\"\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"),
+            "bad_room_id",
+        ),
+        (
+            text(format!(
+                "{{\"type\":\"join\",\"room\":\"{}\",\"profile\":\"{{}}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}}",
+                "a".repeat(65)
+            )),
+            "bad_room_id",
+        ),
+        (
+            text(format!(
+                "{{\"type\":\"join\",\"room\":\"ok\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}}",
+                "p".repeat(5000)
+            )),
+            "bad_profile",
+        ),
+        (
+            text(
+                "{\"type\":\"join\",\"room\":\"ok\",\"profile\":\"{}\",\"version\":99,\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}",
+            ),
+            "unsupported_version",
+        ),
     ];
     for (msg, code) in cases {
         let (ty, got) = exchange(&mut ws, msg).await;
         assert_eq!((ty.as_str(), got.as_str()), ("error", code));
     }
     // Now a real join on the same connection, then protocol violations.
-    let (ty, _) = exchange(&mut ws, text("{\"type\":\"join\",\"room\":\"other-room\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}")).await;
+    let (ty, _) = exchange(
+        &mut ws,
+        text("{\"type\":\"join\",\"room\":\"other-room\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"),
+    )
+    .await;
     assert_eq!(ty, "joined");
     for (msg, code) in [
-        (text("{\"type\":\"join\",\"room\":\"other-room\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}"), "already_joined"),
+        (
+            text(
+                "{\"type\":\"join\",\"room\":\"other-room\",\"profile\":\"{}\",\"room_tag\":\"AAAAAAAAAAAAAAAAAAAAAA\"}",
+            ),
+            "already_joined",
+        ),
         (text("{\"type\":\"answer\",\"sdp\":\"v=0\\r\\n\"}"), "bad_sdp"),
         (text("{\"type\":\"offer\",\"sdp\":\"v=0\\r\\nm=garbage\\r\\n\"}"), "bad_sdp"),
         (text("{\"type\":\"layer_preference\",\"mid\":\"nope\",\"width\":1,\"height\":1}"), "unknown_mid"),
@@ -219,12 +266,12 @@ async fn bad_input_is_refused_and_the_meeting_goes_on() {
     let junk: Vec<Vec<u8>> = vec![
         vec![],
         vec![0xff; 3],
-        vec![0x80, 0x60, 0, 1],                                        // truncated RTP
-        vec![0x81, 0xc9, 0, 7, 1, 2],                                  // truncated RTCP
-        vec![0, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42],                      // truncated STUN
+        vec![0x80, 0x60, 0, 1],                   // truncated RTP
+        vec![0x81, 0xc9, 0, 7, 1, 2],             // truncated RTCP
+        vec![0, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42], // truncated STUN
         vec![0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], // STUN, no attributes
-        vec![0x16, 0xfe, 0xfd, 0, 0],                                  // truncated DTLS
-        (0..1400u32).map(|i| (i * 7919 % 251) as u8).collect(),        // noise
+        vec![0x16, 0xfe, 0xfd, 0, 0],             // truncated DTLS
+        (0..1400u32).map(|i| (i * 7919 % 251) as u8).collect(), // noise
     ];
     for _ in 0..50 {
         for j in &junk {
@@ -238,9 +285,8 @@ async fn bad_input_is_refused_and_the_meeting_goes_on() {
     assert!(server.healthy(), "server answers after the garbage");
 
     // --- the meeting went on ---
-    let (fa, fb) = tokio::task::spawn_blocking(move || (video_frames_received(a), video_frames_received(b)))
-        .await
-        .expect("join");
+    let (fa, fb) =
+        tokio::task::spawn_blocking(move || (video_frames_received(a), video_frames_received(b))).await.expect("join");
     // carphone is ~30 fps; 14 s of media, allow set-up and a key frame wait.
     assert!(fa > 300 && fb > 300, "native participants kept receiving video: {fa} and {fb} frames");
     assert!(server.healthy());

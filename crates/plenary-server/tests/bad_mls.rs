@@ -56,7 +56,11 @@ fn noise(n: usize) -> Vec<u8> {
 
 /// (epoch, security code) of the latest `epoch` event.
 fn group_state(n: &Native) -> Option<(Value, Value)> {
-    n.events().into_iter().rev().find(|(_, v)| v["event"] == "epoch").map(|(_, v)| (v["epoch"].clone(), v["security_code"].clone()))
+    n.events()
+        .into_iter()
+        .rev()
+        .find(|(_, v)| v["event"] == "epoch")
+        .map(|(_, v)| (v["epoch"].clone(), v["security_code"].clone()))
 }
 
 /// Decrypted audio frames from each other participant in the latest `frames` event.
@@ -76,9 +80,19 @@ fn forged_stale_misaddressed_and_malformed_mls_is_refused_and_the_meeting_goes_o
     let server = Server::start(&dir, &[]);
     let secret = new_secret();
     let url = format!("http://{}/m/{ROOM}#{secret}", server.http);
-    let args = ["--video".as_ref(), video.as_os_str(), "--audio".as_ref(), audio.as_os_str(), "--duration".as_ref(), "40".as_ref()];
+    let args = [
+        "--video".as_ref(),
+        video.as_os_str(),
+        "--audio".as_ref(),
+        audio.as_os_str(),
+        "--duration".as_ref(),
+        "40".as_ref(),
+    ];
     let t0 = Instant::now();
-    let natives: Vec<Native> = ["Participant-A", "Participant-B", "Participant-C"].iter().map(|n| Native::spawn(&[], &url, n, &args)).collect();
+    let natives: Vec<Native> = ["Participant-A", "Participant-B", "Participant-C"]
+        .iter()
+        .map(|n| Native::spawn(&[], &url, n, &args))
+        .collect();
     let ids: Vec<u64> = natives
         .iter()
         .map(|n| {
@@ -87,7 +101,8 @@ fn forged_stale_misaddressed_and_malformed_mls_is_refused_and_the_meeting_goes_o
                 .unwrap_or_else(|| panic!("joins: {}", n.stderr_tail()))
         })
         .collect();
-    let others = |i: usize| -> Vec<u64> { ids.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, id)| *id).collect() };
+    let others =
+        |i: usize| -> Vec<u64> { ids.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, id)| *id).collect() };
 
     // The meeting is running: everyone decrypts everyone, one group.
     for (i, n) in natives.iter().enumerate() {
@@ -100,22 +115,28 @@ fn forged_stale_misaddressed_and_malformed_mls_is_refused_and_the_meeting_goes_o
     let before: Vec<_> = natives.iter().map(group_state).collect();
     assert!(before[0].is_some() && before.iter().all(|s| *s == before[0]), "one group before the attack: {before:?}");
     let epoch = before[0].as_ref().and_then(|(e, _)| e.as_u64()).expect("epoch number");
-    let counts_before: Vec<Vec<u64>> = natives.iter().enumerate().map(|(i, n)| decrypted_audio(n, &others(i))).collect();
+    let counts_before: Vec<Vec<u64>> =
+        natives.iter().enumerate().map(|(i, n)| decrypted_audio(n, &others(i))).collect();
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http)).await.expect("ws connect");
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http)).await.expect("ws connect");
         let tag = MeetingSecret::from_base64url(&secret).expect("secret").room_tag(ROOM);
-        ws.send(Message::Text(json!({"type": "join", "room": ROOM, "profile": "{}", "room_tag": tag}).to_string().into()))
-            .await
-            .expect("send join");
+        ws.send(Message::Text(
+            json!({"type": "join", "room": ROOM, "profile": "{}", "room_tag": tag}).to_string().into(),
+        ))
+        .await
+        .expect("send join");
         let commit = |e: u64| Envelope::Commit { epoch: e, message: &noise(300) }.encode().expect("encode");
         let cases: Vec<(&str, Message, &str)> = vec![
             ("forged commit for the current epoch", mls(&commit(epoch)), "not_group_member"),
             ("commit for a past epoch", mls(&commit(epoch.saturating_sub(1))), "not_group_member"),
             (
                 "Welcome addressed to a joiner that is not waiting",
-                mls(&Envelope::Welcome { key_package_refs: vec![&noise(32)], message: &noise(200) }.encode().expect("encode")),
+                mls(&Envelope::Welcome { key_package_refs: vec![&noise(32)], message: &noise(200) }
+                    .encode()
+                    .expect("encode")),
                 "not_group_member",
             ),
             (
@@ -123,17 +144,29 @@ fn forged_stale_misaddressed_and_malformed_mls_is_refused_and_the_meeting_goes_o
                 mls(&Envelope::Application { message: &noise(100) }.encode().expect("encode")),
                 "not_group_member",
             ),
-            ("envelope that is not base64url", Message::Text(json!({"type": "mls", "envelope": "%%%not base64%%%"}).to_string().into()), "bad_envelope"),
+            (
+                "envelope that is not base64url",
+                Message::Text(json!({"type": "mls", "envelope": "%%%not base64%%%"}).to_string().into()),
+                "bad_envelope",
+            ),
             ("truncated envelope", mls(&[1]), "bad_envelope"),
             ("unknown envelope kind", mls(&[1, 0xee, 1, 2, 3]), "bad_envelope"),
             (
                 "oversized join request (KeyPackage of 20 KB)",
-                mls(&Envelope::JoinRequest { key_package_ref: &noise(32), proof: &[7; 32], key_package: &noise(20_000) }
-                    .encode()
-                    .expect("encode")),
+                mls(&Envelope::JoinRequest {
+                    key_package_ref: &noise(32),
+                    proof: &[7; 32],
+                    key_package: &noise(20_000),
+                }
+                .encode()
+                .expect("encode")),
                 "bad_envelope",
             ),
-            ("MLS message over the 1 MiB message limit", mls(&noise(plenary_proto::MAX_CLIENT_MESSAGE_BYTES)), "too_large"),
+            (
+                "MLS message over the 1 MiB message limit",
+                mls(&noise(plenary_proto::MAX_CLIENT_MESSAGE_BYTES)),
+                "too_large",
+            ),
         ];
         for (what, msg, code) in cases {
             ws.send(msg).await.expect("send");
@@ -176,7 +209,9 @@ fn forged_stale_misaddressed_and_malformed_mls_is_refused_and_the_meeting_goes_o
             .into_iter()
             .rev()
             .find(|(t, v)| *t >= attack && v["event"] == "frames")
-            .map(|(_, v)| v["tracks"].as_array().into_iter().flatten().filter_map(|t| t["decrypt_failures"].as_u64()).sum())
+            .map(|(_, v)| {
+                v["tracks"].as_array().into_iter().flatten().filter_map(|t| t["decrypt_failures"].as_u64()).sum()
+            })
             .unwrap_or(0);
         assert!(failures < 20, "no wave of decrypt failures after the attack: {failures}");
     }

@@ -31,9 +31,11 @@ const PUBLISH_S: &str = "12";
 
 /// The latest (epoch, security code) a participant reported.
 fn last_epoch(n: &Native) -> Option<(u64, String)> {
-    n.events().into_iter().rev().find(|(_, v)| v["event"] == "epoch").and_then(|(_, v)| {
-        Some((v["epoch"].as_u64()?, v["security_code"].as_str()?.to_owned()))
-    })
+    n.events()
+        .into_iter()
+        .rev()
+        .find(|(_, v)| v["event"] == "epoch")
+        .and_then(|(_, v)| Some((v["epoch"].as_u64()?, v["security_code"].as_str()?.to_owned())))
 }
 
 #[test]
@@ -62,9 +64,9 @@ fn thirty_join_at_once_and_converge_to_one_epoch() {
     // Everyone is in the room (the server said `joined`).
     let mut last_joined = started;
     for (i, c) in clients.iter().enumerate() {
-        let (t, _) = c
-            .wait_for(started, Duration::from_secs(30), |v| v["event"] == "joined")
-            .unwrap_or_else(|| panic!("client {i} never joined:\n{}\nserver log:\n{}", c.stderr_tail(), server.log_text()));
+        let (t, _) = c.wait_for(started, Duration::from_secs(30), |v| v["event"] == "joined").unwrap_or_else(|| {
+            panic!("client {i} never joined:\n{}\nserver log:\n{}", c.stderr_tail(), server.log_text())
+        });
         last_joined = last_joined.max(t);
     }
     // One epoch and one security code for all, polled.
@@ -79,19 +81,22 @@ fn thirty_join_at_once_and_converge_to_one_epoch() {
             for e in &epochs {
                 *counts.entry(e.as_ref().map(|e| e.0)).or_insert(0) += 1;
             }
-            panic!("no convergence within {limit:?} of the last join; epochs (count): {counts:?}\nserver log:\n{}", server.log_text());
+            panic!(
+                "no convergence within {limit:?} of the last join; epochs (count): {counts:?}\nserver log:\n{}",
+                server.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let (at, epoch) = converged.expect("converged");
     let took = at.saturating_duration_since(last_joined);
     let (epoch, code) = epoch.expect("an epoch");
-    eprintln!("{N} clients joined within {:?}; one epoch ({epoch}) {took:?} after the last join", last_joined - started);
-    assert_eq!(code.split(' ').count(), 6, "security code {code:?}");
-    assert!(
-        took <= CONVERGE,
-        "all {N} reached epoch {epoch} only {took:?} after the last join (goal {CONVERGE:?})"
+    eprintln!(
+        "{N} clients joined within {:?}; one epoch ({epoch}) {took:?} after the last join",
+        last_joined - started
     );
+    assert_eq!(code.split(' ').count(), 6, "security code {code:?}");
+    assert!(took <= CONVERGE, "all {N} reached epoch {epoch} only {took:?} after the last join (goal {CONVERGE:?})");
     // Batched: far fewer epochs than members.
     assert!(epoch < N as u64 / 2, "{N} joins took {epoch} epochs: adds are not batched");
 
@@ -100,7 +105,10 @@ fn thirty_join_at_once_and_converge_to_one_epoch() {
     for (i, c) in clients.iter_mut().enumerate() {
         let status = c.finish(Duration::from_secs(60));
         if !status.success() {
-            failures.push(format!("client {i} exited with {status}: {}", c.stderr_tail().lines().last().unwrap_or_default()));
+            failures.push(format!(
+                "client {i} exited with {status}: {}",
+                c.stderr_tail().lines().last().unwrap_or_default()
+            ));
         }
     }
     let summaries: Vec<_> = clients.iter().map(|c| c.summary().expect("a summary")).collect();

@@ -106,7 +106,13 @@ impl Run {
     }
 
     fn sent(&self, kind: &str) -> u64 {
-        self.summary["sent"].as_array().into_iter().flatten().filter(|t| t["kind"] == kind).filter_map(|t| t["frames"].as_u64()).sum()
+        self.summary["sent"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["kind"] == kind)
+            .filter_map(|t| t["frames"].as_u64())
+            .sum()
     }
 
     /// (frames, decrypted, decrypt failures) received from `id` of `kind`.
@@ -132,7 +138,11 @@ impl Run {
             .into_iter()
             .flatten()
             .filter_map(|t| {
-                Some((t["kind"].as_str()?.to_owned(), t["decrypted"].as_u64()?, PathBuf::from(t["recording"].as_str()?)))
+                Some((
+                    t["kind"].as_str()?.to_owned(),
+                    t["decrypted"].as_u64()?,
+                    PathBuf::from(t["recording"].as_str()?),
+                ))
             })
             .collect()
     }
@@ -166,7 +176,14 @@ fn native_clients_meet_end_to_end_encrypted() {
         .iter()
         .enumerate()
         .map(|(i, (v, a))| {
-            spawn_client(&url, &names[i], &media.join(v), &media.join(a), PUBLISH, (i == 0).then_some(recordings.as_path()))
+            spawn_client(
+                &url,
+                &names[i],
+                &media.join(v),
+                &media.join(a),
+                PUBLISH,
+                (i == 0).then_some(recordings.as_path()),
+            )
         })
         .collect();
     // The intruder comes once the group is formed, and leaves before the others.
@@ -187,13 +204,22 @@ fn native_clients_meet_end_to_end_encrypted() {
         let out = wait_with_timeout(child, PUBLISH + Duration::from_secs(30));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "client {i} failed ({}):\n{stderr}\n{stdout}\nserver log:\n{}", out.status, server.log_text());
+        assert!(
+            out.status.success(),
+            "client {i} failed ({}):\n{stderr}\n{stdout}\nserver log:\n{}",
+            out.status,
+            server.log_text()
+        );
         for n in &names {
             assert!(!stderr.contains(n.as_str()), "client {i} logged a name");
         }
         assert!(!stderr.contains(&secret) && !stdout.contains(&secret), "client {i} printed the secret");
         let run = Run::parse(&stdout).unwrap_or_else(|| panic!("client {i}: no summary in\n{stdout}"));
-        outputs.push_str(&format!("--- client {i} (p{}) epochs {:?}\n", run.id, run.epochs.iter().map(|e| e.0).collect::<Vec<_>>()));
+        outputs.push_str(&format!(
+            "--- client {i} (p{}) epochs {:?}\n",
+            run.id,
+            run.epochs.iter().map(|e| e.0).collect::<Vec<_>>()
+        ));
         runs.push(run);
     }
     let log = server.log_text();
@@ -241,7 +267,12 @@ fn native_clients_meet_end_to_end_encrypted() {
     for (i, rx) in members.iter().enumerate() {
         for (j, tx) in members.iter().enumerate().filter(|(j, _)| *j != i) {
             if rx.names.get(&tx.id) != Some(&names[j]) {
-                failures.push(format!("p{} knows p{} as {:?}", rx.id, tx.id, rx.names.get(&tx.id).map(|_| "another name")));
+                failures.push(format!(
+                    "p{} knows p{} as {:?}",
+                    rx.id,
+                    tx.id,
+                    rx.names.get(&tx.id).map(|_| "another name")
+                ));
             }
             for kind in ["audio", "video"] {
                 let sent = tx.sent(kind);
@@ -360,10 +391,7 @@ fn damaged_secret_is_refused() {
         let out = wait_with_timeout(child, Duration::from_secs(20));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{url}: exit status {}", out.status);
-        assert!(
-            stderr.contains("This link is incomplete: the part after # is missing or damaged"),
-            "{url}: {stderr}"
-        );
+        assert!(stderr.contains("This link is incomplete: the part after # is missing or damaged"), "{url}: {stderr}");
         assert!(!stderr.contains("cannot connect"), "{url}: tried to connect: {stderr}");
     }
 }
@@ -394,10 +422,5 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Output 
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    std::process::Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    }
+    std::process::Output { status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
 }
-

@@ -21,7 +21,8 @@ fn one_step(target: &str) -> serde_json::Value {
         .expect("running plenary load");
     let report = out.join(format!("{target}-fanout.json"));
     let text = std::fs::read_to_string(&report).unwrap_or_default();
-    let logs: Vec<PathBuf> = std::fs::read_dir(out.join("work")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let logs: Vec<PathBuf> =
+        std::fs::read_dir(out.join("work")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     let server_log: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
     assert!(status.success(), "plenary load failed; server log:\n{server_log}");
     let v: serde_json::Value = serde_json::from_str(&text).expect("JSON report");

@@ -36,7 +36,6 @@ const PUBLISHERS: [Publisher; 3] = [
     Publisher { video: "bbb-360p.ivf", audio: "speech.ogg" },
 ];
 
-
 /// Runs `plenary join --json` to the end; returns its JSON lines.
 fn run_client(url: &str, i: usize, p: &Publisher, media: &Path, record: Option<&Path>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_plenary"));
@@ -101,10 +100,7 @@ fn three_native_clients_exchange_real_media() {
     for p in &PUBLISHERS {
         for f in [p.video, p.audio] {
             if !media.join(f).is_file() {
-                eprintln!(
-                    "SKIPPED native_meeting: {} is missing; run scripts/test-media.sh",
-                    media.join(f).display()
-                );
+                eprintln!("SKIPPED native_meeting: {} is missing; run scripts/test-media.sh", media.join(f).display());
                 return;
             }
         }
@@ -156,7 +152,8 @@ fn three_native_clients_exchange_real_media() {
             let expected = fps * PUBLISH.as_secs_f64();
             let ratio = *frames as f64 / expected;
             if !(0.95..=1.05).contains(&ratio) {
-                failures.push(format!("p{} sent {frames} {kind} frames in {PUBLISH:?}, expected about {expected}", s.id));
+                failures
+                    .push(format!("p{} sent {frames} {kind} frames in {PUBLISH:?}, expected about {expected}", s.id));
             }
         }
     }
@@ -227,11 +224,7 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Output 
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    std::process::Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    }
+    std::process::Output { status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
 }
 
 /// `plenary join` exits non-zero, quickly, with a clear message when it

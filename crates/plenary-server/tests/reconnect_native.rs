@@ -36,7 +36,11 @@ fn event_is(v: &Value, name: &str) -> bool {
 
 /// Our participant id in the latest `joined` event read after `after`.
 fn joined_id(n: &Native, after: Instant) -> Option<u64> {
-    n.events().into_iter().rev().find(|(t, v)| *t >= after && event_is(v, "joined")).and_then(|(_, v)| v["participant_id"].as_u64())
+    n.events()
+        .into_iter()
+        .rev()
+        .find(|(t, v)| *t >= after && event_is(v, "joined"))
+        .and_then(|(_, v)| v["participant_id"].as_u64())
 }
 
 #[test]
@@ -51,8 +55,14 @@ fn native_participants_reconnect_after_a_server_restart() {
     let url = format!("http://{}/m/reconnect#{}", server.http, secret());
     let run = RUN.as_secs().to_string();
     let media_args = |record: bool| {
-        let mut a: Vec<&OsStr> =
-            vec!["--video".as_ref(), video.as_os_str(), "--audio".as_ref(), audio.as_os_str(), "--duration".as_ref(), run.as_ref()];
+        let mut a: Vec<&OsStr> = vec![
+            "--video".as_ref(),
+            video.as_os_str(),
+            "--audio".as_ref(),
+            audio.as_os_str(),
+            "--duration".as_ref(),
+            run.as_ref(),
+        ];
         if record {
             a.extend(["--record".as_ref(), rec.as_os_str()]);
         }
@@ -62,7 +72,8 @@ fn native_participants_reconnect_after_a_server_restart() {
     let a = Native::spawn(&[], &url, "Participant-A", &media_args(false));
     let mut b = Native::spawn(&[], &url, "Participant-B", &media_args(true));
     let ids = [&a, &b].map(|n| {
-        n.wait_for(t0, Duration::from_secs(15), |v| event_is(v, "joined")).and_then(|(_, v)| v["participant_id"].as_u64())
+        n.wait_for(t0, Duration::from_secs(15), |v| event_is(v, "joined"))
+            .and_then(|(_, v)| v["participant_id"].as_u64())
     });
     let [Some(id_a), Some(id_b)] = ids else { panic!("both join: {}\n{}", a.stderr_tail(), b.stderr_tail()) };
 
@@ -102,7 +113,11 @@ fn native_participants_reconnect_after_a_server_restart() {
     }
     // The re-formed group: same epoch and security code for both.
     let last_epoch = |n: &Native| {
-        n.events().into_iter().rev().find(|(t, v)| *t >= killed && event_is(v, "epoch")).map(|(_, v)| (v["epoch"].clone(), v["security_code"].clone()))
+        n.events()
+            .into_iter()
+            .rev()
+            .find(|(t, v)| *t >= killed && event_is(v, "epoch"))
+            .map(|(_, v)| (v["epoch"].clone(), v["security_code"].clone()))
     };
     assert!(last_epoch(&a).is_some() && last_epoch(&a) == last_epoch(&b), "one group after the restart");
 

@@ -259,10 +259,20 @@ fn the_operator_tap_holds_the_frames_but_no_picture() {
         );
         // Count: the tap stream holds what the receiver got, all the sender sent.
         let n = sealed.len() as u64;
-        assert!(n.abs_diff(receiver.received) <= receiver.received / 50 + 2, "tap {n} frames, receiver got {}", receiver.received);
+        assert!(
+            n.abs_diff(receiver.received) <= receiver.received / 50 + 2,
+            "tap {n} frames, receiver got {}",
+            receiver.received
+        );
         // The sender may publish a moment alone (nothing forwarded) before the other joins.
         assert!(n <= sender.sent + 2, "tap {n} frames, sender sent {}", sender.sent);
-        eprintln!("{}: tap {n} frames; sender sent {}, receiver got {}, recorded {}, {matched} matched", path.display(), sender.sent, receiver.received, plain.len());
+        eprintln!(
+            "{}: tap {n} frames; sender sent {}, receiver got {}, recorded {}, {matched} matched",
+            path.display(),
+            sender.sent,
+            receiver.received,
+            plain.len()
+        );
         // Yet the operator gets no picture out of it; the receiver does.
         assert_eq!(decodable_pictures(path), 0, "the operator's tap yields no picture ({})", path.display());
         let decoded = common::ffmpeg_decode(&receiver.recording).expect("ffmpeg (Debian package ffmpeg) is installed");

@@ -58,7 +58,15 @@ fn https_and_wss_with_rustls() {
 
     if let Some(video) = media("carphone.ivf") {
         let out = Command::new(env!("CARGO_BIN_EXE_plenary"))
-            .args(["join", &format!("https://127.0.0.1:{http}/m/tls-room#{}", new_secret()), "--name", "T", "--duration", "2", "--json"])
+            .args([
+                "join",
+                &format!("https://127.0.0.1:{http}/m/tls-room#{}", new_secret()),
+                "--name",
+                "T",
+                "--duration",
+                "2",
+                "--json",
+            ])
             .arg("--video")
             .arg(video)
             .env("SSL_CERT_FILE", &cert)

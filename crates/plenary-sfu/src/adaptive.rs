@@ -93,7 +93,8 @@ impl Sfu {
         for t in p.tracks_out.iter().filter(|t| t.live_mid().is_some()) {
             let Some(layers) = self.source_layers(t.source, t.source_mid) else { continue };
             if t.kind == MediaKind::Audio {
-                audio_bps += layers.iter().map(|l| l.bitrate_bps).max().filter(|b| *b > 0).unwrap_or(AUDIO_FALLBACK_BPS);
+                audio_bps +=
+                    layers.iter().map(|l| l.bitrate_bps).max().filter(|b| *b > 0).unwrap_or(AUDIO_FALLBACK_BPS);
                 continue;
             }
             let ladder: Vec<u64> = t.selector.ladder(layers, now).iter().map(|l| l.bitrate_or_guess()).collect();
@@ -213,12 +214,8 @@ impl Sfu {
             if t.layers.len() < 2 {
                 continue;
             }
-            let smallest = t
-                .layers
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, l)| (l.height.unwrap_or(0), l.rid.clone()))
-                .map(|(i, _)| i);
+            let smallest =
+                t.layers.iter().enumerate().min_by_key(|(_, l)| (l.height.unwrap_or(0), l.rid.clone())).map(|(i, _)| i);
             let mut changed = false;
             for (i, (l, meter)) in t.layers.iter_mut().zip(&mut t.meters).enumerate() {
                 let is_needed = Some(i) == smallest || needed.iter().any(|(mid, rid)| *mid == t.mid && *rid == l.rid);
@@ -237,12 +234,11 @@ impl Sfu {
                 }
             }
             if changed {
-                let mut paused: Vec<String> = t.layers.iter().filter(|l| l.paused).filter_map(|l| l.rid.clone()).collect();
+                let mut paused: Vec<String> =
+                    t.layers.iter().filter(|l| l.paused).filter_map(|l| l.rid.clone()).collect();
                 paused.sort();
-                self.queue.push_back(Output::Signal(
-                    publisher,
-                    ServerMsg::LayersPaused { mid: t.mid.to_string(), paused },
-                ));
+                self.queue
+                    .push_back(Output::Signal(publisher, ServerMsg::LayersPaused { mid: t.mid.to_string(), paused }));
             }
         }
     }

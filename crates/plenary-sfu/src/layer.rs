@@ -297,23 +297,14 @@ fn choose<'a>(live: &[&'a LayerInfo], height: Option<u32>) -> Option<&'a LayerIn
     };
     if sizes_known {
         let want = (u64::from(h) * 9 / 10) as u32;
-        return sorted
-            .iter()
-            .find(|l| l.height.is_some_and(|lh| lh >= want))
-            .or(sorted.last())
-            .copied();
+        return sorted.iter().find(|l| l.height.is_some_and(|lh| lh >= want)).or(sorted.last()).copied();
     }
     let wanted_rank = match h {
         0..=200 => 0,
         201..=400 => 1,
         _ => 2,
     };
-    sorted
-        .iter()
-        .rev()
-        .find(|l| rid_rank(l) <= wanted_rank)
-        .or(sorted.first())
-        .copied()
+    sorted.iter().rev().find(|l| rid_rank(l) <= wanted_rank).or(sorted.first()).copied()
 }
 
 /// Sort key from smallest to largest layer: height when known, else RID.
@@ -406,7 +397,10 @@ mod tests {
         let mut s = LayerSelector::new(90_000);
         s.retarget(&[layer("q", None, t0), layer("f", None, t0)], t0);
         assert_eq!(s.on_frame(&q, 10_000, false, true, t0), Verdict::WaitKeyframe, "no key frame yet");
-        assert!(matches!(s.on_frame(&q, 13_000, true, true, t0), Verdict::Forward { rtp_time: 13_000, switched: true }));
+        assert!(matches!(
+            s.on_frame(&q, 13_000, true, true, t0),
+            Verdict::Forward { rtp_time: 13_000, switched: true }
+        ));
         s.set_preferred(1280, 720);
         assert_eq!(s.retarget(&[layer("q", None, t0), layer("f", None, t0)], t0), Some(f.clone()));
         let t1 = t0 + Duration::from_millis(33);

@@ -211,7 +211,9 @@ impl Sfu {
                 self.set_muted(id, kind, muted);
                 Ok(())
             }
-            ClientMsg::LayerPreference { mid, width, height, pinned } => self.layer_preference(now, id, &mid, width, height, pinned),
+            ClientMsg::LayerPreference { mid, width, height, pinned } => {
+                self.layer_preference(now, id, &mid, width, height, pinned)
+            }
             ClientMsg::Ping { id: ping } => {
                 self.queue.push_back(Output::Signal(id, ServerMsg::Pong { id: ping }));
                 Ok(())
@@ -305,14 +307,12 @@ impl Sfu {
             return Err(SfuError::UnrecognisedDatagram(contents.len()));
         };
         let input = Input::Receive(now, Receive { proto, source, destination, contents: datagram });
-        let cached = self.routes.get(&(proto, source)).copied().filter(|id| {
-            self.participants.get(id).and_then(|p| p.rtc.as_ref()).is_some_and(|rtc| rtc.accepts(&input))
-        });
+        let cached =
+            self.routes.get(&(proto, source)).copied().filter(|id| {
+                self.participants.get(id).and_then(|p| p.rtc.as_ref()).is_some_and(|rtc| rtc.accepts(&input))
+            });
         let target = cached.or_else(|| {
-            self.participants
-                .values()
-                .find(|p| p.rtc.as_ref().is_some_and(|rtc| rtc.accepts(&input)))
-                .map(|p| p.id)
+            self.participants.values().find(|p| p.rtc.as_ref().is_some_and(|rtc| rtc.accepts(&input))).map(|p| p.id)
         });
         let Some(id) = target else {
             self.stats.datagrams_unrouted += 1;
@@ -322,9 +322,10 @@ impl Sfu {
             self.routes.insert((proto, source), id);
         }
         if let Some(rtc) = self.participants.get_mut(&id).and_then(|p| p.rtc.as_mut())
-            && let Err(e) = rtc.handle_input(input) {
-                debug!(participant = %id, error = %e, "input rejected by session");
-            }
+            && let Err(e) = rtc.handle_input(input)
+        {
+            debug!(participant = %id, error = %e, "input rejected by session");
+        }
         self.process(now, vec![id]);
         Ok(())
     }
@@ -483,7 +484,15 @@ impl Sfu {
         }
     }
 
-    fn layer_preference(&mut self, now: Instant, id: ParticipantId, mid: &str, w: u32, h: u32, pinned: bool) -> Result<(), SfuError> {
+    fn layer_preference(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        mid: &str,
+        w: u32,
+        h: u32,
+        pinned: bool,
+    ) -> Result<(), SfuError> {
         let p = self.participants.get_mut(&id).ok_or(SfuError::UnknownParticipant)?;
         let Some(t) = p.tracks_out.iter_mut().find(|t| t.live_mid().is_some_and(|m| *m == *mid)) else {
             return Err(SfuError::UnknownMid(mid.chars().take(32).collect()));
@@ -720,10 +729,9 @@ impl Sfu {
             let rtp_time = if kind == MediaKind::Audio {
                 data.time.numer()
             } else {
-                if layers_changed
-                    && let Some(r) = t.selector.retarget(&layers, now) {
-                        pli_for.push(r);
-                    }
+                if layers_changed && let Some(r) = t.selector.retarget(&layers, now) {
+                    pli_for.push(r);
+                }
                 match t.selector.on_frame(&rid, data.time.numer(), keyframe, data.contiguous, now) {
                     Verdict::Drop => continue,
                     Verdict::WaitKeyframe => {

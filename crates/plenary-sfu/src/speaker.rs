@@ -144,7 +144,12 @@ mod tests {
 
     /// Feeds 20 ms packets for `dur` with the given levels, evaluating every
     /// 100 ms; returns (time of each change, new speaker).
-    fn feed(d: &mut SpeakerDetector, t: &mut Instant, dur: Duration, levels: &[(ParticipantId, i8)]) -> Vec<(Duration, ParticipantId)> {
+    fn feed(
+        d: &mut SpeakerDetector,
+        t: &mut Instant,
+        dur: Duration,
+        levels: &[(ParticipantId, i8)],
+    ) -> Vec<(Duration, ParticipantId)> {
         let start = *t;
         let mut changes = Vec::new();
         let end = *t + dur;
@@ -154,7 +159,9 @@ mod tests {
                 d.record(*p, *l, *t);
             }
             n += 1;
-            if n.is_multiple_of(5) && let Some(s) = d.evaluate(*t) {
+            if n.is_multiple_of(5)
+                && let Some(s) = d.evaluate(*t)
+            {
                 changes.push((*t - start, s));
             }
             *t += Duration::from_millis(20);

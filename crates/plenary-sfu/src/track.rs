@@ -108,11 +108,12 @@ impl TrackIn {
                 l.last_seen = now;
                 let mut changed = stale;
                 if let Some((w, h)) = size
-                    && (l.height != Some(h) || l.width != Some(w)) {
-                        l.width = Some(w);
-                        l.height = Some(h);
-                        changed = true;
-                    }
+                    && (l.height != Some(h) || l.width != Some(w))
+                {
+                    l.width = Some(w);
+                    l.height = Some(h);
+                    changed = true;
+                }
                 changed
             }
             None => false,
@@ -173,7 +174,16 @@ pub(crate) struct TrackOut {
 impl TrackOut {
     pub fn new(source: ParticipantId, source_mid: Mid, kind: MediaKind) -> Self {
         let clock = if kind == MediaKind::Audio { 48_000 } else { 90_000 };
-        TrackOut { source, source_mid, kind, state: OutState::ToOpen, orphaned: false, selector: LayerSelector::new(clock), warm_until: None, pinned: false }
+        TrackOut {
+            source,
+            source_mid,
+            kind,
+            state: OutState::ToOpen,
+            orphaned: false,
+            selector: LayerSelector::new(clock),
+            warm_until: None,
+            pinned: false,
+        }
     }
 
     /// The subscriber-side MID while media may flow on it.

@@ -78,14 +78,10 @@ fn downlink_drop_steps_down_within_2s_without_audio_loss_and_recovers_within_10s
     w.set_links(s, Some(link(300, 300, 3)), Some(delay_only(4)));
     w.run(Duration::from_secs(10), 30);
     let video = w.frames(s, vmid);
-    let to_low = w.peers[s]
-        .signals
-        .iter()
-        .zip(&w.peers[s].signal_times)
-        .find_map(|(m, t)| match m {
-            ServerMsg::Layer { rid, .. } if *t >= drop && rid.as_deref() == Some("q") => Some(*t - drop),
-            _ => None,
-        });
+    let to_low = w.peers[s].signals.iter().zip(&w.peers[s].signal_times).find_map(|(m, t)| match m {
+        ServerMsg::Layer { rid, .. } if *t >= drop && rid.as_deref() == Some("q") => Some(*t - drop),
+        _ => None,
+    });
     assert!(to_low.is_some_and(|d| d <= Duration::from_secs(2)), "switched to the lowest layer within 2 s: {to_low:?}");
     // What was queued on the link and in the pacer before the switch, and
     // its retransmissions, drain within another 2 s.
@@ -132,10 +128,8 @@ fn five_percent_loss_for_10s_video_recovers_and_frame_rate_returns() {
     w.prefer(s, p, 640, 360);
     w.run(Duration::from_secs(3), 300);
     let vmid = w.mid_of(s, p, MediaKind::Video).expect("video");
-    let lossy = NetemConfig::new()
-        .latency(Duration::from_millis(20))
-        .loss(RandomLoss::new(Probability::new(0.05)))
-        .seed(9);
+    let lossy =
+        NetemConfig::new().latency(Duration::from_millis(20)).loss(RandomLoss::new(Probability::new(0.05))).seed(9);
     let start = w.now;
     w.set_links(s, Some(lossy), Some(delay_only(10)));
     w.run(Duration::from_secs(10), 300);
@@ -228,10 +222,8 @@ fn loss_on_a_publishers_uplink_does_not_hold_back_its_audio() {
     let s = w.join("room-uplink-loss", false, false);
     w.run(Duration::from_secs(2), 60);
     let amid = w.mid_of(s, p, MediaKind::Audio).expect("audio");
-    let lossy = NetemConfig::new()
-        .latency(Duration::from_millis(20))
-        .loss(RandomLoss::new(Probability::new(0.03)))
-        .seed(21);
+    let lossy =
+        NetemConfig::new().latency(Duration::from_millis(20)).loss(RandomLoss::new(Probability::new(0.03))).seed(21);
     let start = w.now;
     w.set_links(p, Some(delay_only(20)), Some(lossy));
     w.run(Duration::from_secs(10), 60);

@@ -104,7 +104,10 @@ fn leaving_stops_tracks_and_last_one_out_closes_the_room() {
     w.run(Duration::from_secs(1), 30);
     for s in [b, c] {
         assert!(
-            w.peers[s].signals.iter().any(|m| matches!(m, ServerMsg::ParticipantLeft { participant_id } if *participant_id == a_id)),
+            w.peers[s]
+                .signals
+                .iter()
+                .any(|m| matches!(m, ServerMsg::ParticipantLeft { participant_id } if *participant_id == a_id)),
             "peer {s} told that {a} left"
         );
         assert!(w.peers[s].track_map.iter().all(|t| t.participant_id != a_id), "a's tracks removed from {s}'s map");

@@ -39,11 +39,7 @@ fn bytes(v: &[u8]) -> Uint8Array {
 }
 
 fn ms(now_ms: f64) -> Duration {
-    if now_ms.is_finite() && now_ms > 0.0 {
-        Duration::from_secs_f64(now_ms / 1000.0)
-    } else {
-        Duration::ZERO
-    }
+    if now_ms.is_finite() && now_ms > 0.0 { Duration::from_secs_f64(now_ms / 1000.0) } else { Duration::ZERO }
 }
 
 fn event_to_js(event: Event) -> JsValue {
@@ -54,12 +50,7 @@ fn event_to_js(event: Event) -> JsValue {
             set(&o, "epoch", epoch as f64);
             set(&o, "ownLeaf", own_leaf);
         }
-        Event::EpochChanged {
-            epoch,
-            added,
-            removed,
-            lost_own_commit,
-        } => {
+        Event::EpochChanged { epoch, added, removed, lost_own_commit } => {
             set(&o, "type", "epoch");
             set(&o, "epoch", epoch as f64);
             set(&o, "added", leaves(&added));
@@ -72,10 +63,7 @@ fn event_to_js(event: Event) -> JsValue {
             set(&o, "sender", sender);
             set(&o, "text", text);
         }
-        Event::Profile {
-            sender,
-            display_name,
-        } => {
+        Event::Profile { sender, display_name } => {
             set(&o, "type", "profile");
             set(&o, "sender", sender);
             set(&o, "displayName", display_name);
@@ -98,22 +86,9 @@ fn leaves(v: &[u32]) -> Array {
 fn commit_to_js(out: CommitOutput) -> JsValue {
     let o = Object::new();
     set(&o, "commit", bytes(&out.commit));
-    set(
-        &o,
-        "welcome",
-        out.welcome
-            .as_deref()
-            .map_or(JsValue::NULL, |w| bytes(w).into()),
-    );
+    set(&o, "welcome", out.welcome.as_deref().map_or(JsValue::NULL, |w| bytes(w).into()));
     set(&o, "epoch", out.epoch as f64);
-    set(
-        &o,
-        "added",
-        out.added
-            .iter()
-            .map(|i| JsValue::from(*i as u32))
-            .collect::<Array>(),
-    );
+    set(&o, "added", out.added.iter().map(|i| JsValue::from(*i as u32)).collect::<Array>());
     let rejected: Array = out
         .rejected
         .iter()
@@ -162,9 +137,7 @@ impl Meeting {
     #[wasm_bindgen(constructor)]
     pub fn new(room: &str, secret: &str) -> Result<Meeting, JsError> {
         let secret = MeetingSecret::from_base64url(secret).map_err(err)?;
-        Ok(Meeting {
-            inner: Participant::new(room, secret).map_err(err)?,
-        })
+        Ok(Meeting { inner: Participant::new(room, secret).map_err(err)? })
     }
 
     /// A new random meeting secret (128 bits) as unpadded base64url, for a
@@ -231,11 +204,7 @@ impl Meeting {
     /// throws why it is refused (for example a forged join proof).
     #[wasm_bindgen(js_name = verifyJoinRequest)]
     pub fn verify_join_request(&self, request: &[u8]) -> Result<String, JsError> {
-        Ok(self
-            .inner
-            .verify_join_request(request)
-            .map_err(err)?
-            .to_string())
+        Ok(self.inner.verify_join_request(request).map_err(err)?.to_string())
     }
 
     /// One commit adding every valid JoinRequest in `joins` (array of
@@ -246,9 +215,7 @@ impl Meeting {
     pub fn commit(&mut self, joins: Array, removes: Vec<u32>) -> Result<JsValue, JsError> {
         let joins: Vec<Vec<u8>> = joins.iter().map(|j| Uint8Array::new(&j).to_vec()).collect();
         let refs: Vec<&[u8]> = joins.iter().map(Vec::as_slice).collect();
-        Ok(commit_to_js(
-            self.inner.commit(&refs, &removes).map_err(err)?,
-        ))
+        Ok(commit_to_js(self.inner.commit(&refs, &removes).map_err(err)?))
     }
 
     /// A commit refreshing only our own keys; same shape as `commit`.
@@ -313,11 +280,7 @@ impl Meeting {
                 let o = Object::new();
                 set(&o, "leaf", r.leaf);
                 set(&o, "credentialId", r.credential_id.to_string());
-                set(
-                    &o,
-                    "displayName",
-                    r.display_name.map_or(JsValue::NULL, JsValue::from),
-                );
+                set(&o, "displayName", r.display_name.map_or(JsValue::NULL, JsValue::from));
                 set(&o, "handRaised", r.hand_raised);
                 set(&o, "isSelf", r.is_self);
                 JsValue::from(o)
@@ -365,9 +328,7 @@ impl FrameCrypto {
     /// ones arrive, in ms (default 2000).
     #[wasm_bindgen(constructor)]
     pub fn new(grace_ms: Option<f64>) -> FrameCrypto {
-        FrameCrypto {
-            inner: MediaCrypto::new(grace_ms.map_or(plenary_e2ee::media::DEFAULT_GRACE, ms)),
-        }
+        FrameCrypto { inner: MediaCrypto::new(grace_ms.map_or(plenary_e2ee::media::DEFAULT_GRACE, ms)) }
     }
 
     /// Installs the keys from `Meeting.epochKeys()` at time `now_ms`.
@@ -391,35 +352,20 @@ impl FrameCrypto {
     /// frame: the codec's clear prefix, the SFrame header, the ciphertext and
     /// a 16-byte tag.
     #[wasm_bindgen(js_name = encryptFrame)]
-    pub fn encrypt_frame(
-        &mut self,
-        codec: &str,
-        frame: &[u8],
-        context: Option<u32>,
-    ) -> Result<Uint8Array, JsError> {
+    pub fn encrypt_frame(&mut self, codec: &str, frame: &[u8], context: Option<u32>) -> Result<Uint8Array, JsError> {
         let codec = parse_codec(codec)?;
         let context = context.unwrap_or(match codec {
             Codec::Opus => 0,
             _ => 1,
         });
-        Ok(bytes(
-            &self
-                .inner
-                .encrypt(u64::from(context), codec, frame)
-                .map_err(err)?,
-        ))
+        Ok(bytes(&self.inner.encrypt(u64::from(context), codec, frame).map_err(err)?))
     }
 
     /// Decrypts one SFrame frame of `codec` at time `now_ms`. Returns
     /// `{senderLeaf, context, epoch, data: Uint8Array}`; throws on an unknown
     /// KID, a replay or a failed authentication.
     #[wasm_bindgen(js_name = decryptFrame)]
-    pub fn decrypt_frame(
-        &mut self,
-        codec: &str,
-        frame: &[u8],
-        now_ms: f64,
-    ) -> Result<JsValue, JsError> {
+    pub fn decrypt_frame(&mut self, codec: &str, frame: &[u8], now_ms: f64) -> Result<JsValue, JsError> {
         let codec = parse_codec(codec)?;
         let d = self.inner.decrypt(codec, frame, ms(now_ms)).map_err(err)?;
         let o = Object::new();

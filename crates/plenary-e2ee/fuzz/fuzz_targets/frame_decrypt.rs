@@ -8,10 +8,7 @@ use plenary_e2ee::media::{Codec, EpochKeys, MediaCrypto};
 
 fuzz_target!(|data: &[u8]| {
     let mut rx = MediaCrypto::default();
-    rx.set_epoch_keys(
-        EpochKeys { epoch: 1, base_key: [9; 16], own_leaf: 0, members: vec![0, 1, 2] },
-        Duration::ZERO,
-    );
+    rx.set_epoch_keys(EpochKeys { epoch: 1, base_key: [9; 16], own_leaf: 0, members: vec![0, 1, 2] }, Duration::ZERO);
     for codec in [Codec::Opus, Codec::Vp8] {
         assert!(rx.decrypt(codec, data, Duration::from_millis(1)).is_err());
     }

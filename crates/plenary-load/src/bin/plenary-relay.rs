@@ -37,7 +37,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("plenary-relay listening on {listen} ({})", if master.is_some() { "SRTP AES-128-GCM" } else { "plain UDP" });
+    println!(
+        "plenary-relay listening on {listen} ({})",
+        if master.is_some() { "SRTP AES-128-GCM" } else { "plain UDP" }
+    );
     match relay_server::run(&socket, master) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -120,7 +120,12 @@ impl JanusSession {
     /// VideoRoom `create`: a room for `publishers` publishers, each capped
     /// at `bitrate_bps` bits per second, Opus and VP8, no recording, no FIR
     /// timer. Returns the room id Janus picked.
-    pub async fn create_room(&self, handle: &VideoRoomHandle, publishers: u32, bitrate_bps: u64) -> Result<u64, JanusError> {
+    pub async fn create_room(
+        &self,
+        handle: &VideoRoomHandle,
+        publishers: u32,
+        bitrate_bps: u64,
+    ) -> Result<u64, JanusError> {
         let body = json!({
             "request": "create",
             "publishers": publishers,
@@ -140,7 +145,12 @@ impl JanusSession {
 
     /// Joins `room` as a publisher with `offer_sdp` (`joinandconfigure`) on
     /// `handle`; waits for the `joined` event carrying Janus's answer.
-    pub async fn publish(&self, handle: &mut VideoRoomHandle, room: u64, offer_sdp: &str) -> Result<Published, JanusError> {
+    pub async fn publish(
+        &self,
+        handle: &mut VideoRoomHandle,
+        room: u64,
+        offer_sdp: &str,
+    ) -> Result<Published, JanusError> {
         let body = json!({"request": "joinandconfigure", "ptype": "publisher", "room": room});
         self.message(handle.id, body, Some(json!({"type": "offer", "sdp": offer_sdp}))).await?;
         self.end_of_candidates(handle.id).await?;
@@ -156,7 +166,12 @@ impl JanusSession {
     /// Joins `room` as a subscriber to `feeds` (every stream of each) on
     /// `handle` and returns Janus's SDP offer. A feed whose PeerConnection
     /// is not up yet is [`JanusError::Plugin`] code 428 ("no such feed").
-    pub async fn subscribe(&self, handle: &mut VideoRoomHandle, room: u64, feeds: &[u64]) -> Result<String, JanusError> {
+    pub async fn subscribe(
+        &self,
+        handle: &mut VideoRoomHandle,
+        room: u64,
+        feeds: &[u64],
+    ) -> Result<String, JanusError> {
         let streams: Vec<Value> = feeds.iter().map(|f| json!({"feed": f})).collect();
         let body = json!({"request": "join", "ptype": "subscriber", "room": room, "streams": streams});
         self.message(handle.id, body, None).await?;

@@ -50,7 +50,10 @@ impl Http {
                 .header("content-type", "application/json")
                 .body(Full::new(body))
                 .map_err(|e| JanusError::Protocol(e.to_string()))?;
-            let resp = sender.send_request(req).await.map_err(|e| JanusError::Protocol(format!("HTTP {method} {path}: {e}")))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| JanusError::Protocol(format!("HTTP {method} {path}: {e}")))?;
             let status = resp.status();
             let limited = http_body_util::Limited::new(resp.into_body(), MAX_BODY);
             let bytes = limited

@@ -42,7 +42,9 @@ use http::Http;
 
 use crate::LoadError;
 use crate::process::{ServerProcess, free_port, http_ok, wait_ready};
-use crate::target::{BoxFuture, ClientSignal, Peer, PeerLink, Role, ServerSignal, Signaling, StartOptions, Target, TargetKind};
+use crate::target::{
+    BoxFuture, ClientSignal, Peer, PeerLink, Role, ServerSignal, Signaling, StartOptions, Target, TargetKind,
+};
 
 /// Publishers a room admits (a meeting of scenario (b) has up to 50).
 const ROOM_PUBLISHERS: u32 = 100;
@@ -168,7 +170,8 @@ impl JanusTarget {
                 dir.display().to_string(),
                 "--disable-colors".to_owned(),
             ];
-            let mut process = ServerProcess::spawn(&opts.janus_bin, &args, &[], opts.server_cpu, dir.join("janus.out"))?;
+            let mut process =
+                ServerProcess::spawn(&opts.janus_bin, &args, &[], opts.server_cpu, dir.join("janus.out"))?;
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, http_port));
             match wait_ready("janus", &mut process, Duration::from_secs(20), || http_ok(addr, "/janus/info")).await {
                 Ok(()) => {
@@ -185,7 +188,8 @@ impl JanusTarget {
                 }
                 Err(LoadError::Start { reason, .. }) => {
                     let log = std::fs::read_to_string(config.log_file()).unwrap_or_default();
-                    let tail: String = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                    let tail: String =
+                        log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
                     last = Some(fail(format!("{reason}\njanus.log:\n{tail}")));
                 }
                 Err(e) => last = Some(e),
@@ -262,7 +266,13 @@ fn signaling_pair(client_offers: bool) -> (Signaling, Channels) {
 
 /// A publishing peer: its offer → `joinandconfigure` → Janus's answer; the
 /// feed is announced to the room until the harness drops the peer.
-async fn publisher(session: Arc<JanusSession>, room: Arc<Room>, me: u64, mut handle: VideoRoomHandle, mut ch: Channels) {
+async fn publisher(
+    session: Arc<JanusSession>,
+    room: Arc<Room>,
+    me: u64,
+    mut handle: VideoRoomHandle,
+    mut ch: Channels,
+) {
     let result = async {
         let offer = loop {
             match ch.commands.recv().await {
@@ -293,7 +303,13 @@ async fn publisher(session: Arc<JanusSession>, room: Arc<Room>, me: u64, mut han
 
 /// A receiving peer: subscribes to every other feed of the room once one
 /// is up, passes Janus's offers on and answers them with `start`.
-async fn subscriber(session: Arc<JanusSession>, room: Arc<Room>, me: u64, mut handle: VideoRoomHandle, mut ch: Channels) {
+async fn subscriber(
+    session: Arc<JanusSession>,
+    room: Arc<Room>,
+    me: u64,
+    mut handle: VideoRoomHandle,
+    mut ch: Channels,
+) {
     let mut feeds_rx = room.feeds.subscribe();
     let result = async {
         let mut subscribed: Vec<u64> = Vec::new();
@@ -317,7 +333,9 @@ async fn subscriber(session: Arc<JanusSession>, room: Arc<Room>, me: u64, mut ha
                         session.add_feeds(&handle, &others).await.map(|()| None)
                     };
                     match r {
-                        Err(JanusError::Plugin { code: NO_SUCH_FEED, .. }) if tokio::time::Instant::now() < deadline => {
+                        Err(JanusError::Plugin { code: NO_SUCH_FEED, .. })
+                            if tokio::time::Instant::now() < deadline =>
+                        {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         r => break r?,

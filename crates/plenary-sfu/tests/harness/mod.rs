@@ -151,9 +151,7 @@ impl World {
         };
         self.peers.push(peer);
         let idx = self.peers.len() - 1;
-        self.sfu
-            .handle_message(self.now, id, ClientMsg::Offer { sdp: offer.to_sdp_string() })
-            .expect("offer accepted");
+        self.sfu.handle_message(self.now, id, ClientMsg::Offer { sdp: offer.to_sdp_string() }).expect("offer accepted");
         self.pump();
         idx
     }
@@ -200,7 +198,13 @@ impl World {
         let now = self.now;
         let sfu = SocketAddr::from(SFU_ADDR);
         let link = self.peers.iter_mut().find_map(|p| {
-            if dst == p.addr { p.downlink.as_mut() } else if src == p.addr && dst == sfu { p.uplink.as_mut() } else { None }
+            if dst == p.addr {
+                p.downlink.as_mut()
+            } else if src == p.addr && dst == sfu {
+                p.uplink.as_mut()
+            } else {
+                None
+            }
         });
         match link {
             Some(link) => link.handle_input(str0m_netem::Input::Packet(now, data)),
@@ -283,7 +287,8 @@ impl World {
         }
         if let Some(p) = self.peers.iter_mut().find(|p| p.addr == dst) {
             let Ok(contents) = data.try_into() else { return };
-            let input = Input::Receive(self.now, Receive { proto: Protocol::Udp, source: src, destination: dst, contents });
+            let input =
+                Input::Receive(self.now, Receive { proto: Protocol::Udp, source: src, destination: dst, contents });
             p.rtc.handle_input(input).expect("peer input");
         }
     }
@@ -414,7 +419,8 @@ impl World {
             };
             let rtp = MediaTime::new(elapsed.as_micros() as u64 * 48 / 1000, Frequency::FORTY_EIGHT_KHZ);
             if let Some(w) = p.rtc.writer(mid) {
-                let _ = w.audio_level(-p.audio_level.abs(), p.audio_level.abs() < 60).write(pt, now, rtp, vec![0xfc; 60]);
+                let _ =
+                    w.audio_level(-p.audio_level.abs(), p.audio_level.abs() < 60).write(pt, now, rtp, vec![0xfc; 60]);
             }
         }
     }
@@ -439,7 +445,11 @@ impl World {
         let mid = self.mid_of(sub, publisher, plenary_proto::MediaKind::Video).expect("video mid");
         let id = self.peers[sub].id;
         self.sfu
-            .handle_message(self.now, id, ClientMsg::LayerPreference { mid: mid.to_string(), width: w, height: h, pinned: false })
+            .handle_message(
+                self.now,
+                id,
+                ClientMsg::LayerPreference { mid: mid.to_string(), width: w, height: h, pinned: false },
+            )
             .expect("preference accepted");
         self.pump();
     }
