@@ -13,6 +13,7 @@ import dgram from 'node:dgram';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 /** The repository root. */
@@ -332,4 +333,74 @@ export async function explained(t, { server, browsers }, body) {
     }
     throw err;
   }
+}
+
+/**
+ * The set-up every browser test file shares, as `before`/`after` hooks of
+ * the file: the test media, one `plenary serve` (`startServer(server)`;
+ * `server` may be a function called in `before`, after `prepare()`), and
+ * the browsers and native clients the tests open through the fixture.
+ * After the tests, native clients are killed, browsers closed, the server
+ * stopped, then `cleanup()` runs. With `skip` (a reason) nothing starts.
+ *
+ * Returns the fixture `fx`: `fx.media`, `fx.server` (replaced by
+ * `startAgain()`), `fx.browsers`, `fx.ctx` (for `explained`), and
+ * - `open(options)`: `openBrowser(fx.media, options)`, closed after the tests;
+ * - `openMany(n, options)`: `n` of them, opened in parallel;
+ * - `close(...browsers)`: closes those now (all of them without arguments);
+ * - `join(b, room, secret, name)`: browser `b` opens the meeting page that
+ *   joins at once (`joinPath`);
+ * - `native(url, name, options)`: `startNative`, killed after the tests;
+ * - `startAgain(name)`: a new server on the ports of the last one (stopped
+ *   first if it still runs: `fx.server.stop()` is idempotent).
+ */
+export function meetingFixture({ server: serverOptions = {}, skip = null, prepare, cleanup } = {}) {
+  const fx = {
+    media: null,
+    server: null,
+    browsers: [],
+    natives: [],
+    ctx: { server: () => fx.server, browsers: () => fx.browsers },
+    async open(options) {
+      const b = await openBrowser(fx.media, options);
+      fx.browsers.push(b);
+      return b;
+    },
+    openMany(n, options) {
+      return Promise.all(Array.from({ length: n }, () => fx.open(options)));
+    },
+    async close(...which) {
+      const closing = which.length ? which : [...fx.browsers];
+      for (const b of closing) fx.browsers.splice(fx.browsers.indexOf(b), 1);
+      await Promise.all(closing.map((b) => b.close()));
+    },
+    join(b, room, secret, name) {
+      return b.page.goto(fx.server.url(joinPath(room, secret, name)));
+    },
+    native(url, name, options) {
+      const n = startNative(url, name, { media: fx.media, ...options });
+      fx.natives.push(n);
+      return n;
+    },
+    async startAgain(name) {
+      const { httpPort, rtcPort } = fx.server;
+      await fx.server.stop();
+      fx.server = await startServer({ ...fx.options, name, httpPort, rtcPort });
+      return fx.server;
+    },
+  };
+  before(async () => {
+    if (skip) return;
+    fx.media = testMedia();
+    await prepare?.(fx);
+    fx.options = typeof serverOptions === 'function' ? serverOptions(fx) : serverOptions;
+    fx.server = await startServer(fx.options);
+  });
+  after(async () => {
+    for (const n of fx.natives) n.child.kill('SIGKILL');
+    await fx.close();
+    await fx.server?.stop();
+    await cleanup?.(fx);
+  });
+  return fx;
 }
