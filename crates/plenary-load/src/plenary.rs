@@ -41,6 +41,11 @@ pub async fn start(opts: &StartOptions) -> Result<Box<dyn Target>, LoadError> {
             "--rtc-port".to_owned(),
             rtc.to_string(),
             "--no-ice-tcp".to_owned(),
+            // Every load peer signals from 127.0.0.1: no per-address limits.
+            "--max-sessions-per-ip".to_owned(),
+            "0".to_owned(),
+            "--max-connections-per-ip".to_owned(),
+            "0".to_owned(),
         ];
         let log = opts.work_dir.join(format!("plenary-{attempt}.log"));
         let mut process =

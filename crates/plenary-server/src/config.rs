@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -50,6 +51,23 @@ pub struct ServeArgs {
     /// encrypted). Off by default.
     #[arg(long, env = "PLENARY_TAP", value_name = "FILE.pcap")]
     pub tap: Option<PathBuf>,
+    /// Seconds a client may take to send a request's headers, to finish
+    /// the TLS handshake, or to send its first ICE-TCP frame; also how long
+    /// an idle keep-alive connection stays open. Slower clients are
+    /// disconnected [default: 10].
+    #[arg(long, env = "PLENARY_HEADER_TIMEOUT", value_name = "SECONDS")]
+    pub header_timeout: Option<u64>,
+    /// Most connections one address (IPv4 address or IPv6 /64) may hold
+    /// open on the HTTP port, and on the ICE-TCP port; the next one gets
+    /// HTTP 429 or is closed. 0 = no limit [default: 256].
+    #[arg(long, env = "PLENARY_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Most signaling (WebSocket) sessions one address may hold at once;
+    /// the next upgrade request gets HTTP 429. Behind NAT or a reverse
+    /// proxy many participants share one address: raise it there.
+    /// 0 = no limit [default: 128].
+    #[arg(long, env = "PLENARY_MAX_SESSIONS_PER_IP", value_name = "N")]
+    pub max_sessions_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +85,9 @@ struct FileConfig {
     web_dir: Option<PathBuf>,
     log_format: Option<String>,
     tap: Option<PathBuf>,
+    header_timeout: Option<u64>,
+    max_connections_per_ip: Option<usize>,
+    max_sessions_per_ip: Option<usize>,
 }
 
 /// The resolved settings.
@@ -90,6 +111,30 @@ pub struct ServeConfig {
     pub log_json: bool,
     /// Operator tap file.
     pub tap: Option<PathBuf>,
+    /// Limits on slow and greedy clients.
+    pub limits: ClientLimits,
+}
+
+/// What one client may hold and how slow it may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Longest time for a request head, a TLS handshake, the first ICE-TCP
+    /// frame, or an idle keep-alive connection.
+    pub header_timeout: Duration,
+    /// Open connections per address on the HTTP port and on the ICE-TCP
+    /// port (each counted apart); 0 = no limit.
+    pub connections_per_ip: usize,
+    /// Signaling sessions per address; 0 = no limit.
+    pub sessions_per_ip: usize,
+}
+
+impl Default for ClientLimits {
+    /// 10 s, 256 connections, 128 sessions: far above what a browser (at
+    /// most 6 HTTP connections and 1 session per meeting) or a test that
+    /// runs 30 clients from 127.0.0.1 needs.
+    fn default() -> Self {
+        ClientLimits { header_timeout: Duration::from_secs(10), connections_per_ip: 256, sessions_per_ip: 128 }
+    }
 }
 
 impl ServeArgs {
@@ -126,6 +171,20 @@ impl ServeArgs {
             Some("json") => true,
             Some(other) => anyhow::bail!("unknown log format {other:?} (text or json)"),
         };
+        let defaults = ClientLimits::default();
+        let header_timeout =
+            self.header_timeout.or(file.header_timeout).map_or(defaults.header_timeout, Duration::from_secs);
+        if header_timeout.is_zero() {
+            anyhow::bail!("--header-timeout must be at least 1 second");
+        }
+        let limits = ClientLimits {
+            header_timeout,
+            connections_per_ip: self
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(defaults.connections_per_ip),
+            sessions_per_ip: self.max_sessions_per_ip.or(file.max_sessions_per_ip).unwrap_or(defaults.sessions_per_ip),
+        };
         Ok(ServeConfig {
             listen,
             rtc_port: self.rtc_port.or(file.rtc_port).unwrap_or(8081),
@@ -136,6 +195,7 @@ impl ServeArgs {
             web_dir: self.web_dir.or(file.web_dir),
             log_json,
             tap: self.tap.or(file.tap),
+            limits,
         })
     }
 }
@@ -149,18 +209,29 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("plenary-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("p.toml");
-        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nrtc_port = 9001\nice_servers = [\"stun:example.org\"]\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\nrtc_port = 9001\nice_servers = [\"stun:example.org\"]\nheader_timeout = 3\n\
+             max_sessions_per_ip = 7\n",
+        )
+        .unwrap();
         let args = ServeArgs { config: Some(file.clone()), rtc_port: Some(7000), ..Default::default() };
         let c = args.resolve().unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(c.rtc_port, 7000);
         assert_eq!(c.public_ip, IpAddr::from([127, 0, 0, 1]));
         assert_eq!(c.ice_servers, vec!["stun:example.org".to_string()]);
+        assert_eq!(
+            c.limits,
+            ClientLimits { header_timeout: Duration::from_secs(3), sessions_per_ip: 7, ..ClientLimits::default() }
+        );
         std::fs::write(&file, "listn = 1").unwrap();
         assert!(ServeArgs { config: Some(file), ..Default::default() }.resolve().is_err(), "unknown keys are errors");
         let d = ServeArgs::default().resolve().unwrap();
         assert_eq!(d.listen, "127.0.0.1:8080".parse().unwrap());
         assert!(d.tls.is_none() && d.ice_tcp);
+        assert_eq!(d.limits, ClientLimits::default());
+        let zero = ServeArgs { header_timeout: Some(0), ..Default::default() };
+        assert!(zero.resolve().is_err(), "a zero header timeout would cut off every client");
     }
 }

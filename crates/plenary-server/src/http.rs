@@ -1,13 +1,17 @@
 //! HTTP routes: the web client, `/ws` signaling and `/healthz`.
 
 use axum::Router;
-use axum::extract::{Path, State, WebSocketUpgrade};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use plenary_proto::{MAX_CLIENT_MESSAGE_BYTES, RoomId};
 
 use crate::assets::Assets;
+use crate::limits::PerAddress;
 use crate::media::MediaHandle;
 
 /// Shared state of the HTTP handlers.
@@ -17,6 +21,8 @@ pub struct AppState {
     pub media: MediaHandle,
     /// Web client files.
     pub assets: Assets,
+    /// Open signaling sessions per address.
+    pub sessions: Arc<PerAddress>,
 }
 
 /// The router.
@@ -31,13 +37,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+/// Upgrades to a signaling session, or answers `429 Too Many Requests`
+/// when the client's address holds too many sessions already.
+async fn ws(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let slot = match s.sessions.acquire(remote.ip()) {
+        Ok(slot) => slot,
+        Err(e) => {
+            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "10")], e.to_string()).into_response();
+        }
+    };
     // Frames up to 4x the protocol limit reach the decoder and get a typed
     // error; larger ones close the connection.
-    upgrade
-        .max_message_size(MAX_CLIENT_MESSAGE_BYTES * 4)
-        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES * 4)
-        .on_upgrade(move |socket| crate::ws::serve(socket, s.media))
+    upgrade.max_message_size(MAX_CLIENT_MESSAGE_BYTES * 4).max_frame_size(MAX_CLIENT_MESSAGE_BYTES * 4).on_upgrade(
+        move |socket| async move {
+            crate::ws::serve(socket, s.media).await;
+            drop(slot);
+        },
+    )
 }
 
 async fn meeting(State(s): State<AppState>, Path(room): Path<String>) -> Response {

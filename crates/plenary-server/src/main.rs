@@ -10,6 +10,8 @@ mod config;
 mod ds;
 mod http;
 mod join;
+mod limits;
+mod listen;
 mod media;
 mod meeting_key;
 mod serve;

@@ -2,20 +2,27 @@
 //! server, prints the URL to open.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use plenary_proto::IceServer;
 use plenary_sfu::{Sfu, SfuConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::assets::Assets;
 use crate::config::ServeConfig;
 use crate::http::{AppState, router};
+use crate::limits::PerAddress;
+use crate::listen::{self, HttpLimits};
 use crate::media::{self, MediaHandle};
 use crate::tap::Tap;
-use crate::tcp::TcpMux;
+use crate::tcp::{TcpLimits, TcpMux};
 
 /// Runs the server until Ctrl-C.
 ///
@@ -29,7 +36,14 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
 
     let tcp = if cfg.ice_tcp {
         match TcpListener::bind(SocketAddr::new(cfg.listen.ip(), port)).await {
-            Ok(l) => Some(TcpMux::start(l, advertised)),
+            Ok(l) => Some(TcpMux::start(
+                l,
+                advertised,
+                TcpLimits {
+                    first_frame_timeout: cfg.limits.header_timeout,
+                    connections: PerAddress::new("ICE-TCP connections", cfg.limits.connections_per_ip),
+                },
+            )),
             Err(e) => {
                 warn!(error = %e, port, "ICE-TCP disabled: cannot bind the TCP media port");
                 None
@@ -65,39 +79,43 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         Some(d) => Assets::Dir(d.clone()),
         None => Assets::Embedded,
     };
-    let app = router(AppState { media: MediaHandle { commands: tx }, assets });
+    let sessions = PerAddress::new("signaling sessions", cfg.limits.sessions_per_ip);
+    let app = router(AppState { media: MediaHandle { commands: tx }, assets, sessions });
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let host = if cfg.listen.ip().is_unspecified() { cfg.public_ip } else { cfg.listen.ip() };
-
-    match &cfg.tls {
-        Some((cert, key)) => {
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .context("loading TLS certificate and key")?;
-            let handle = axum_server::Handle::new();
-            let h2 = handle.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                h2.graceful_shutdown(None);
-            });
-            announce(scheme, host, cfg.listen.port(), advertised, tcp_enabled(cfg.ice_tcp));
-            axum_server::bind_rustls(cfg.listen, tls).handle(handle).serve(app.into_make_service()).await?;
-        }
-        None => {
-            let listener =
-                TcpListener::bind(cfg.listen).await.with_context(|| format!("binding HTTP on {}", cfg.listen))?;
-            let bound = listener.local_addr()?;
-            announce(scheme, host, bound.port(), advertised, tcp_enabled(cfg.ice_tcp));
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
-        }
-    }
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding HTTP on {}", cfg.listen))?;
+    let bound = listener.local_addr()?;
+    announce(scheme, host, bound.port(), advertised, tcp_enabled(cfg.ice_tcp));
+    let limits = HttpLimits {
+        header_timeout: cfg.limits.header_timeout,
+        connections: PerAddress::new("HTTP connections", cfg.limits.connections_per_ip),
+    };
+    listen::serve(listener, tls, app, limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     info!("stopped");
     Ok(())
+}
+
+/// rustls acceptor for the PEM certificate chain and private key; offers
+/// HTTP/1.1 only (ALPN), which is what the listener speaks.
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading TLS certificate {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading TLS key {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("loading TLS certificate and key")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 fn tcp_enabled(b: bool) -> &'static str {

@@ -2,17 +2,36 @@
 //! accepted connection carries STUN/DTLS/RTP packets framed by a 16-bit
 //! big-endian length (RFC 4571). Reader tasks hand frames to the media loop;
 //! the loop writes replies back through per-connection queues.
+//!
+//! Slow or greedy clients: the first frame must arrive within the first
+//! frame timeout (ICE starts with a STUN binding request at once), every
+//! later frame within [`IDLE_TIMEOUT`] (consent checks come every few
+//! seconds), and one address may hold a limited number of connections;
+//! more are closed at once (RFC 4571 framing has no way to say why).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-/// A connection silent for this long is closed.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+use crate::limits::{PerAddress, Slot};
+
+/// A connection that sends no complete frame for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Limits of the ICE-TCP listener.
+#[derive(Debug, Clone)]
+pub struct TcpLimits {
+    /// Longest time until a connection's first complete frame.
+    pub first_frame_timeout: Duration,
+    /// Open connections per address.
+    pub connections: Arc<PerAddress>,
+}
 
 /// Largest queued outgoing bytes per connection before frames are dropped.
 const MAX_QUEUED_FRAMES: usize = 512;
@@ -48,9 +67,9 @@ pub struct TcpMux {
 
 impl TcpMux {
     /// Starts accepting on `listener`; `advertised` is the candidate address.
-    pub fn start(listener: TcpListener, advertised: SocketAddr) -> TcpMux {
+    pub fn start(listener: TcpListener, advertised: SocketAddr, limits: TcpLimits) -> TcpMux {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(accept_loop(listener, advertised, tx));
+        tokio::spawn(accept_loop(listener, advertised, limits, tx));
         TcpMux { events: rx, writers: HashMap::new() }
     }
 
@@ -80,23 +99,26 @@ impl TcpMux {
     }
 }
 
-async fn accept_loop(listener: TcpListener, advertised: SocketAddr, events: mpsc::Sender<TcpEvent>) {
+async fn accept_loop(listener: TcpListener, advertised: SocketAddr, limits: TcpLimits, events: mpsc::Sender<TcpEvent>) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors or similar: back off instead of spinning.
                 debug!(error = %e, "ICE-TCP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
+        // Over the limit: dropping the stream closes it.
+        let Ok(slot) = limits.connections.acquire(remote.ip()) else { continue };
         let _ = stream.set_nodelay(true);
         let (wtx, wrx) = mpsc::channel(MAX_QUEUED_FRAMES);
         if events.send(TcpEvent::Opened { remote, writer: wtx }).await.is_err() {
             return;
         }
-        tokio::spawn(connection(stream, remote, advertised, events.clone(), wrx));
+        let first_frame = limits.first_frame_timeout;
+        tokio::spawn(connection(stream, remote, advertised, first_frame, slot, events.clone(), wrx));
     }
 }
 
@@ -104,6 +126,8 @@ async fn connection(
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
+    first_frame: Duration,
+    slot: Slot,
     events: mpsc::Sender<TcpEvent>,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
 ) {
@@ -116,22 +140,24 @@ async fn connection(
             }
         }
     });
-    let mut len_buf = [0u8; 2];
-    loop {
-        // ICE sends consent checks every few seconds; a silent peer is gone.
-        match tokio::time::timeout(IDLE_TIMEOUT, rd.read_exact(&mut len_buf)).await {
-            Ok(Ok(_)) => {}
-            _ => break,
-        }
-        let len = usize::from(u16::from_be_bytes(len_buf));
-        let mut data = vec![0u8; len];
-        if rd.read_exact(&mut data).await.is_err() {
-            break;
-        }
+    let mut wait = first_frame;
+    // A peer that sends no frame in time is gone or stalling.
+    while let Ok(Ok(data)) = tokio::time::timeout(wait, read_frame(&mut rd)).await {
+        wait = IDLE_TIMEOUT;
         if events.send(TcpEvent::Frame { source: remote, local, data }).await.is_err() {
             break;
         }
     }
     writer.abort();
     let _ = events.send(TcpEvent::Closed(remote)).await;
+    drop(slot);
+}
+
+/// Reads one RFC 4571 frame: a 16-bit big-endian length, then that many bytes.
+async fn read_frame(rd: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    rd.read_exact(&mut len).await?;
+    let mut data = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    rd.read_exact(&mut data).await?;
+    Ok(data)
 }
