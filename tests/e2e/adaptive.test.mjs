@@ -5,26 +5,11 @@
 // enlarges the tile. The subscriber's page shows the server's `quality`
 // report (estimate and forwarded layer).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  testMedia, startServer, openBrowser, waitFor, sleep, explained, newSecret, joinPath, randomId,
-} from './lib/harness.mjs';
+import { meetingFixture, waitFor, sleep, explained, newSecret, randomId } from './lib/harness.mjs';
 
-let server;
-let media;
-const browsers = [];
-const ctx = { server: () => server, browsers: () => browsers };
-
-before(async () => {
-  media = testMedia();
-  server = await startServer({ name: 'adaptive-server' });
-});
-
-after(async () => {
-  await Promise.all(browsers.map((b) => b.close()));
-  await server?.stop();
-});
+const m = meetingFixture({ server: { name: 'adaptive-server' } });
 
 /** Bytes sent so far per simulcast RID by the page. */
 async function sentByRid(page) {
@@ -40,16 +25,12 @@ async function growth(page, ms) {
   return Object.fromEntries(Object.keys(b).map((rid) => [rid, b[rid].bytes - (a[rid]?.bytes ?? 0)]));
 }
 
-test('a layer nobody receives is paused and resumes when the tile grows', { timeout: 120_000 }, async (t) => explained(t, ctx, async () => {
-  const [pub, sub] = await Promise.all([
-    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
-    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
-  ]);
-  browsers.push(pub, sub);
+test('a layer nobody receives is paused and resumes when the tile grows', { timeout: 120_000 }, async (t) => explained(t, m.ctx, async () => {
+  const [pub, sub] = await m.openMany(2, { viewport: { width: 1280, height: 800 } });
   const room = `adaptive-${randomId(8)}`;
   const secret = newSecret();
-  await pub.page.goto(server.url(joinPath(room, secret, 'Publisher')));
-  await sub.page.goto(server.url(joinPath(room, secret, 'Subscriber')));
+  await m.join(pub, room, secret, 'Publisher');
+  await m.join(sub, room, secret, 'Subscriber');
   for (const b of [pub, sub]) {
     await b.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 30_000 });
   }
@@ -85,16 +66,12 @@ test('a layer nobody receives is paused and resumes when the tile grows', { time
   }, { ms: 20_000 }), `the subscriber gets layer ${top} again`);
 }));
 
-test('pinning a tile shows it large and tells the server it is pinned', { timeout: 120_000 }, async (t) => explained(t, ctx, async () => {
-  const [a, b] = await Promise.all([
-    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
-    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
-  ]);
-  browsers.push(a, b);
+test('pinning a tile shows it large and tells the server it is pinned', { timeout: 120_000 }, async (t) => explained(t, m.ctx, async () => {
+  const [a, b] = await m.openMany(2, { viewport: { width: 1280, height: 800 } });
   const room = `pin-${randomId(8)}`;
   const secret = newSecret();
-  await a.page.goto(server.url(joinPath(room, secret, 'Pinner')));
-  await b.page.goto(server.url(joinPath(room, secret, 'Pinned')));
+  await m.join(a, room, secret, 'Pinner');
+  await m.join(b, room, secret, 'Pinned');
   for (const p of [a, b]) {
     await p.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 30_000 });
   }

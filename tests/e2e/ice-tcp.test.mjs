@@ -3,16 +3,12 @@
 // over the server's passive TCP candidate on the same port number, and
 // decode each other's video.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import {
-  testMedia, startServer, openBrowser, waitFor, randomId, newSecret, joinPath,
-} from './lib/harness.mjs';
+import { meetingFixture, waitFor, randomId, newSecret } from './lib/harness.mjs';
 
-let server;
 let rule = null;
-const browsers = [];
 
 function iptables(args) {
   execFileSync('iptables', args, { stdio: 'ignore' });
@@ -27,29 +23,23 @@ function canUseIptables() {
   }
 }
 
-before(async () => {
-  server = await startServer({ name: 'ice-tcp-server' });
-});
-
-after(async () => {
-  await Promise.all(browsers.map((b) => b.close()));
-  if (rule) iptables(['-D', ...rule]);
-  await server?.stop();
+const m = meetingFixture({
+  server: { name: 'ice-tcp-server' },
+  cleanup: () => {
+    if (rule) iptables(['-D', ...rule]);
+  },
 });
 
 test('browsers meet over ICE-TCP when UDP is blocked', { skip: !canUseIptables() && 'iptables unavailable (needs root)' }, async () => {
-  rule = ['INPUT', '-i', 'lo', '-p', 'udp', '--dport', String(server.rtcPort), '-j', 'DROP'];
+  rule = ['INPUT', '-i', 'lo', '-p', 'udp', '--dport', String(m.server.rtcPort), '-j', 'DROP'];
   iptables(['-I', ...rule]);
-  const media = testMedia();
   const room = randomId();
   const secret = newSecret();
   for (const name of ['Tcp-a', 'Tcp-b']) {
-    const b = await openBrowser(media);
-    browsers.push(b);
-    await b.page.goto(server.url(joinPath(room, secret, name)));
+    await m.join(await m.open(), room, secret, name);
   }
   const met = await waitFor(async () => {
-    for (const b of browsers) {
+    for (const b of m.browsers) {
       const s = await b.page.evaluate(() => window.plenary.stats());
       const other = s.participants.find((p) => p.framesDecoded > 50);
       if (!other) return false;

@@ -10,12 +10,12 @@
 // - the native client's summary shows frames from all three browsers;
 // - the pages requested nothing from any origin but the server's.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  ARTIFACTS, testMedia, startServer, openBrowser, foreignRequests, policyViolations, waitFor, randomId, sleep, hasSubcommand,
-  explained, newSecret, joinPath, startNative,
+  ARTIFACTS, meetingFixture, foreignRequests, policyViolations, waitFor, randomId, sleep, hasSubcommand, explained,
+  newSecret,
 } from './lib/harness.mjs';
 
 const BROWSERS = 3;
@@ -24,21 +24,8 @@ const MIN_FRAMES = 100;
 /** How long the native client stays, seconds. */
 const NATIVE_SECONDS = 25;
 
-let server;
-let media;
-const browsers = [];
-/** What `explained` prints from when a test fails. */
-const ctx = { server: () => server, browsers: () => browsers };
-
-before(async () => {
-  media = testMedia();
-  server = await startServer({ name: 'meeting-server' });
-});
-
-after(async () => {
-  await Promise.all(browsers.map((b) => b.close()));
-  await server?.stop();
-});
+const m = meetingFixture({ server: { name: 'meeting-server' } });
+const { browsers } = m;
 
 /**
  * Whether picture-quality findings fail the test (PLENARY_E2E_STRICT=1) or
@@ -136,7 +123,7 @@ function describe(stats, names) {
     .join(', ');
 }
 
-test('three browsers and a native client see and hear each other', { timeout: 150_000 }, async (t) => explained(t, ctx, async () => {
+test('three browsers and a native client see and hear each other', { timeout: 150_000 }, async (t) => explained(t, m.ctx, async () => {
   const room = randomId(12);
   const secret = newSecret();
   const names = Array.from({ length: BROWSERS }, () => `Participant-${randomId(6)}`);
@@ -144,14 +131,14 @@ test('three browsers and a native client see and hear each other', { timeout: 15
   const nativeName = `Native-${randomId(6)}`;
 
   // Open the browsers in parallel, then join them one after the other.
-  browsers.push(...(await Promise.all(names.map(() => openBrowser(media)))));
+  await m.openMany(names.length);
   for (const [i, b] of browsers.entries()) {
-    await b.page.goto(server.url(joinPath(room, secret, names[i])));
+    await m.join(b, room, secret, names[i]);
   }
 
   let native = null;
   if (nativeAvailable) {
-    native = startNative(server.url(`/m/${room}#${secret}`), nativeName, { media, seconds: NATIVE_SECONDS });
+    native = m.native(m.server.url(`/m/${room}#${secret}`), nativeName, { seconds: NATIVE_SECONDS });
   } else {
     t.diagnostic('NATIVE CLIENT NOT TESTED: `plenary join` is not in this build');
   }
@@ -231,10 +218,10 @@ test('three browsers and a native client see and hear each other', { timeout: 15
   }
 
   for (const [i, b] of browsers.entries()) {
-    const foreign = foreignRequests(b.requests, server.origin);
+    const foreign = foreignRequests(b.requests, m.server.origin);
     assert.deepEqual(foreign, [], `page ${i} made requests to other origins`);
     assert.deepEqual(policyViolations(b), [], `page ${i} tried to load something its policy blocks`);
     assert.ok(b.requests.length > 0, `page ${i} requests were recorded`);
   }
-  assert.equal(server.exited, null, 'the server is still running');
+  assert.equal(m.server.exited, null, 'the server is still running');
 }));

@@ -18,15 +18,14 @@
 //
 // Needs root and iproute2/iptables/tc; skips with the reason otherwise.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import {
-  ROOT, PLENARY_BIN, testMedia, startServer, openBrowser, randomId, waitFor, explained, newSecret, joinPath,
-  tempDir, hasSubcommand, sleep,
+  ROOT, PLENARY_BIN, meetingFixture, randomId, waitFor, explained, newSecret, tempDir, hasSubcommand, sleep,
 } from './lib/harness.mjs';
 import { createNetns, netnsUnavailable } from './lib/netns.mjs';
 
@@ -36,23 +35,14 @@ const MAX_AUDIO_GAP_MS = 200;
 const RECEIVE_SECONDS = 20;
 
 const unavailable = netnsUnavailable() ?? (hasSubcommand('join') ? null : '`plenary join` is not in this build');
-let server;
 let ns;
-let media;
-const browsers = [];
-const ctx = { server: () => server, browsers: () => browsers };
-
-before(async () => {
-  if (unavailable) return;
-  media = testMedia();
-  ns = createNetns();
-  server = await startServer({ name: 'netns-server', host: ns.hostIp });
-});
-
-after(async () => {
-  await Promise.all(browsers.map((b) => b.close()));
-  await server?.stop();
-  ns?.destroy();
+const m = meetingFixture({
+  skip: unavailable,
+  prepare: () => {
+    ns = createNetns();
+  },
+  server: () => ({ name: 'netns-server', host: ns.hostIp }),
+  cleanup: () => ns?.destroy(),
 });
 
 /** Starts `plenary join --json` inside the namespace, receiving only. */
@@ -83,30 +73,23 @@ function ffmpegDecode(file) {
   }
 }
 
-/** Closes a page of `browsers` (each test publishes from its own). */
-async function closePage(b) {
-  browsers.splice(browsers.indexOf(b), 1);
-  await b.close();
-}
-
 /** Opens the publishing page (root namespace) in `room`. */
 async function publisher(room, secret) {
-  const b = await openBrowser(media, { extraArgs: [`--unsafely-treat-insecure-origin-as-secure=${server.origin}`] });
-  browsers.push(b);
-  await b.page.goto(server.url(joinPath(room, secret, `Participant-${randomId(6)}`)));
+  const b = await m.open({ extraArgs: [`--unsafely-treat-insecure-origin-as-secure=${m.server.origin}`] });
+  await m.join(b, room, secret, `Participant-${randomId(6)}`);
   const member = await waitFor(() => b.page.evaluate(() => window.plenary.e2ee().member), { ms: 20_000, every: 200 });
   assert.ok(member, 'the publishing page forms the group');
   return b;
 }
 
-test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { timeout: 120_000, skip: unavailable ?? false }, async (t) => explained(t, ctx, async () => {
+test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { timeout: 120_000, skip: unavailable ?? false }, async (t) => explained(t, m.ctx, async () => {
   const room = `netns-loss-${randomId(6)}`;
   const secret = newSecret();
   const page = await publisher(room, secret);
   ns.loss(0.03);
   const rec = tempDir('plenary-netns-rec-');
   try {
-    const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`,
+    const native = startShapedNative(m.server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`,
       ['--duration', String(RECEIVE_SECONDS), '--record', rec]);
     const exit = await native.done;
     const layers = native.events.filter((e) => e.event === 'frames')
@@ -132,7 +115,7 @@ test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { t
   } finally {
     ns.clearLoss();
     fs.rmSync(rec, { recursive: true, force: true });
-    await closePage(page);
+    await m.close(page);
   }
 }));
 
@@ -142,11 +125,11 @@ function latestTrack(native, kind) {
   return last?.tracks.find((tr) => tr.kind === kind) ?? null;
 }
 
-test('500 kbit/s cap: lowest layer and audio without gaps over 200 ms; without the cap the high layer returns', { timeout: 150_000, skip: unavailable ?? false }, async (t) => explained(t, ctx, async () => {
+test('500 kbit/s cap: lowest layer and audio without gaps over 200 ms; without the cap the high layer returns', { timeout: 150_000, skip: unavailable ?? false }, async (t) => explained(t, m.ctx, async () => {
   const room = `netns-cap-${randomId(6)}`;
   const secret = newSecret();
   const page = await publisher(room, secret);
-  const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`, ['--duration', '120']);
+  const native = startShapedNative(m.server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`, ['--duration', '120']);
   try {
     const video = () => latestTrack(native, 'video');
     const audio = () => latestTrack(native, 'audio');
@@ -187,15 +170,15 @@ test('500 kbit/s cap: lowest layer and audio without gaps over 200 ms; without t
     native.child.kill('SIGINT');
     await native.done;
     try { ns.uncap(); } catch { /* not capped */ }
-    await closePage(page);
+    await m.close(page);
   }
 }));
 
-test('a native client whose link is cut reconnects by itself and receives again within 10 s of the link coming back', { timeout: 120_000, skip: unavailable ?? false }, async (t) => explained(t, ctx, async () => {
+test('a native client whose link is cut reconnects by itself and receives again within 10 s of the link coming back', { timeout: 120_000, skip: unavailable ?? false }, async (t) => explained(t, m.ctx, async () => {
   const room = `netns-cut-${randomId(6)}`;
   const secret = newSecret();
   const page = await publisher(room, secret);
-  const native = startShapedNative(server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`, ['--duration', '120']);
+  const native = startShapedNative(m.server.url(`/m/${room}#${secret}`), `Participant-${randomId(6)}`, ['--duration', '120']);
   try {
     const receiving = (min) => {
       const v = latestTrack(native, 'video');
@@ -220,6 +203,6 @@ test('a native client whose link is cut reconnects by itself and receives again 
     try { ns.restore(); } catch { /* up */ }
     native.child.kill('SIGINT');
     await native.done;
-    await closePage(page);
+    await m.close(page);
   }
 }));

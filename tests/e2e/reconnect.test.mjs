@@ -13,33 +13,17 @@
 //   other page decode each other's video. Needs root and iproute2 (skips
 //   with the reason otherwise).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  testMedia, startServer, openBrowser, randomId, waitFor, sleep, explained, newSecret, joinPath, startNative,
-  hasSubcommand,
+  meetingFixture, startServer, openBrowser, randomId, waitFor, sleep, explained, newSecret, joinPath, hasSubcommand,
 } from './lib/harness.mjs';
 import { createNetns, netnsUnavailable } from './lib/netns.mjs';
 
 /** Media must flow again this soon after the connection is back, milliseconds. */
 const RESUME_MS = 10_000;
 
-let server;
-let media;
-const browsers = [];
-const natives = [];
-const ctx = { server: () => server, browsers: () => browsers };
-
-before(async () => {
-  media = testMedia();
-  server = await startServer({ name: 'reconnect-server' });
-});
-
-after(async () => {
-  for (const n of natives) n.child.kill('SIGKILL');
-  await Promise.all(browsers.map((b) => b.close()));
-  await server?.stop();
-});
+const m = meetingFixture({ server: { name: 'reconnect-server' } });
 
 const statsOf = (b) => b.page.evaluate(() => window.plenary.stats());
 
@@ -70,16 +54,14 @@ test('pages and a native client reconnect by themselves after the server restart
     t.skip('`plenary join` is not in this build');
     return;
   }
-  await explained(t, ctx, async () => {
+  await explained(t, m.ctx, async () => {
     const room = `reconnect-${randomId(6)}`;
     const secret = newSecret();
     const [nameA, nameB, nameN] = [0, 1, 2].map(() => `Participant-${randomId(6)}`);
-    const [a, b] = await Promise.all([openBrowser(media), openBrowser(media)]);
-    browsers.push(a, b);
-    await a.page.goto(server.url(joinPath(room, secret, nameA)));
-    await b.page.goto(server.url(joinPath(room, secret, nameB)));
-    const native = startNative(server.url(`/m/${room}#${secret}`), nameN, { media, seconds: 60 });
-    natives.push(native);
+    const [a, b] = await m.openMany(2);
+    await m.join(a, room, secret, nameA);
+    await m.join(b, room, secret, nameB);
+    const native = m.native(m.server.url(`/m/${room}#${secret}`), nameN, { seconds: 60 });
 
     let seen = null;
     const everyone = async (min) => {
@@ -89,9 +71,8 @@ test('pages and a native client reconnect by themselves after the server restart
     };
     assert.ok(await waitFor(() => everyone(30), { ms: 45_000 }), `media flows before the restart: ${JSON.stringify(seen)} ${native.stderr.slice(-1500)}`);
 
-    const { httpPort, rtcPort } = server;
     const eventsBefore = native.events.length;
-    await server.stop();
+    await m.server.stop();
     const down = await waitFor(async () => {
       const states = await Promise.all([a, b].map((x) => x.page.evaluate(() => window.plenary.state)));
       const nat = native.events.slice(eventsBefore).some((e) => e.event === 'reconnecting');
@@ -100,7 +81,7 @@ test('pages and a native client reconnect by themselves after the server restart
     assert.ok(down, 'pages show "reconnecting" and the native client reports reconnecting while the server is down');
     await sleep(1000);
 
-    server = await startServer({ name: 'reconnect-server-2', httpPort, rtcPort });
+    await m.startAgain('reconnect-server-2');
     const up = Date.now();
     // Fresh PeerConnections and a fresh native session: counters start at 0.
     const back = await waitFor(async () => native.events.slice(eventsBefore).some((e) => e.event === 'reconnected') && everyone(10),
@@ -133,9 +114,9 @@ test('a page whose network is cut reconnects within 10 s of the link coming back
     await explained(t, local, async () => {
       // Pages on http://<veth address> are secure contexts only by this flag.
       const flags = [`--unsafely-treat-insecure-origin-as-secure=${srv.origin}`];
-      const cut = await openBrowser(media, { executablePath: ns.chromiumWrapper(), extraArgs: flags });
+      const cut = await openBrowser(m.media, { executablePath: ns.chromiumWrapper(), extraArgs: flags });
       pages.push(cut);
-      const other = await openBrowser(media, { extraArgs: flags });
+      const other = await openBrowser(m.media, { extraArgs: flags });
       pages.push(other);
       const room = `reconnect-cut-${randomId(6)}`;
       const secret = newSecret();

@@ -5,47 +5,26 @@
 // rejoining work; pasted links and codes without their secret are refused.
 // Screenshots of each screen go to tests/e2e/artifacts/.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fs from 'node:fs';
-import {
-  testMedia, startServer, openBrowser, foreignRequests, randomId, explained, ARTIFACTS, newSecret, joinPath,
-} from './lib/harness.mjs';
+import { meetingFixture, foreignRequests, randomId, explained, ARTIFACTS, newSecret, joinPath } from './lib/harness.mjs';
 
 const INCOMPLETE = 'This link is incomplete: the part after # is missing or damaged';
 
-let server;
-let media;
-const browsers = [];
-/** What `explained` prints from when a test fails. */
-const ctx = { server: () => server, browsers: () => browsers };
-
-before(async () => {
-  media = testMedia();
-  server = await startServer({ name: 'ui-server' });
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-});
-
-after(async () => {
-  await Promise.all(browsers.map((b) => b.close()));
-  await server?.stop();
-});
+const m = meetingFixture({ server: { name: 'ui-server' }, prepare: () => fs.mkdirSync(ARTIFACTS, { recursive: true }) });
 
 const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
 
-test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, async (t) => explained(t, ctx, async () => {
-  const [a, b] = await Promise.all([
-    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
-    openBrowser(media, { viewport: { width: 1280, height: 800 } }),
-  ]);
-  browsers.push(a, b);
+test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, async (t) => explained(t, m.ctx, async () => {
+  const [a, b] = await m.openMany(2, { viewport: { width: 1280, height: 800 } });
   const nameA = `Alice-${randomId(4)}`;
   const nameB = `Bob-${randomId(4)}`;
 
   // Landing page: "New meeting" opens /m/<random id>#<secret> (the secret is
   // made in the browser and lives only in the fragment).
-  await a.page.goto(server.url('/'));
+  await a.page.goto(m.server.url('/'));
   await a.page.getByRole('heading', { level: 1 }).waitFor();
   await shot(a.page, 'landing');
   await a.page.getByRole('button', { name: 'New meeting' }).click();
@@ -73,7 +52,7 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   assert.equal(await a.page.evaluate(() => localStorage.getItem('plenary.name')), nameA);
 
   // A second participant joins directly.
-  await b.page.goto(server.url(joinPath(room, fragment.slice(1), nameB)));
+  await b.page.goto(m.server.url(joinPath(room, fragment.slice(1), nameB)));
   await b.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
   await a.page.locator('.tile .tile-name', { hasText: nameB }).waitFor();
   await b.page.locator('.tile .tile-name', { hasText: nameA }).waitFor();
@@ -119,46 +98,44 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   await b.page.locator('.person-display-name', { hasText: nameA }).waitFor();
 
   for (const [i, br] of [a, b].entries()) {
-    assert.deepEqual(foreignRequests(br.requests, server.origin), [], `page ${i} made requests to other origins`);
+    assert.deepEqual(foreignRequests(br.requests, m.server.origin), [], `page ${i} made requests to other origins`);
     assert.ok(!br.requests.some((r) => r.includes(fragment.slice(1))), `page ${i} never sent the meeting secret`);
     assert.deepEqual(br.errors.filter((e) => !/favicon/.test(e)), [], `page ${i} had no errors`);
   }
 }));
 
-test('joining from a pasted link or code; without its secret it is refused', { timeout: 30_000 }, async (t) => explained(t, ctx, async () => {
-  const [c] = await Promise.all([openBrowser(media)]);
-  browsers.push(c);
+test('joining from a pasted link or code; without its secret it is refused', { timeout: 30_000 }, async (t) => explained(t, m.ctx, async () => {
+  const c = await m.open();
   const room = randomId(12);
   const secret = newSecret();
   const paste = async (text) => {
-    await c.page.goto(server.url('/'));
+    await c.page.goto(m.server.url('/'));
     await c.page.getByLabel('Meeting link or code').fill(text);
     await c.page.getByRole('button', { name: 'Join', exact: true }).click();
   };
-  await paste(`${server.origin}/m/${room}#${secret}`);
-  await c.page.waitForURL(server.url(`/m/${room}#${secret}`));
+  await paste(`${m.server.origin}/m/${room}#${secret}`);
+  await c.page.waitForURL(m.server.url(`/m/${room}#${secret}`));
   await c.page.locator('#prejoin').waitFor({ state: 'visible' });
 
   // A code is the room and its secret.
   await paste(`${room}#${secret}`);
-  await c.page.waitForURL(server.url(`/m/${room}#${secret}`));
+  await c.page.waitForURL(m.server.url(`/m/${room}#${secret}`));
   await c.page.locator('#prejoin').waitFor({ state: 'visible' });
 
   await paste('not a room!');
   await c.page.locator('#join-error', { hasText: 'That is not a meeting link or code.' }).waitFor({ state: 'visible' });
 
   // A link or code without the part after #, or with a damaged one, cannot join.
-  for (const text of [`${server.origin}/m/${room}`, room, `${room}#${secret.slice(0, 10)}`]) {
+  for (const text of [`${m.server.origin}/m/${room}`, room, `${room}#${secret.slice(0, 10)}`]) {
     await paste(text);
     await c.page.locator('#join-error', { hasText: INCOMPLETE }).waitFor({ state: 'visible' });
-    assert.equal(c.page.url(), server.url('/'), 'stays on the landing page');
+    assert.equal(c.page.url(), m.server.url('/'), 'stays on the landing page');
   }
 }));
 
-test('room ids, links, secrets and names (client modules in the browser)', { timeout: 30_000 }, async (t) => explained(t, ctx, async () => {
-  const [d] = await Promise.all([openBrowser(media)]);
-  browsers.push(d);
-  await d.page.goto(server.url('/'));
+test('room ids, links, secrets and names (client modules in the browser)', { timeout: 30_000 }, async (t) => explained(t, m.ctx, async () => {
+  const d = await m.open();
+  await d.page.goto(m.server.url('/'));
   const r = await d.page.evaluate(async () => {
     const room = await import('/room.js');
     const session = await import('/session.js');
@@ -199,5 +176,5 @@ test('room ids, links, secrets and names (client modules in the browser)', { tim
   assert.deepEqual(r.junk, [null, null]);
   assert.equal(r.name.length, 64, 'names are cut to 64 characters');
   assert.deepEqual(r.tags, ['aS4mntnm_rIOjgEerx05EQ', '1Eb0ZU6SGeX_OWDexHdsOA'], 'room tags as plenary-e2ee makes them');
-  assert.deepEqual(foreignRequests(d.requests, server.origin), []);
+  assert.deepEqual(foreignRequests(d.requests, m.server.origin), []);
 }));

@@ -350,6 +350,9 @@ export async function explained(t, { server, browsers }, body) {
  * - `close(...browsers)`: closes those now (all of them without arguments);
  * - `join(b, room, secret, name)`: browser `b` opens the meeting page that
  *   joins at once (`joinPath`);
+ * - `joinGroup(room, secret, names, { init })`: a browser per name (`init(b)`
+ *   runs before it loads the page) joins the meeting; the first forms the
+ *   MLS group before the others join (together, as one batch); returns them;
  * - `native(url, name, options)`: `startNative`, killed after the tests;
  * - `startAgain(name)`: a new server on the ports of the last one (stopped
  *   first if it still runs: `fx.server.stop()` is idempotent).
@@ -376,6 +379,19 @@ export function meetingFixture({ server: serverOptions = {}, skip = null, prepar
     },
     join(b, room, secret, name) {
       return b.page.goto(fx.server.url(joinPath(room, secret, name)));
+    },
+    async joinGroup(room, secret, names, { init } = {}) {
+      const pages = [];
+      for (const name of names) {
+        const b = await fx.open();
+        await init?.(b);
+        await fx.join(b, room, secret, name);
+        pages.push(b);
+        if (pages.length === 1) {
+          await waitFor(() => b.page.evaluate(() => window.plenary.e2ee().member), { ms: 20000, every: 200 });
+        }
+      }
+      return pages;
     },
     native(url, name, options) {
       const n = startNative(url, name, { media: fx.media, ...options });
