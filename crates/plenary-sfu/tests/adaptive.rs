@@ -27,6 +27,22 @@ fn delay_only(seed: u64) -> NetemConfig {
     NetemConfig::new().latency(Duration::from_millis(20)).seed(seed)
 }
 
+/// 20 ms delay and random loss of `loss` (0 to 1) of the packets.
+fn lossy(loss: f32, seed: u64) -> NetemConfig {
+    NetemConfig::new().latency(Duration::from_millis(20)).loss(RandomLoss::new(Probability::new(loss))).seed(seed)
+}
+
+/// A world with a publisher (audio and video, simulcast with
+/// [`REALISTIC_LAYERS`] when `simulcast`) and a subscriber in `room`:
+/// `(world, publisher, subscriber)`.
+fn publisher_and_subscriber(room: &str, simulcast: bool) -> (World, usize, usize) {
+    let mut w = World::new();
+    w.layer_bytes = REALISTIC_LAYERS;
+    let p = w.join(room, true, simulcast);
+    let s = w.join(room, false, false);
+    (w, p, s)
+}
+
 /// Audio packets lost on `mid` among those sent between the first and the
 /// last received in [from, to): by RTP sequence number gaps.
 fn audio_loss(frames: &[&Received], from: Instant, to: Instant) -> (u64, u64) {
@@ -61,10 +77,7 @@ fn layer_at(frames: &[&Received], after: Instant) -> Vec<u8> {
 
 #[test]
 fn downlink_drop_steps_down_within_2s_without_audio_loss_and_recovers_within_10s() {
-    let mut w = World::new();
-    w.layer_bytes = REALISTIC_LAYERS;
-    let p = w.join("room-bw", true, true);
-    let s = w.join("room-bw", false, false);
+    let (mut w, p, s) = publisher_and_subscriber("room-bw", true);
     w.set_links(s, Some(link(3_000, 300, 1)), Some(delay_only(2)));
     w.run(Duration::from_secs(1), 30);
     w.prefer(s, p, 1280, 720);
@@ -119,19 +132,14 @@ fn downlink_drop_steps_down_within_2s_without_audio_loss_and_recovers_within_10s
 
 #[test]
 fn five_percent_loss_for_10s_video_recovers_and_frame_rate_returns() {
-    let mut w = World::new();
-    w.layer_bytes = REALISTIC_LAYERS;
-    let p = w.join("room-loss", true, true);
-    let s = w.join("room-loss", false, false);
+    let (mut w, p, s) = publisher_and_subscriber("room-loss", true);
     w.set_links(s, Some(delay_only(7)), Some(delay_only(8)));
     w.run(Duration::from_secs(1), 300);
     w.prefer(s, p, 640, 360);
     w.run(Duration::from_secs(3), 300);
     let vmid = w.mid_of(s, p, MediaKind::Video).expect("video");
-    let lossy =
-        NetemConfig::new().latency(Duration::from_millis(20)).loss(RandomLoss::new(Probability::new(0.05))).seed(9);
     let start = w.now;
-    w.set_links(s, Some(lossy), Some(delay_only(10)));
+    w.set_links(s, Some(lossy(0.05, 9)), Some(delay_only(10)));
     w.run(Duration::from_secs(10), 300);
     let during = fps(&w.frames(s, vmid), start, w.now);
     assert!(during > 15.0, "video kept playing under 5% loss (NACK/RTX, key frames): {during:.1} fps");
@@ -147,10 +155,7 @@ fn five_percent_loss_for_10s_video_recovers_and_frame_rate_returns() {
 
 #[test]
 fn layers_nobody_receives_are_paused_and_resumed_when_needed() {
-    let mut w = World::new();
-    w.layer_bytes = REALISTIC_LAYERS;
-    let p = w.join("room-pause", true, true);
-    let s = w.join("room-pause", false, false);
+    let (mut w, p, s) = publisher_and_subscriber("room-pause", true);
     w.run(Duration::from_secs(1), 30);
     w.prefer(s, p, 160, 90);
     w.run(Duration::from_secs(4), 30);
@@ -179,10 +184,7 @@ fn layers_nobody_receives_are_paused_and_resumed_when_needed() {
 
 #[test]
 fn a_publisher_whose_uplink_cannot_carry_video_is_marked_poor() {
-    let mut w = World::new();
-    w.layer_bytes = REALISTIC_LAYERS;
-    let p = w.join("room-poor", true, true);
-    let s = w.join("room-poor", false, false);
+    let (mut w, p, s) = publisher_and_subscriber("room-poor", true);
     w.run(Duration::from_secs(4), 30);
     let pid = w.peers[p].id;
     let marks = |w: &World| -> Vec<bool> {
@@ -216,16 +218,11 @@ fn a_publisher_whose_uplink_cannot_carry_video_is_marked_poor() {
 
 #[test]
 fn loss_on_a_publishers_uplink_does_not_hold_back_its_audio() {
-    let mut w = World::new();
-    w.layer_bytes = REALISTIC_LAYERS;
-    let p = w.join("room-uplink-loss", true, false);
-    let s = w.join("room-uplink-loss", false, false);
+    let (mut w, p, s) = publisher_and_subscriber("room-uplink-loss", false);
     w.run(Duration::from_secs(2), 60);
     let amid = w.mid_of(s, p, MediaKind::Audio).expect("audio");
-    let lossy =
-        NetemConfig::new().latency(Duration::from_millis(20)).loss(RandomLoss::new(Probability::new(0.03))).seed(21);
     let start = w.now;
-    w.set_links(p, Some(delay_only(20)), Some(lossy));
+    w.set_links(p, Some(delay_only(20)), Some(lossy(0.03, 21)));
     w.run(Duration::from_secs(10), 60);
     let audio: Vec<Instant> = w.frames(s, amid).iter().filter(|f| f.at >= start).map(|f| f.at).collect();
     assert!(audio.len() > 400, "audio kept flowing: {} frames in 10 s", audio.len());
