@@ -15,11 +15,12 @@ pub struct LoadArgs {
     /// Servers to load, one after the other, same ramp (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "plenary")]
     pub target: Vec<TargetKind>,
-    /// (a) `fanout`: 1 publisher to S subscribers; (b) `meeting`: N participants all publishing.
+    /// (a) `fanout`: 1 publisher to S subscribers; (b) `meeting`: N participants all publishing;
+    /// `idle`: S subscribers in a room where nothing is published (memory per idle subscriber).
     #[arg(long, value_enum, default_value = "fanout")]
     pub scenario: Scenario,
-    /// Subscribers per step (fanout) or participants per meeting
-    /// [default: 50,100,200,400,800 or 10,25,50].
+    /// Subscribers per step (fanout, idle) or participants per meeting
+    /// [default: 50,100,200,400,800; 10,25,50; 200,400,800].
     #[arg(long, value_delimiter = ',')]
     pub steps: Vec<usize>,
     /// Seconds each step is measured.
@@ -66,6 +67,12 @@ pub struct LoadArgs {
     pub out: PathBuf,
 }
 
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), LoadError> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| LoadError::Io(std::io::Error::other(e)))?;
+    std::fs::write(path, json)?;
+    Ok(())
+}
+
 fn cpu(s: &str) -> Option<usize> {
     s.parse().ok()
 }
@@ -94,7 +101,11 @@ pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
     std::fs::create_dir_all(&work)?;
     let meeting = args.scenario == Scenario::Meeting;
     let steps = if args.steps.is_empty() {
-        if meeting { vec![10, 25, 50] } else { vec![50, 100, 200, 400, 800] }
+        match args.scenario {
+            Scenario::Meeting => vec![10, 25, 50],
+            Scenario::Idle => vec![200, 400, 800],
+            Scenario::Fanout => vec![50, 100, 200, 400, 800],
+        }
     } else {
         args.steps.clone()
     };
@@ -111,6 +122,7 @@ pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
         None => std::env::current_exe()?,
     };
     let mut reports = Vec::new();
+    let mut idle_reports = Vec::new();
     for &target in &args.target {
         let cfg = RunConfig {
             target,
@@ -132,12 +144,23 @@ pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
             join_batch: args.join_batch,
         };
         eprintln!("plenary load: {} {:?}, steps {:?}", target.name(), args.scenario, steps);
+        if args.scenario == Scenario::Idle {
+            let report = rt.block_on(crate::idle::run(&cfg))?;
+            write_json(&args.out.join(format!("{}-idle.json", target.name())), &report)?;
+            idle_reports.push(report);
+            continue;
+        }
         let report = rt.block_on(run(&cfg))?;
         eprintln!("{}: stopped: {}", report.target, report.stopped);
         let name = format!("{}-{}.json", target.name(), if meeting { "meeting" } else { "fanout" });
-        let json = serde_json::to_string_pretty(&report).map_err(|e| LoadError::Io(std::io::Error::other(e)))?;
-        std::fs::write(args.out.join(name), json)?;
+        write_json(&args.out.join(name), &report)?;
         reports.push(report);
+    }
+    if args.scenario == Scenario::Idle {
+        let table = crate::idle::markdown(&idle_reports);
+        println!("{table}");
+        std::fs::write(args.out.join("idle.md"), &table)?;
+        return Ok(reports);
     }
     let table = markdown(&reports);
     println!("{table}");

@@ -47,6 +47,7 @@
 //! All participants run on one current-thread tokio runtime.
 
 pub mod cli;
+pub mod idle;
 pub mod janus;
 pub mod measure;
 pub mod peer;

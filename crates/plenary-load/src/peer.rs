@@ -31,6 +31,8 @@ const RECV_BUF: usize = 2048;
 pub struct PeerStats {
     /// ICE/DTLS up (or, for UDP peers, the first packet seen).
     pub connected: AtomicBool,
+    /// From `Target::open` to ICE/DTLS connected (WebRTC peers), µs; 0 until then.
+    pub connect_us: AtomicU64,
     /// From `Target::open` to the first received media packet (subscribers)
     /// or to the connection (publishers), µs; 0 until then.
     pub join_us: AtomicU64,
@@ -274,6 +276,9 @@ async fn webrtc(
 
     loop {
         let now = Instant::now();
+        if connected && stats.connect_us.load(Ordering::Relaxed) == 0 {
+            stats.connect_us.store((now - opened_at).as_micros().max(1) as u64, Ordering::Relaxed);
+        }
         if !connected && now >= connect_deadline {
             return Err(format!("ICE/DTLS not up within {} s", CONNECT_TIMEOUT.as_secs()));
         }

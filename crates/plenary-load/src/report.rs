@@ -12,13 +12,13 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// A markdown table of every step of `runs`, one row per target and step.
 pub fn markdown(runs: &[RunReport]) -> String {
     let mut s = String::new();
-    s.push_str("| target | scenario | receivers | pkt/s | Mbit/s | server CPU | CPU-s / Mpkt | loss % | latency p50 / p99 ms | RSS MiB | KiB / subscriber | join p50 / max ms | generator CPU |\n");
+    s.push_str("| target | scenario | receivers | pkt/s | Mbit/s | server CPU | CPU-s / Mpkt | loss % | latency p50 / p99 ms | RSS MiB | KiB / subscriber (slope) | join p50 / max ms | generator CPU |\n");
     s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in runs {
         for st in &r.steps {
             let _ = writeln!(
                 s,
-                "| {} | {:?} | {}{} | {:.0} | {:.1} | {:.0}% | {:.2} | {:.2} | {} / {} | {:.1} | {} | {} / {} | {:.0}% |",
+                "| {} | {:?} | {}{} | {:.0} | {:.1} | {:.0}% | {:.2} | {:.2} | {} / {} | {:.1} | {} ({}) | {} / {} | {:.0}% |",
                 r.target,
                 r.scenario,
                 st.subscribers,
@@ -32,6 +32,7 @@ pub fn markdown(runs: &[RunReport]) -> String {
                 opt(st.latency_p99_ms, 2),
                 st.rss_mib,
                 opt(st.rss_per_subscriber_kib, 0),
+                opt(st.rss_slope_kib, 0),
                 opt(st.join_p50_ms, 0),
                 opt(st.join_max_ms, 0),
                 st.generator_cpu * 100.0,
@@ -175,6 +176,7 @@ mod tests {
             latency_samples: 10,
             rss_mib: 30.0,
             rss_per_subscriber_kib: Some(50.0),
+            rss_slope_kib: None,
             join_p50_ms: Some(100.0),
             join_max_ms: Some(200.0),
             generator_cpu: 0.3,

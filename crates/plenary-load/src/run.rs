@@ -21,6 +21,9 @@ pub enum Scenario {
     Fanout,
     /// (b) meetings of N participants, all publishing and receiving.
     Meeting,
+    /// Subscribers in a room where nothing is published: memory and CPU
+    /// per idle subscriber ([`crate::idle`]).
+    Idle,
 }
 
 /// One run: one target, one scenario.
@@ -82,6 +85,10 @@ pub struct StepResult {
     /// Server RSS growth since only publishers were connected, per
     /// subscriber, KiB (fanout only).
     pub rss_per_subscriber_kib: Option<f64>,
+    /// Server RSS growth since the previous step over the subscribers
+    /// added, KiB (fanout only): the marginal memory of an active
+    /// subscriber, without the one-time costs the average carries.
+    pub rss_slope_kib: Option<f64>,
     /// Time from opening to first media packet, median over the step's
     /// new receivers, ms.
     pub join_p50_ms: Option<f64>,
@@ -112,7 +119,7 @@ pub struct RunReport {
 }
 
 /// One simulated participant.
-struct Participant {
+pub(crate) struct Participant {
     role: Role,
     /// Index of its meeting (fanout: all 0).
     group: usize,
@@ -123,8 +130,23 @@ impl Participant {
     fn sum(&self, f: impl Fn(&PeerStats) -> u64) -> u64 {
         self.peers.iter().map(|p| f(p)).sum()
     }
-    fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.peers.iter().any(|p| p.failed.lock().map(|f| f.is_some()).unwrap_or(true))
+    }
+    /// Whether every peer has ICE/DTLS up.
+    pub(crate) fn connected(&self) -> bool {
+        self.peers.iter().all(|p| p.connected.load(Ordering::Relaxed))
+    }
+    /// From opening to the last peer's ICE/DTLS connected, µs.
+    pub(crate) fn connected_us(&self) -> Option<u64> {
+        let mut max = 0;
+        for p in &self.peers {
+            match p.connect_us.load(Ordering::Relaxed) {
+                0 => return None,
+                j => max = max.max(j),
+            }
+        }
+        Some(max)
     }
     fn joined_us(&self) -> Option<u64> {
         // Receivers count from their first media packet.
@@ -213,6 +235,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport, LoadError> {
     match cfg.scenario {
         Scenario::Fanout => fanout(cfg, target.as_ref(), pid, clock, &mut report).await?,
         Scenario::Meeting => meeting(cfg, target.as_ref(), pid, clock, &mut report).await?,
+        Scenario::Idle => return Err(LoadError::Unsupported("the idle scenario runs through idle::run")),
     }
     drop(target);
     Ok(report)
@@ -220,7 +243,7 @@ pub async fn run(cfg: &RunConfig) -> Result<RunReport, LoadError> {
 
 /// Opens `n` participants of `role` in `room`, `batch` at a time.
 #[allow(clippy::too_many_arguments)]
-async fn open_many(
+pub(crate) async fn open_many(
     target: &dyn Target,
     room: &str,
     role: Role,
@@ -352,6 +375,7 @@ async fn measure(
         rss_per_subscriber_kib: rss_base
             .filter(|_| receivers > 0)
             .map(|base| (rss as f64 - base as f64) / 1024.0 / receivers as f64),
+        rss_slope_kib: None,
         join_p50_ms: ms(percentile(&mut joins, 0.5)),
         join_max_ms: ms(percentile(&mut joins, 1.0)),
         generator_cpu: (b.own_cpu - a.own_cpu) / secs,
@@ -411,6 +435,8 @@ async fn fanout(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_base = rss_bytes(pid);
+    // (RSS, receivers) of the previous step, for the slope.
+    let mut prev: Option<(f64, usize)> = None;
     for &s in &cfg.steps {
         let have = parts.len() - 1;
         if s <= have {
@@ -419,7 +445,13 @@ async fn fanout(
         let from = parts.len();
         open_many(target, room, Role::Subscriber, s - have, 0, cfg.join_batch, &ctx, &mut parts).await;
         wait_joined(&parts, from, Duration::from_secs(60)).await;
-        let r = measure(cfg, pid, &parts, from, s, 1, rss_base).await;
+        let mut r = measure(cfg, pid, &parts, from, s, 1, rss_base).await;
+        if let Some((rss, n)) = prev
+            && s > n
+        {
+            r.rss_slope_kib = Some((r.rss_mib - rss) * 1024.0 / (s - n) as f64);
+        }
+        prev = Some((r.rss_mib, s));
         log_step(report.target, &r);
         let bound = bound_hit(cfg, &r);
         report.steps.push(r);

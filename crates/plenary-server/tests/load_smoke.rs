@@ -74,3 +74,33 @@ fn load_relays_one_step() {
         assert_sane(target, &s);
     }
 }
+
+/// `--scenario idle`: subscribers in a room where nothing is published
+/// connect (ICE/DTLS) and the server's RSS is read per step.
+#[test]
+fn load_plenary_idle_steps() {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let out = std::env::temp_dir().join(format!("plenary-load-smoke-idle-{}-{nanos}", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_plenary"))
+        .args(["load", "--scenario", "idle", "--steps", "3,6", "--hold", "1", "--warmup", "1"])
+        .args(["--server-cpu", "none", "--generator-cpu", "none"])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("running plenary load");
+    let text = std::fs::read_to_string(out.join("plenary-idle.json")).unwrap_or_default();
+    let table = std::fs::read_to_string(out.join("idle.md")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(status.success(), "plenary load --scenario idle failed");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON report");
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{v}");
+    for (s, n) in steps.iter().zip([3, 6]) {
+        assert_eq!(s["subscribers"], n, "every idle subscriber connects: {s}");
+        assert_eq!(s["failed_peers"], 0, "{s}");
+        assert!(s["rss_mib"].as_f64().is_some_and(|m| m > 1.0), "server RSS read: {s}");
+        assert!(s["rss_slope_kib"].as_f64().is_some_and(f64::is_finite), "{s}");
+        assert!(s["connect_p50_ms"].as_f64().is_some_and(|t| t > 0.0), "connect time measured: {s}");
+    }
+    assert!(table.contains("| plenary | 6 |"), "{table}");
+}

@@ -18,8 +18,10 @@ pub(crate) struct Participant {
     pub video_muted: bool,
     /// Leaf index in the room's MLS group, once announced.
     pub leaf: Option<u32>,
-    /// Created by the participant's first SDP offer.
-    pub rtc: Option<Rtc>,
+    /// Created by the participant's first SDP offer. Boxed: an `Rtc` is
+    /// about 10 KiB, and inline it would make every slot of the SFU's
+    /// participant map that large, used or not.
+    pub rtc: Option<Box<Rtc>>,
     pub next_timeout: Option<Instant>,
     /// When the session was last given `Input::Timeout`.
     pub timeout_fed: Option<Instant>,

@@ -407,7 +407,7 @@ impl Sfu {
             return Err(SfuError::OutOfTurn("an offer from the server is awaiting your answer"));
         }
         let mut fresh = None;
-        let rtc = match p.rtc.as_mut() {
+        let rtc = match p.rtc.as_deref_mut() {
             Some(rtc) => rtc,
             None => fresh.insert(new_rtc(config, crypto, now)),
         };
@@ -416,7 +416,7 @@ impl Sfu {
             SfuError::BadSdp("the offer cannot be applied".into())
         })?;
         if let Some(rtc) = fresh {
-            p.rtc = Some(rtc);
+            p.rtc = Some(Box::new(rtc));
         }
         for t in &mut p.tracks_out {
             if let OutState::Negotiating(_) = t.state {
