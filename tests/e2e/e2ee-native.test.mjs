@@ -17,13 +17,12 @@
 //   secret appear nowhere in the tap file, the server's log, or any WebSocket
 //   frame between the server and the pages.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  testMedia, startServer, openBrowser, waitFor, randomId, explained, hasSubcommand, newSecret, joinPath, startNative,
-  tempDir, sleep,
+  meetingFixture, waitFor, randomId, explained, hasSubcommand, newSecret, tempDir, sleep,
 } from './lib/harness.mjs';
 
 const MIN_FRAMES = 100;
@@ -32,24 +31,17 @@ const NATIVE_SECONDS = 120;
 /** Longest allowed pause in a page's decoded video from the other page across the key rotation, ms. */
 const MAX_STALL_MS = 1000;
 
-let server;
-let media;
 let tapDir;
 let tapFile;
-const browsers = [];
-const ctx = { server: () => server, browsers: () => browsers };
-
-before(async () => {
-  media = testMedia();
-  tapDir = tempDir('plenary-e2e-tap-');
-  tapFile = path.join(tapDir, 'tap.pcap');
-  server = await startServer({ name: 'e2ee-native-server', args: ['--tap', tapFile] });
-});
-
-after(async () => {
-  await Promise.all(browsers.map((b) => b.close()));
-  await server?.stop();
-  if (tapDir) fs.rmSync(tapDir, { recursive: true, force: true });
+const m = meetingFixture({
+  prepare: () => {
+    tapDir = tempDir('plenary-e2e-tap-');
+    tapFile = path.join(tapDir, 'tap.pcap');
+  },
+  server: () => ({ name: 'e2ee-native-server', args: ['--tap', tapFile] }),
+  cleanup: () => {
+    if (tapDir) fs.rmSync(tapDir, { recursive: true, force: true });
+  },
 });
 
 const stats = (b) => b.page.evaluate(() => window.plenary.stats());
@@ -99,21 +91,14 @@ test('browsers and a native client meet end-to-end encrypted; the tap, log and s
     t.skip('`plenary join` is not in this build');
     return;
   }
-  await explained(t, ctx, async () => {
+  await explained(t, m.ctx, async () => {
     const room = `e2ee-mixed-${randomId(6)}`;
     const secret = newSecret();
     const names = [`Participant-${randomId(6)}`, `Participant-${randomId(6)}`];
     const nativeName = `Participant-${randomId(6)}`;
     const chatText = `Chat-${randomId(12)}`;
-    const pages = [];
-    for (const [i, name] of names.entries()) {
-      const b = await openBrowser(media);
-      browsers.push(b);
-      await b.page.goto(server.url(joinPath(room, secret, name)));
-      pages.push(b);
-      if (i === 0) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
-    }
-    const native = startNative(server.url(`/m/${room}#${secret}`), nativeName, { media, seconds: NATIVE_SECONDS });
+    const pages = await m.joinGroup(room, secret, names);
+    const native = m.native(m.server.url(`/m/${room}#${secret}`), nativeName, { seconds: NATIVE_SECONDS });
     const joined = await waitFor(() => native.events.find((e) => e.event === 'joined'), { ms: 15000, every: 100 });
     assert.ok(joined, `native client joined: ${native.stderr.slice(-2000)}`);
     const id = joined.participant_id;
@@ -197,7 +182,7 @@ test('browsers and a native client meet end-to-end encrypted; the tap, log and s
     const hidden = [...names, nativeName, chatText, secret];
     const tap = fs.readFileSync(tapFile);
     assert.ok(tap.length > 500000, `the tap recorded the meeting's media (${tap.length} bytes)`);
-    const log = fs.readFileSync(server.logFile, 'utf8');
+    const log = fs.readFileSync(m.server.logFile, 'utf8');
     assert.match(log, /tap/i, 'the server log says the tap is on');
     for (const s of hidden) {
       assert.ok(!tap.includes(Buffer.from(s, 'utf8')), 'the tap file holds no name, chat or secret');

@@ -17,13 +17,12 @@
 // - the createEncodedStreams fallback works where RTCRtpScriptTransform is
 //   missing; after a server restart the pages form a new group by themselves.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ARTIFACTS, testMedia, startServer, openBrowser, waitFor, randomId, sleep, explained, foreignRequests, policyViolations,
-  newSecret, joinPath,
+  ARTIFACTS, meetingFixture, waitFor, randomId, sleep, explained, foreignRequests, policyViolations, newSecret,
 } from './lib/harness.mjs';
 
 /** Frames each page must have decoded from each remote video. */
@@ -31,46 +30,20 @@ const MIN_FRAMES = 100;
 /** Pages with the right secret. */
 const PAGES = Number(process.env.PLENARY_E2EE_PAGES || 3);
 
-let server;
-let media;
-const browsers = [];
-const ctx = { server: () => server, browsers: () => browsers };
-
-before(async () => {
-  media = testMedia();
-  server = await startServer({ name: 'e2ee-server' });
-});
-
-after(async () => {
-  await Promise.all(browsers.map((b) => b.close()));
-  await server?.stop();
-});
-
-/** Opens a browser (it records every WebSocket frame it sends and receives). */
-async function openRecorded() {
-  const b = await openBrowser(media);
-  browsers.push(b);
-  return b;
-}
+const m = meetingFixture({ server: { name: 'e2ee-server' } });
 
 const stats = (b) => b.page.evaluate(() => window.plenary.stats());
 const e2ee = (b) => b.page.evaluate(() => window.plenary.e2ee());
 
 test('E2EE meeting: media decrypts, same security code, encrypted names and chat, wrong secret kept out', { timeout: 150000 }, async (t) => {
-  await explained(t, ctx, async () => {
+  await explained(t, m.ctx, async () => {
     const room = `e2ee-${randomId(8)}`;
     const secret = newSecret();
     const names = Array.from({ length: PAGES }, () => `Participant-${randomId(6)}`);
     const chatText = `Secret chat ${randomId(10)}`;
-    const pages = [];
     // The first page creates the group; the others join together (one
     // batched commit, or a few).
-    for (const [i, name] of names.entries()) {
-      const b = await openRecorded();
-      await b.page.goto(server.url(joinPath(room, secret, name)));
-      pages.push(b);
-      if (i === 0) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
-    }
+    const pages = await m.joinGroup(room, secret, names);
 
     // Everyone is a member of one epoch with the same security code.
     const agreed = await waitFor(async () => {
@@ -141,8 +114,8 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
 
     // A page with a wrong secret: same room name, different fragment, so
     // another room tag: an empty meeting of its own.
-    const intruder = await openRecorded();
-    await intruder.page.goto(server.url(joinPath(room, newSecret(), 'Intruder')));
+    const intruder = await m.open();
+    await m.join(intruder, room, newSecret(), 'Intruder');
     const before = await Promise.all(pages.map(stats));
     const alone = await waitFor(async () => {
       const [s, e] = [await stats(intruder), await e2ee(intruder)];
@@ -204,25 +177,24 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
 
     // Nothing the server saw holds the names, the chat text or the secret.
     const secrets = [...names, chatText, secret];
-    const log = fs.readFileSync(server.logFile, 'utf8');
+    const log = fs.readFileSync(m.server.logFile, 'utf8');
     for (const [i, b] of [...pages, intruder].entries()) {
       assert.ok(b.frames.length > 5, `page ${i}'s WebSocket frames were captured (${b.frames.length})`);
       const all = b.frames.join('\n');
       for (const s of secrets) assert.ok(!all.includes(s), `page ${i}'s WebSocket traffic holds no name, chat or secret`);
-      assert.deepEqual(foreignRequests(b.requests, server.origin), []);
+      assert.deepEqual(foreignRequests(b.requests, m.server.origin), []);
       assert.deepEqual(policyViolations(b), []);
       for (const r of b.requests) assert.ok(!r.includes(secret), 'no request carries the secret');
     }
     for (const s of secrets) assert.ok(!log.includes(s), 'the server log holds no name, chat or secret');
     // Free the cores for the next test.
-    await Promise.all(browsers.splice(0).map((b) => b.close()));
+    await m.close();
   });
 });
 
 test('a link without its secret, or with a damaged one, shows "This link is incomplete" and does not join', { timeout: 60000 }, async (t) => {
-  await explained(t, ctx, async () => {
-    const b = await openBrowser(media);
-    browsers.push(b);
+  await explained(t, m.ctx, async () => {
+    const b = await m.open();
     const sockets = [];
     b.page.on('websocket', (ws) => sockets.push(ws.url()));
     const good = newSecret();
@@ -231,7 +203,7 @@ test('a link without its secret, or with a damaged one, shows "This link is inco
     const fragments = ['', '#', '#abc', `#${good.slice(0, 21)}+`, `#${good}%20`, `#${good.slice(0, 21)}`];
     for (const fragment of fragments) {
       // A new room each time: a change of fragment alone would not reload the page.
-      await b.page.goto(server.url(`/m/e2ee-bad-${randomId(6)}?name=Bad-link&autojoin=1${fragment}`));
+      await b.page.goto(m.server.url(`/m/e2ee-bad-${randomId(6)}?name=Bad-link&autojoin=1${fragment}`));
       await b.page.getByRole('heading', { name: 'This link is incomplete: the part after # is missing or damaged' }).waitFor();
       assert.equal(await b.page.locator('#meeting').isVisible(), false, `no meeting view for "${fragment}"`);
       assert.equal(await b.page.locator('#prejoin').isVisible(), false, `no pre-join view for "${fragment}"`);
@@ -240,21 +212,20 @@ test('a link without its secret, or with a damaged one, shows "This link is inco
     await sleep(1000);
     assert.deepEqual(sockets, [], 'no WebSocket was opened');
     assert.deepEqual(b.requests.filter((r) => /\/ws\b|\.wasm\b|media-worker/.test(r)), [], 'neither signaling nor encryption was started');
-    await b.close();
-    browsers.splice(browsers.indexOf(b), 1);
+    await m.close(b);
   });
 });
 
 test('a participant who never gets the keys shows "Waiting for keys…", not a frozen picture', { timeout: 90000 }, async (t) => {
-  await explained(t, ctx, async () => {
+  await explained(t, m.ctx, async () => {
     const room = `e2ee-wait-${randomId(6)}`;
     const secret = newSecret();
-    const member = await openRecorded();
-    await member.page.goto(server.url(joinPath(room, secret, 'Keyed')));
+    const member = await m.open();
+    await m.join(member, room, secret, 'Keyed');
     await waitFor(async () => (await e2ee(member)).member, { ms: 20000, every: 200 });
     // The other page's MLS traffic is dropped both ways: it is in the room
     // (the SFU sends it media) but never in the group (no keys).
-    const keyless = await openRecorded();
+    const keyless = await m.open();
     await keyless.page.routeWebSocket(/\/ws$/, (ws) => {
       const srv = ws.connectToServer();
       srv.onMessage((m) => {
@@ -264,7 +235,7 @@ test('a participant who never gets the keys shows "Waiting for keys…", not a f
         if (!/"type":"mls"/.test(String(m))) srv.send(m);
       });
     });
-    await keyless.page.goto(server.url(joinPath(room, secret, 'Keyless')));
+    await m.join(keyless, room, secret, 'Keyless');
     await keyless.page.locator('.tile:not(.tile-self) .tile-waiting:not([hidden])').waitFor({ timeout: 30000 });
     await keyless.page.screenshot({ path: path.join(ARTIFACTS, 'e2ee-waiting-for-keys.png') }).catch(() => {});
     assert.equal((await keyless.page.locator('.tile:not(.tile-self) .tile-waiting').textContent()).trim(), 'Waiting for keys…');
@@ -275,22 +246,17 @@ test('a participant who never gets the keys shows "Waiting for keys…", not a f
     assert.ok(got[0].videoFailed > 0 && got[0].video === 0 && got[0].waiting, `nothing decrypts: ${JSON.stringify(got[0])}`);
     const s = await stats(keyless);
     assert.equal(s.participants[0].framesDecoded, 0, 'nothing reaches the decoder');
-    await Promise.all(browsers.splice(0).map((b) => b.close()));
+    await m.close();
   });
 });
 
 test('without RTCRtpScriptTransform, the createEncodedStreams fallback encrypts and decrypts', { timeout: 90000 }, async (t) => {
-  await explained(t, ctx, async () => {
+  await explained(t, m.ctx, async () => {
     const room = `e2ee-fb-${randomId(6)}`;
     const secret = newSecret();
-    const pages = [];
-    for (const name of ['Fallback-A', 'Fallback-B']) {
-      const b = await openRecorded();
-      await b.context.addInitScript(() => { delete window.RTCRtpScriptTransform; });
-      await b.page.goto(server.url(joinPath(room, secret, name)));
-      pages.push(b);
-      if (pages.length === 1) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
-    }
+    const pages = await m.joinGroup(room, secret, ['Fallback-A', 'Fallback-B'], {
+      init: (b) => b.context.addInitScript(() => { delete window.RTCRtpScriptTransform; }),
+    });
     const ok = await waitFor(async () => {
       const all = await Promise.all(pages.map(e2ee));
       const st = await Promise.all(pages.map(stats));
@@ -300,21 +266,15 @@ test('without RTCRtpScriptTransform, the createEncodedStreams fallback encrypts 
     }, { ms: 45000 });
     assert.ok(ok, `fallback path decrypts: ${JSON.stringify(await Promise.all(pages.map(e2ee)))}`);
     assert.equal(await pages[0].page.evaluate(() => typeof window.RTCRtpScriptTransform), 'undefined');
-    await Promise.all(browsers.splice(0).map((b) => b.close()));
+    await m.close();
   });
 });
 
 test('after a server restart, E2EE pages re-form the group and media resumes', { timeout: 120000 }, async (t) => {
-  await explained(t, ctx, async () => {
+  await explained(t, m.ctx, async () => {
     const room = `e2ee-rs-${randomId(6)}`;
     const secret = newSecret();
-    const pages = [];
-    for (const name of ['Restart-A', 'Restart-B']) {
-      const b = await openRecorded();
-      await b.page.goto(server.url(joinPath(room, secret, name)));
-      pages.push(b);
-      if (pages.length === 1) await waitFor(async () => (await e2ee(b)).member, { ms: 20000, every: 200 });
-    }
+    const pages = await m.joinGroup(room, secret, ['Restart-A', 'Restart-B']);
     const flowing = async (min) => {
       const all = await Promise.all(pages.map(e2ee));
       return all.every((x) => x.member && x.securityCode === all[0].securityCode
@@ -323,10 +283,9 @@ test('after a server restart, E2EE pages re-form the group and media resumes', {
     const first = await waitFor(() => flowing(30), { ms: 30000 });
     assert.ok(first, 'video decrypts before the restart');
 
-    const { httpPort, rtcPort } = server;
-    await server.stop();
+    await m.server.stop();
     await sleep(1500);
-    server = await startServer({ name: 'e2ee-server-2', httpPort, rtcPort });
+    await m.startAgain('e2ee-server-2');
     const back = await waitFor(async () => {
       const st = await Promise.all(pages.map(stats));
       if (!st.every((s) => s.state === 'connected' && s.participants.length === 1 && s.participants[0].framesDecoded > 30)) return null;
@@ -334,6 +293,6 @@ test('after a server restart, E2EE pages re-form the group and media resumes', {
     }, { ms: 40000 });
     assert.ok(back, `video decrypts again after the restart: ${JSON.stringify(await Promise.all(pages.map(e2ee)))}`);
     assert.notEqual(back[0].securityCode, first[0].securityCode, 'a new group, a new security code');
-    await Promise.all(browsers.splice(0).map((b) => b.close()));
+    await m.close();
   });
 });
