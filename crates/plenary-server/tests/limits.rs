@@ -238,7 +238,9 @@ fn slow_and_silent_clients_are_cut_off_while_others_are_served() {
 
 #[test]
 fn one_address_gets_its_share_and_others_are_still_served() {
-    let (_dir, server) = start(&["--max-connections-per-ip", "3", "--max-sessions-per-ip", "2"]);
+    // A long header timeout: the held connections stay silent meanwhile.
+    let (_dir, server) =
+        start(&["--max-connections-per-ip", "3", "--max-sessions-per-ip", "2", "--header-timeout", "120"]);
 
     // HTTP: three keep-alive connections work, the fourth gets 429.
     let mut held: Vec<TcpStream> = (0..3).map(|_| served(ME, server.http)).collect();
