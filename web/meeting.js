@@ -200,12 +200,14 @@ class MeetingPage {
     }
     const session = new MeetingSession({ room: this.room, name: this.name, local: this.local, secret: this.secret, media: this.media });
     this.session = session;
+    this.retryNote = null;
     session.addEventListener('e2ee', () => this.renderE2ee());
     session.addEventListener('chat', (ev) => this.onChat(ev.detail));
     $('chat-list').replaceChildren();
     this.unreadChat = 0;
     this.renderE2ee();
     session.addEventListener('state', (ev) => this.onState(ev.detail));
+    session.addEventListener('retry', (ev) => this.onRetry(ev.detail));
     session.addEventListener('participants', () => this.render());
     session.addEventListener('error', (ev) => this.onError(ev.detail));
     session.addEventListener('quality', (ev) => this.onQuality(ev.detail));
@@ -263,7 +265,14 @@ class MeetingPage {
   setConnState(state) {
     const el = $('conn-state');
     el.dataset.state = state;
-    $('conn-text').textContent = STATE_TEXT[state] || state;
+    if (state !== 'connecting' && state !== 'reconnecting') this.retryNote = null;
+    $('conn-text').textContent = this.retryNote || STATE_TEXT[state] || state;
+  }
+
+  /** The server did not answer in time: say so while the next attempt waits. */
+  onRetry({ attempt, timedOut }) {
+    this.retryNote = timedOut ? `No answer from the server, trying again (attempt ${attempt + 1})…` : null;
+    this.setConnState(this.session?.state ?? 'connecting');
   }
 
   onError(err) {

@@ -13,9 +13,11 @@
 //
 // Other events: `participants` (someone joined, left, changed, or got or lost
 // a track), `error` (detail: {code, message, fatal} from the server, or a
-// local failure with code 'client').
+// local failure with code 'client'), `retry` (detail: {attempt, delayMs,
+// timedOut}: the next connection attempt is scheduled; `timedOut` when the
+// WebSocket did not open within CONNECT_TIMEOUT_MS).
 
-import { Signaling, signalingUrl } from './signaling.js';
+import { Signaling, signalingUrl, ConnectTimeoutError } from './signaling.js';
 import { PeerSession } from './peer.js';
 import { GroupSession, meetingRoomTag } from './e2ee.js';
 
@@ -103,8 +105,10 @@ export class MeetingSession extends EventTarget {
 
   /**
    * When each step of joining first happened (nowMs): `ws` (WebSocket open),
-   * `joined` (the server's answer), `member` (in the MLS group, keys
-   * installed), `connected` (PeerConnection), `tracks` (remote tracks
+   * `joined` (the server's answer), `offer` (our SDP offer sent), `answer`
+   * (the server's SDP answer applied: ICE starts), `server_offer` (the
+   * server's offer of the remote tracks answered), `member` (in the MLS
+   * group, keys installed), `connected` (PeerConnection), `tracks` (remote tracks
    * negotiated), `seen` (the first remote video frame reached the worker),
    * `video` (the first remote video frame decrypted); absent until it happens.
    */
@@ -183,8 +187,8 @@ export class MeetingSession extends EventTarget {
     });
     try {
       await sig.connect();
-    } catch {
-      if (this.signaling === sig) this.connectionLost();
+    } catch (err) {
+      if (this.signaling === sig) this.connectionLost({ timedOut: err instanceof ConnectTimeoutError });
       return;
     }
     this.mark('ws');
@@ -209,6 +213,7 @@ export class MeetingSession extends EventTarget {
       iceServers: msg.ice_servers || [],
       audio: this.local.audio,
       video: this.local.cameraOff ? null : this.local.video,
+      mark: (step) => this.mark(step),
     });
     this.peer = peer;
     peer.addEventListener('state', (ev) => this.onPeerState(peer, ev.detail));
@@ -328,9 +333,13 @@ export class MeetingSession extends EventTarget {
     for (const t of this.remoteTracks) {
       const r = t.e2eeId ? w.recv?.[t.e2eeId] : null;
       if (!r) continue;
-      const e = (perParticipant[t.participantId] ||= { video: 0, audio: 0, videoFailed: 0, audioFailed: 0, waiting: false });
+      const e = (perParticipant[t.participantId] ||= {
+        video: 0, audio: 0, videoFailed: 0, audioFailed: 0, videoFailedBy: {}, held: 0, waiting: false,
+      });
       e[t.kind] += r.decrypted;
       e[`${t.kind}Failed`] += r.failed;
+      e.held += r.held ?? 0;
+      if (t.kind === 'video') for (const [why, n] of Object.entries(r.failedBy || {})) e.videoFailedBy[why] = (e.videoFailedBy[why] ?? 0) + n;
       if (t.kind === 'video' && r.waiting) e.waiting = true;
     }
     return {
@@ -370,8 +379,12 @@ export class MeetingSession extends EventTarget {
     if (err.fatal) this.fail();
   }
 
-  /** The WebSocket or PeerConnection died: start over after a back-off. */
-  connectionLost() {
+  /**
+   * The WebSocket or PeerConnection died, or the WebSocket did not open in
+   * time (`timedOut`): start over after a back-off. Emits `retry` (detail:
+   * {attempt, delayMs, timedOut}) before waiting.
+   */
+  connectionLost({ timedOut = false } = {}) {
     if (this.state === 'left' || this.state === 'failed') return;
     this.teardown();
     if (this.attempt >= RECONNECT_DELAYS_MS.length) {
@@ -381,6 +394,7 @@ export class MeetingSession extends EventTarget {
     }
     const delay = RECONNECT_DELAYS_MS[this.attempt++];
     this.setState(this.selfId === null && this.state === 'connecting' ? 'connecting' : 'reconnecting');
+    this.dispatchEvent(new CustomEvent('retry', { detail: { attempt: this.attempt, delayMs: delay, timedOut } }));
     this.retryTimer = window.setTimeout(() => this.connect(), delay);
   }
 

@@ -14,6 +14,21 @@ export const PROTOCOL_VERSION = 1;
 /** Interval between keep-alive pings, in milliseconds. */
 const PING_INTERVAL_MS = 15000;
 
+/**
+ * How long the WebSocket may take to open, in milliseconds: a server or
+ * network that swallows the handshake would otherwise leave the page
+ * "Connecting…" for minutes (the browser's own TCP timeout).
+ */
+export const CONNECT_TIMEOUT_MS = 10000;
+
+/** The WebSocket did not open within the connect timeout. */
+export class ConnectTimeoutError extends Error {
+  constructor(ms) {
+    super(`The server did not answer within ${Math.round(ms / 1000)} s.`);
+    this.name = 'ConnectTimeoutError';
+  }
+}
+
 /** The WebSocket URL on the page's own origin. */
 export function signalingUrl(loc = window.location) {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -40,14 +55,21 @@ export class Signaling extends EventTarget {
 
   /**
    * Opens the WebSocket. Resolves once it is open; rejects if it closes
-   * before opening.
+   * before opening, or with a ConnectTimeoutError (and closes it) if it is
+   * not open after `timeoutMs`.
    */
-  connect() {
+  connect(timeoutMs = CONNECT_TIMEOUT_MS) {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url);
       this.ws = ws;
       let opened = false;
+      const timer = window.setTimeout(() => {
+        reject(new ConnectTimeoutError(timeoutMs));
+        // Its close event follows; the caller has moved on by then.
+        ws.close();
+      }, timeoutMs);
       ws.addEventListener('open', () => {
+        window.clearTimeout(timer);
         opened = true;
         this.pingTimer = window.setInterval(() => this.send({ type: 'ping', id: ++this.pingId }), PING_INTERVAL_MS);
         this.dispatchEvent(new CustomEvent('open'));
@@ -55,6 +77,7 @@ export class Signaling extends EventTarget {
       });
       ws.addEventListener('message', (ev) => this.onMessage(ev));
       ws.addEventListener('close', (ev) => {
+        window.clearTimeout(timer);
         window.clearInterval(this.pingTimer);
         if (this.ws === ws) this.ws = null;
         if (!opened) reject(new Error(`WebSocket closed before opening (code ${ev.code})`));

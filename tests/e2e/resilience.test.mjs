@@ -1,9 +1,11 @@
 // Resilience of the web client: a participant without any camera or
-// microphone still joins and sees the others, and pages reconnect by
-// themselves when the server restarts.
+// microphone still joins and sees the others, pages reconnect by themselves
+// when the server restarts, and a WebSocket handshake that gets no answer
+// times out, says so, and is tried again.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import {
   meetingFixture, foreignRequests, policyViolations, randomId, waitFor, sleep, explained, newSecret,
 } from './lib/harness.mjs';
@@ -71,5 +73,71 @@ test('pages reconnect after the server restarts', { timeout: 90_000 }, async (t)
   for (const br of [a, b]) {
     assert.deepEqual(foreignRequests(br.requests, m.server.origin), []);
     assert.deepEqual(policyViolations(br), []);
+  }
+}));
+
+/**
+ * A TCP front for the server on a free loopback port: it passes every
+ * connection through, except that while `swallow` is set it accepts a
+ * WebSocket handshake (`GET /ws`) and never answers it, as a broken proxy or
+ * a black-holed network would. Returns {origin, swallowed, close()}.
+ */
+async function stallingFront(upstreamPort, swallow) {
+  const sockets = new Set();
+  const front = { swallowed: 0 };
+  const srv = net.createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    client.once('data', (head) => {
+      if (swallow() && head.toString('latin1').startsWith('GET /ws')) {
+        front.swallowed++;
+        return;
+      }
+      const up = net.connect(upstreamPort, '127.0.0.1', () => {
+        up.write(head);
+        client.pipe(up).pipe(client);
+      });
+      sockets.add(up);
+      up.on('close', () => { sockets.delete(up); client.destroy(); });
+      up.on('error', () => client.destroy());
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  front.origin = `http://127.0.0.1:${srv.address().port}`;
+  front.close = () => {
+    for (const s of sockets) s.destroy();
+    return new Promise((r) => srv.close(r));
+  };
+  return front;
+}
+
+test('an unanswered WebSocket handshake times out, is shown, and is retried', { timeout: 60_000 }, async (t) => explained(t, ctx, async () => {
+  let swallow = true;
+  const front = await stallingFront(server.httpPort, () => swallow);
+  const b = await openBrowser(media);
+  browsers.push(b);
+  try {
+    const name = `T-${randomId(4)}`;
+    await b.page.goto(`${front.origin}${joinPath(randomId(), newSecret(), name)}`);
+    // The handshake hangs: after the connect timeout (10 s) the page says the
+    // server does not answer, instead of "Connecting…" for minutes.
+    const shown = await waitFor(async () => {
+      const text = await b.page.locator('#conn-text').textContent();
+      return /No answer from the server, trying again/.test(text) && text;
+    }, { ms: 25_000, every: 200 });
+    assert.ok(shown, `the page says the server does not answer: ${await b.page.locator('#conn-text').textContent()}`);
+    assert.ok(front.swallowed >= 1);
+    assert.equal(await b.page.evaluate(() => window.plenary.state), 'connecting');
+    // The next attempt gets through.
+    swallow = false;
+    const connected = await waitFor(async () => (await b.page.evaluate(() => window.plenary.state)) === 'connected', { ms: 30_000, every: 200 });
+    assert.ok(connected, 'connected once the server answers');
+    assert.equal(await b.page.locator('#conn-text').textContent(), 'Connected');
+    assert.deepEqual(policyViolations(b), []);
+  } finally {
+    await b.close();
+    browsers.length = 0;
+    await front.close();
   }
 }));
