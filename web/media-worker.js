@@ -8,10 +8,21 @@
 //       `reset` starts over with a fresh FrameCrypto (a new group)
 //   {type: 'streams', readable, writable, options}    createEncodedStreams fallback
 // Messages to the page, twice a second:
-//   {type: 'stats', epoch, sent, sendDropped, recv: {id: {kind, decrypted, failed, leaf, waiting, seenAt, firstAt}}}
+//   {type: 'stats', epoch, sent, sendDropped, recv: {id: {kind, decrypted, failed, failedBy, held, leaf, waiting, seenAt, firstAt}}}
 //   (`seenAt`, `firstAt`: when the first frame arrived, and decrypted, in ms
-//   since the Unix epoch as performance.timeOrigin + performance.now(), or null)
+//   since the Unix epoch as performance.timeOrigin + performance.now(), or null;
+//   `failedBy`: dropped frames by reason {noKeys, unknownKey, replayed,
+//   authentication, other}; `held`: frames that waited for their epoch's keys)
 // No key, frame or plaintext is ever logged or posted back.
+//
+// Key changes race with media: a sender installs the keys of a new epoch when
+// it processes the commit, and its first frames under them can reach a
+// receiver that has not processed that commit yet (or, for a joiner, has not
+// processed its Welcome). Such frames (no keys yet, or a KID whose epoch bits
+// are one or two epochs ahead of ours) are held, in order, for up to HOLD_MS
+// and decrypted as soon as the keys arrive, instead of being dropped (which
+// would freeze the picture until the next key frame). Frames of the previous
+// epoch still decrypt for GRACE_MS after the new keys (plenary-e2ee).
 
 import init, { FrameCrypto } from './wasm/plenary_e2ee.js';
 
@@ -21,6 +32,12 @@ const GRACE_MS = 2000;
 const WAITING_AFTER_MS = 1000;
 /** At most one key frame request per receiver in this interval, ms. */
 const KEYFRAME_REQUEST_MS = 1000;
+/** How long a frame may wait for the keys of its epoch, ms. */
+const HOLD_MS = 1500;
+/** At most this many frames wait per receiver (about 3 s of video at 30 fps). */
+const HOLD_MAX = 100;
+/** Low-order epoch bits in a KID (plenary-e2ee EPOCH_BITS). */
+const EPOCH_MASK = 0xff;
 
 const ready = init();
 /** @type {FrameCrypto|null} */
@@ -65,39 +82,103 @@ function senderTransform(kind) {
   });
 }
 
+/** Why a frame did not decrypt, from plenary-wasm's error message (MediaError). */
+function failureOf(err) {
+  const msg = String(err?.message ?? err);
+  const kid = /unknown KID 0x([0-9a-f]+)/i.exec(msg);
+  if (kid) return { reason: 'unknownKey', epochBits: Number(BigInt(`0x${kid[1]}`) & BigInt(EPOCH_MASK)) };
+  if (/no media keys/.test(msg)) return { reason: 'noKeys' };
+  if (/replayed/.test(msg)) return { reason: 'replayed' };
+  if (/authenticate/.test(msg)) return { reason: 'authentication' };
+  return { reason: 'other' };
+}
+
+/** Whether a frame that failed this way may decrypt once the next keys arrive. */
+function mayComeLater(failure) {
+  if (failure.reason === 'noKeys') return true;
+  if (failure.reason !== 'unknownKey' || !hasKeys()) return false;
+  const ahead = (failure.epochBits - (Number(crypto.epoch) & EPOCH_MASK) + EPOCH_MASK + 1) & EPOCH_MASK;
+  return ahead === 1 || ahead === 2;
+}
+
+/** Tries to decrypt one frame: the failure, or null once it went to the decoder. */
+function tryFrame(r, frame, ctl, now) {
+  if (!hasKeys()) return { reason: 'noKeys' };
+  let d;
+  try {
+    d = crypto.decryptFrame(r.codec, new Uint8Array(frame.data), now);
+  } catch (err) {
+    return failureOf(err);
+  }
+  frame.data = bufferOf(d.data);
+  r.firstAt ??= performance.timeOrigin + now;
+  r.decrypted++;
+  r.leaf = d.senderLeaf;
+  r.lastOk = now;
+  if (r.failing && r.kind === 'video') requestKeyFrame(r, now);
+  r.failing = false;
+  try {
+    ctl.enqueue(frame);
+  } catch {
+    // The receiver went away while the frame was held.
+  }
+  return null;
+}
+
+/** A frame is not decryptable (no keys for its KID, tampered, replayed): never passed to the decoder. */
+function dropFrame(r, failure, now) {
+  r.failed++;
+  r.failedBy[failure.reason] = (r.failedBy[failure.reason] ?? 0) + 1;
+  r.lastFail = now;
+  r.failing = true;
+}
+
+/**
+ * Decrypts the held frames of `r` in order, as far as the keys now allow;
+ * frames held longer than HOLD_MS (or all of them, with `expire`) are dropped.
+ */
+function releaseHeld(r, now, expire = false) {
+  while (r.held.length) {
+    const { frame, ctl, at } = r.held[0];
+    const failure = tryFrame(r, frame, ctl, now);
+    if (failure && !expire && now - at < HOLD_MS && mayComeLater(failure)) break;
+    r.held.shift();
+    if (failure) dropFrame(r, failure, now);
+  }
+  clearTimeout(r.holdTimer);
+  r.holdTimer = 0;
+  if (r.held.length) {
+    r.holdTimer = setTimeout(() => releaseHeld(r, performance.now()), Math.max(0, r.held[0].at + HOLD_MS - now));
+  }
+}
+
 function receiverTransform(id, kind, transformer) {
-  const codec = codecOf(kind);
-  const r = { kind, decrypted: 0, failed: 0, leaf: null, lastOk: 0, lastFail: 0, failing: false, lastKeyRequest: 0, seenAt: null, firstAt: null, transformer };
+  const r = {
+    kind, codec: codecOf(kind), decrypted: 0, failed: 0, failedBy: {}, heldTotal: 0, held: [], holdTimer: 0,
+    leaf: null, lastOk: 0, lastFail: 0, failing: false, lastKeyRequest: 0, seenAt: null, firstAt: null, transformer,
+  };
   recv.set(id, r);
   return new TransformStream({
     transform(frame, ctl) {
       const now = performance.now();
       r.seenAt ??= performance.timeOrigin + now;
-      if (!hasKeys()) {
-        r.failed++;
-        r.lastFail = now;
-        r.failing = true;
+      // Frames stay in order: behind held ones, a frame waits too.
+      const failure = r.held.length ? { reason: 'queued' } : tryFrame(r, frame, ctl, now);
+      if (!failure) return;
+      if ((failure.reason === 'queued' || mayComeLater(failure)) && r.held.length < HOLD_MAX) {
+        r.held.push({ frame, ctl, at: now });
+        r.heldTotal++;
+        if (r.held.length === 1) releaseHeld(r, now);
         return;
       }
-      let d;
-      try {
-        d = crypto.decryptFrame(codec, new Uint8Array(frame.data), now);
-      } catch {
-        // Not decryptable (no keys for its KID, tampered, replayed): never
-        // passed to the decoder.
-        r.failed++;
-        r.lastFail = now;
-        r.failing = true;
+      if (failure.reason === 'queued') {
+        // Too many waiting: give up on the oldest, then this one goes behind the rest.
+        releaseHeld(r, now, true);
+        const f = tryFrame(r, frame, ctl, now);
+        if (f) dropFrame(r, f, now);
         return;
       }
-      frame.data = bufferOf(d.data);
-      r.firstAt ??= performance.timeOrigin + now;
-      r.decrypted++;
-      r.leaf = d.senderLeaf;
-      r.lastOk = now;
-      if (r.failing && kind === 'video') requestKeyFrame(r, now);
-      r.failing = false;
-      ctl.enqueue(frame);
+      dropFrame(r, failure, now);
     },
   });
 }
@@ -122,7 +203,10 @@ function attach({ readable, writable, options }, transformer = null) {
     .catch(() => {})
     .finally(() => {
       if (role === 'send') senders.delete(transformer);
-      else if (recv.get(id)?.transformer === transformer) recv.delete(id);
+      else if (recv.get(id)?.transformer === transformer) {
+        clearTimeout(recv.get(id).holdTimer);
+        recv.delete(id);
+      }
     });
 }
 
@@ -141,8 +225,10 @@ self.addEventListener('message', async (ev) => {
     } catch {
       return;
     }
-    // Receivers that lack a picture may be able to decode now.
+    // Held frames of this epoch decrypt now; receivers that lack a picture
+    // may be able to decode now.
     const now = performance.now();
+    for (const r of recv.values()) releaseHeld(r, now);
     for (const r of recv.values()) if (r.kind === 'video' && r.failing) requestKeyFrame(r, now);
     for (const t of senders) {
       try {
@@ -162,6 +248,8 @@ setInterval(() => {
       kind: r.kind,
       decrypted: r.decrypted,
       failed: r.failed,
+      failedBy: r.failedBy,
+      held: r.heldTotal,
       leaf: r.leaf,
       waiting: r.failing && now - r.lastOk > WAITING_AFTER_MS,
       seenAt: r.seenAt,

@@ -29,11 +29,15 @@ export class PeerSession extends EventTarget {
    * @param {import('./signaling.js').Signaling} signaling
    * @param {{media: import('./e2ee.js').MediaE2ee,
    *          iceServers?: Array<{urls: string[], username?: string, credential?: string}>,
-   *          audio?: MediaStreamTrack|null, video?: MediaStreamTrack|null}} opts
-   *   `media` encrypts every sent and decrypts every received frame (SFrame).
+   *          audio?: MediaStreamTrack|null, video?: MediaStreamTrack|null,
+   *          mark?: (step: string) => void}} opts
+   *   `media` encrypts every sent and decrypts every received frame (SFrame);
+   *   `mark` is told each negotiation step as it happens.
    */
-  constructor(signaling, { media, iceServers = [], audio = null, video = null }) {
+  constructor(signaling, { media, iceServers = [], audio = null, video = null, mark = () => {} }) {
     super();
+    /** Records a step of joining (`offer` sent, `answer` applied, `server_offer` applied) for timings. */
+    this.mark = mark;
     if (!media) throw new Error('Media is end-to-end encrypted: the SFrame worker is required.');
     this.signaling = signaling;
     /** @type {import('./e2ee.js').MediaE2ee} SFrame transforms. */
@@ -102,6 +106,7 @@ export class PeerSession extends EventTarget {
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
       this.signaling.offer(this.pc.localDescription.sdp);
+      this.mark('offer');
     });
   }
 
@@ -111,6 +116,7 @@ export class PeerSession extends EventTarget {
       return;
     }
     await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    this.mark('answer');
     const deferred = this.deferredOffer;
     this.deferredOffer = null;
     if (deferred) await this.applyOffer(deferred);
@@ -128,6 +134,7 @@ export class PeerSession extends EventTarget {
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);
     this.signaling.answer(this.pc.localDescription.sdp);
+    this.mark('server_offer');
     this.updateRemote(Array.isArray(msg.track_map) ? msg.track_map : []);
   }
 
