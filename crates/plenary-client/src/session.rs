@@ -24,7 +24,7 @@ use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, human_s
 use crate::meeting_url::MeetingUrl;
 use crate::reconnect::Backoff;
 use crate::record::{Pushed, RecordCodec, Recorder};
-use crate::source::{AUDIO_CLOCK_RATE, LoopedSource, VIDEO_CLOCK_RATE};
+use crate::source::{AUDIO_CLOCK_RATE, KeyframeRequests, LoopedSource, VIDEO_CLOCK_RATE};
 use crate::{ClientError, JoinOptions};
 use plenary_e2ee::secret::MeetingSecret;
 
@@ -83,6 +83,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         reporter,
         started,
         record_dir: opts.record.clone(),
+        hide_video: opts.hide_video,
         name: opts.name.clone(),
         secret,
         participant_id: joined.participant_id,
@@ -102,7 +103,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         paused_at: None,
         last_datagram: Instant::now(),
         ice_disconnected_since: None,
-        last_keyframe_answer: None,
+        keyframe_requests: KeyframeRequests::new(KEYFRAME_ANSWER_INTERVAL),
         rtp_base: (u64::from(rand::random::<u32>()), u64::from(rand::random::<u32>())),
         timeout: Instant::now(),
         e2ee: None,
@@ -333,6 +334,8 @@ struct Session {
     reporter: Reporter,
     started: Instant,
     record_dir: Option<PathBuf>,
+    /// Every received video is reported hidden (`layer_preference` 0x0).
+    hide_video: bool,
     /// Our display name (E2EE: for the encrypted profile of every session).
     name: String,
     /// The meeting secret from the link's fragment.
@@ -362,7 +365,9 @@ struct Session {
     /// When the last datagram arrived on the media socket.
     last_datagram: Instant,
     ice_disconnected_since: Option<Instant>,
-    last_keyframe_answer: Option<Instant>,
+    /// Key frame requests for our video, answered at most once per
+    /// KEYFRAME_ANSWER_INTERVAL.
+    keyframe_requests: KeyframeRequests,
     /// Random RTP time origins (audio, video), as real senders use.
     rtp_base: (u64, u64),
     /// Next time the Rtc wants a timeout input.
@@ -647,14 +652,11 @@ impl Session {
             }
             Event::MediaData(data) => self.on_media(data)?,
             Event::KeyframeRequest(req) => {
-                let ours = self.video.as_ref().and_then(|v| v.mid) == Some(req.mid);
-                let now = Instant::now();
-                let recent = self.last_keyframe_answer.is_some_and(|t| now - t < KEYFRAME_ANSWER_INTERVAL);
-                if ours && !recent {
-                    if let Some(v) = &mut self.video {
+                if let Some(v) = self.video.as_mut().filter(|v| v.mid == Some(req.mid)) {
+                    self.keyframe_requests.request();
+                    if self.keyframe_requests.answer_now(Instant::now()) {
                         v.source.rewind_to_key_frame();
                     }
-                    self.last_keyframe_answer = Some(now);
                 }
             }
             Event::Closed => {
@@ -746,6 +748,10 @@ impl Session {
                 let due_at = track.source.next_due(start);
                 if due_at > now {
                     break;
+                }
+                // A request that came too soon after the last answer is answered now.
+                if is_video && self.keyframe_requests.answer_now(now) {
+                    track.source.rewind_to_key_frame();
                 }
                 let frame = track.source.advance();
                 let Some(mid) = track.mid else { break };
@@ -903,7 +909,7 @@ impl Session {
         send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
         let added = self.apply_track_map(track_map)?;
         for mid in added {
-            let (width, height) = PREFERRED_SIZE;
+            let (width, height) = if self.hide_video { (0, 0) } else { PREFERRED_SIZE };
             send(ws, &ClientMsg::LayerPreference { mid, width, height, pinned: false }).await?;
         }
         Ok(())

@@ -214,6 +214,43 @@ impl LoopedSource {
     }
 }
 
+/// Key frame requests (PLI/FIR, RFC 4585 §6.3.1 and RFC 5104 §4.3.1) for a
+/// file-based sender, answered at most once per interval: answering rewinds
+/// the file to a key frame, so answering every request of a burst would
+/// replay the same frames. A request that comes sooner than the interval
+/// after the last answer is remembered and answered once the interval has
+/// passed, never dropped (its subscriber would wait for the file's next key
+/// frame, up to a second for a key frame every 30 frames).
+#[derive(Debug, Clone)]
+pub struct KeyframeRequests {
+    interval: Duration,
+    last_answer: Option<Instant>,
+    owed: bool,
+}
+
+impl KeyframeRequests {
+    /// Answers at most once per `interval`.
+    pub fn new(interval: Duration) -> KeyframeRequests {
+        KeyframeRequests { interval, last_answer: None, owed: false }
+    }
+
+    /// A key frame was requested.
+    pub fn request(&mut self) {
+        self.owed = true;
+    }
+
+    /// Whether to send a key frame now: a request is owed and the last
+    /// answer is at least the interval old. Records the answer.
+    pub fn answer_now(&mut self, now: Instant) -> bool {
+        if !self.owed || self.last_answer.is_some_and(|t| now.saturating_duration_since(t) < self.interval) {
+            return false;
+        }
+        self.owed = false;
+        self.last_answer = Some(now);
+        true
+    }
+}
+
 /// Converts clock ticks at `rate` Hz to a duration.
 pub fn ticks_to_duration(ticks: u64, rate: u32) -> Duration {
     let rate = u64::from(rate.max(1));
@@ -267,6 +304,26 @@ mod tests {
         assert_eq!((f.time, f.data[0]), (12000, 3));
         let f = s.advance();
         assert_eq!((f.time, f.data[0]), (15000, 0));
+    }
+
+    #[test]
+    fn keyframe_requests_are_answered_once_per_interval_and_never_dropped() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut k = KeyframeRequests::new(ms(250));
+        assert!(!k.answer_now(t0), "nothing requested");
+        k.request();
+        assert!(k.answer_now(t0));
+        assert!(!k.answer_now(t0), "answered once");
+        // A second request 100 ms later waits for the interval, then is answered.
+        k.request();
+        k.request();
+        assert!(!k.answer_now(t0 + ms(100)));
+        assert!(!k.answer_now(t0 + ms(249)));
+        assert!(k.answer_now(t0 + ms(250)));
+        assert!(!k.answer_now(t0 + ms(600)), "the burst was one request");
+        k.request();
+        assert!(k.answer_now(t0 + ms(600)), "a later request is answered at once");
     }
 
     #[test]
