@@ -20,6 +20,7 @@
 //!     duration: Some(Duration::from_secs(10)),
 //!     record: None,
 //!     json: false,
+//!     hide_video: false,
 //! })
 //! .await?;
 //! for t in &summary.tracks {
@@ -73,6 +74,11 @@ pub struct JoinOptions {
     pub record: Option<PathBuf>,
     /// Print JSON lines on stdout instead of human-readable lines.
     pub json: bool,
+    /// Tell the server every received video is hidden (`layer_preference`
+    /// 0x0, as a client showing no video tiles does): it forwards none of
+    /// it, only audio. Publishing is unchanged. Used to fill benchmark rooms
+    /// without 30 clients each receiving 29 videos on one machine.
+    pub hide_video: bool,
 }
 
 /// Why a session failed.

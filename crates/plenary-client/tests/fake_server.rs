@@ -237,3 +237,60 @@ async fn https_with_an_untrusted_certificate_fails() {
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");
 }
+
+/// What the client asks for a remote video the server offers: its
+/// `layer_preference` size, given `hide_video`.
+async fn layer_preference_asked(hide_video: bool) -> (u32, u32) {
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let hole_addr = black_hole.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let addr = fake_server(move |mut ws| async move {
+        let _ = recv(&mut ws).await;
+        send(&mut ws, &joined()).await;
+        let ClientMsg::Offer { sdp } = recv(&mut ws).await else { panic!("no offer") };
+        let mut rtc = str0m::Rtc::builder().set_ice_lite(true).build(Instant::now());
+        rtc.add_local_candidate(str0m::Candidate::host(hole_addr, "udp").unwrap());
+        let offer = str0m::change::SdpOffer::from_sdp_string(&sdp).unwrap();
+        let answer = rtc.sdp_api().accept_offer(offer).unwrap();
+        send(&mut ws, &ServerMsg::Answer { sdp: answer.to_sdp_string() }).await;
+        // One remote video, as the SFU offers it.
+        let mut change = rtc.sdp_api();
+        let mid = change.add_media(
+            str0m::media::MediaKind::Video,
+            str0m::media::Direction::SendOnly,
+            Some("8".into()),
+            Some("8-v".into()),
+            None,
+        );
+        let (offer, _pending) = change.apply().unwrap();
+        let track_map = vec![plenary_proto::TrackInfo {
+            mid: mid.to_string(),
+            participant_id: ParticipantId(8),
+            kind: plenary_proto::MediaKind::Video,
+        }];
+        send(&mut ws, &ServerMsg::Offer { sdp: offer.to_sdp_string(), track_map }).await;
+        loop {
+            if let ClientMsg::LayerPreference { width, height, .. } = recv(&mut ws).await {
+                let _ = tx.send((width, height));
+                break;
+            }
+        }
+        while ws.next().await.is_some() {}
+        drop(black_hole);
+    })
+    .await;
+    let client = tokio::spawn(plenary_client::join(JoinOptions { hide_video, ..opts(addr) }));
+    let asked = tokio::time::timeout(Duration::from_secs(20), rx).await;
+    client.abort();
+    asked.expect("no layer_preference within 20 s").unwrap()
+}
+
+/// `hide_video` (the benchmark's fill clients): every received video is
+/// reported hidden, so the server forwards none of it; without it the
+/// client asks for a large picture.
+#[tokio::test]
+async fn hide_video_reports_every_video_hidden() {
+    assert_eq!(layer_preference_asked(true).await, (0, 0));
+    let (w, h) = layer_preference_asked(false).await;
+    assert!(w > 0 && h > 0, "{w}x{h}");
+}

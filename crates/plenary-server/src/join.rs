@@ -32,6 +32,11 @@ pub struct JoinArgs {
     /// counts, final summary) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Receive no video: tell the server every video is hidden (as a client
+    /// showing no video tiles does); audio is still received. For filling
+    /// benchmark rooms cheaply.
+    #[arg(long)]
+    pub hide_video: bool,
 }
 
 /// Runs the participant; an error ends the process non-zero with its message.
@@ -52,6 +57,7 @@ pub async fn run(args: JoinArgs) -> Result<()> {
         duration,
         record: args.record,
         json: args.json,
+        hide_video: args.hide_video,
     })
     .await?;
     Ok(())
