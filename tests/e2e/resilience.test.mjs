@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
-  meetingFixture, foreignRequests, policyViolations, randomId, waitFor, sleep, explained, newSecret,
+  meetingFixture, foreignRequests, policyViolations, randomId, waitFor, sleep, explained, newSecret, joinPath,
 } from './lib/harness.mjs';
 
 const m = meetingFixture({ server: { name: 'resilience-server' } });
@@ -112,14 +112,12 @@ async function stallingFront(upstreamPort, swallow) {
   return front;
 }
 
-test('an unanswered WebSocket handshake times out, is shown, and is retried', { timeout: 60_000 }, async (t) => explained(t, ctx, async () => {
+test('an unanswered WebSocket handshake times out, is shown, and is retried', { timeout: 90_000 }, async (t) => explained(t, m.ctx, async () => {
   let swallow = true;
-  const front = await stallingFront(server.httpPort, () => swallow);
-  const b = await openBrowser(media);
-  browsers.push(b);
+  const front = await stallingFront(m.server.httpPort, () => swallow);
   try {
-    const name = `T-${randomId(4)}`;
-    await b.page.goto(`${front.origin}${joinPath(randomId(), newSecret(), name)}`);
+    const b = await m.open();
+    await b.page.goto(`${front.origin}${joinPath(randomId(), newSecret(), `T-${randomId(4)}`)}`);
     // The handshake hangs: after the connect timeout (10 s) the page says the
     // server does not answer, instead of "Connecting…" for minutes.
     const shown = await waitFor(async () => {
@@ -131,13 +129,12 @@ test('an unanswered WebSocket handshake times out, is shown, and is retried', { 
     assert.equal(await b.page.evaluate(() => window.plenary.state), 'connecting');
     // The next attempt gets through.
     swallow = false;
-    const connected = await waitFor(async () => (await b.page.evaluate(() => window.plenary.state)) === 'connected', { ms: 30_000, every: 200 });
+    const connected = await waitFor(async () => (await b.page.evaluate(() => window.plenary.state)) === 'connected', { ms: 40_000, every: 200 });
     assert.ok(connected, 'connected once the server answers');
     assert.equal(await b.page.locator('#conn-text').textContent(), 'Connected');
     assert.deepEqual(policyViolations(b), []);
+    await m.close(b);
   } finally {
-    await b.close();
-    browsers.length = 0;
     await front.close();
   }
 }));
