@@ -8,11 +8,15 @@
 //       `reset` starts over with a fresh FrameCrypto (a new group)
 //   {type: 'streams', readable, writable, options}    createEncodedStreams fallback
 // Messages to the page, twice a second:
-//   {type: 'stats', epoch, sent, sendDropped, recv: {id: {kind, decrypted, failed, failedBy, held, leaf, waiting, seenAt, firstAt}}}
+//   {type: 'stats', epoch, sent, sendDropped, recv: {id: {kind, decrypted, failed, failedBy, replayed, held, leaf, waiting, seenAt, firstAt}}}
 //   (`seenAt`, `firstAt`: when the first frame arrived, and decrypted, in ms
 //   since the Unix epoch as performance.timeOrigin + performance.now(), or null;
-//   `failedBy`: dropped frames by reason {noKeys, unknownKey, replayed,
-//   authentication, other}; `held`: frames that waited for their epoch's keys)
+//   `failedBy`: frames dropped as undecryptable, by reason {noKeys,
+//   unknownKey, authentication, other}; `replayed`: copies of frames already
+//   decrypted (same KID and CTR), dropped by replay protection (RFC 9605
+//   §9.3) but not failures: the decoder got the frame once (the SFU can
+//   forward a frame twice when a retransmission completes it again);
+//   `held`: frames that waited for their epoch's keys)
 // No key, frame or plaintext is ever logged or posted back.
 //
 // Key changes race with media: a sender installs the keys of a new epoch when
@@ -125,8 +129,13 @@ function tryFrame(r, frame, ctl, now) {
   return null;
 }
 
-/** A frame is not decryptable (no keys for its KID, tampered, replayed): never passed to the decoder. */
+/** A frame is not decryptable (no keys for its KID, tampered) or a replay: never passed to the decoder. */
 function dropFrame(r, failure, now) {
+  if (failure.reason === 'replayed') {
+    // A copy of a frame the decoder already has: nothing is missing.
+    r.replayed++;
+    return;
+  }
   r.failed++;
   r.failedBy[failure.reason] = (r.failedBy[failure.reason] ?? 0) + 1;
   r.lastFail = now;
@@ -154,7 +163,7 @@ function releaseHeld(r, now, expire = false) {
 
 function receiverTransform(id, kind, transformer) {
   const r = {
-    kind, codec: codecOf(kind), decrypted: 0, failed: 0, failedBy: {}, heldTotal: 0, held: [], holdTimer: 0,
+    kind, codec: codecOf(kind), decrypted: 0, failed: 0, failedBy: {}, replayed: 0, heldTotal: 0, held: [], holdTimer: 0,
     leaf: null, lastOk: 0, lastFail: 0, failing: false, lastKeyRequest: 0, seenAt: null, firstAt: null, transformer,
   };
   recv.set(id, r);
@@ -249,6 +258,7 @@ setInterval(() => {
       decrypted: r.decrypted,
       failed: r.failed,
       failedBy: r.failedBy,
+      replayed: r.replayed,
       held: r.heldTotal,
       leaf: r.leaf,
       waiting: r.failing && now - r.lastOk > WAITING_AFTER_MS,

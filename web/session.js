@@ -334,11 +334,12 @@ export class MeetingSession extends EventTarget {
       const r = t.e2eeId ? w.recv?.[t.e2eeId] : null;
       if (!r) continue;
       const e = (perParticipant[t.participantId] ||= {
-        video: 0, audio: 0, videoFailed: 0, audioFailed: 0, videoFailedBy: {}, held: 0, waiting: false,
+        video: 0, audio: 0, videoFailed: 0, audioFailed: 0, videoFailedBy: {}, replayed: 0, held: 0, waiting: false,
       });
       e[t.kind] += r.decrypted;
       e[`${t.kind}Failed`] += r.failed;
       e.held += r.held ?? 0;
+      e.replayed += r.replayed ?? 0;
       if (t.kind === 'video') for (const [why, n] of Object.entries(r.failedBy || {})) e.videoFailedBy[why] = (e.videoFailedBy[why] ?? 0) + n;
       if (t.kind === 'video' && r.waiting) e.waiting = true;
     }
