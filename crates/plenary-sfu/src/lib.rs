@@ -46,6 +46,7 @@ mod adaptive;
 mod alloc;
 mod config;
 mod error;
+mod history;
 mod layer;
 mod participant;
 mod sfu;

@@ -452,6 +452,7 @@ impl Sfu {
         for t in &mut p.tracks_out {
             if let OutState::Negotiating(m) = t.state {
                 t.state = if t.orphaned { OutState::ToStop(m) } else { OutState::Open(m) };
+                crate::history::size_stream(rtc, m, to_str0m_kind(t.kind));
             }
         }
         Ok(())
@@ -821,7 +822,7 @@ impl Sfu {
 }
 
 fn new_rtc(config: &SfuConfig, crypto: Arc<str0m::crypto::CryptoProvider>, now: Instant) -> Rtc {
-    let mut rtc = Rtc::builder()
+    let mut rtc = crate::history::configure(Rtc::builder())
         .set_ice_lite(true)
         .set_crypto_provider(crypto)
         .enable_h265(false)
