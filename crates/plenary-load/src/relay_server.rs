@@ -10,18 +10,16 @@
 //! congestion control, no header rewriting.
 
 use std::collections::HashMap;
-use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg, setsockopt, sockopt};
+use nix::sys::socket::{setsockopt, sockopt};
+use plenary_udp::{MAX_BATCH, MsgFlags, Receiver, Sender, SockaddrIn};
 
 use crate::relay_srtp::{MasterKey, SrtpSession, TAG_LEN};
 
 /// Datagrams read per `recvmmsg`.
 const RECV_BATCH: usize = 32;
-/// Datagrams written per `sendmmsg`.
-const SEND_BATCH: usize = 64;
 /// Largest datagram handled, bytes.
 const MTU: usize = 1500;
 /// Socket buffer sizes asked for, bytes.
@@ -52,7 +50,8 @@ struct Subscriber {
 /// master key for the SRTP variant (publishers use `for_peer(0)`).
 ///
 /// # Errors
-/// The `recvmmsg`/`sendmmsg` error that stopped it.
+/// The `recvmmsg` error that stopped it. Datagrams the kernel refuses to
+/// send (a subscriber gone: ICMP port unreachable) are skipped.
 pub fn run(socket: &UdpSocket, srtp: Option<MasterKey>) -> std::io::Result<()> {
     let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
     let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
@@ -62,32 +61,16 @@ pub fn run(socket: &UdpSocket, srtp: Option<MasterKey>) -> std::io::Result<()> {
     let mut known: HashMap<SocketAddrV4, usize> = HashMap::new();
 
     // Allocated once; the loop below allocates nothing.
-    let mut rx_bufs = vec![[0u8; MTU]; RECV_BATCH];
-    let mut rx_meta: [(usize, Option<SockaddrIn>); RECV_BATCH] = [(0, None); RECV_BATCH];
-    let mut rx_headers = MultiHeaders::<SockaddrIn>::preallocate(RECV_BATCH, None);
-    let mut tx_headers = MultiHeaders::<SockaddrIn>::preallocate(SEND_BATCH, None);
-    // SRTP: one encrypted copy per queued datagram.
-    let mut tx_bufs = vec![[0u8; MTU + TAG_LEN]; if srtp.is_some() { SEND_BATCH } else { 0 }];
+    let mut rx = Receiver::<SockaddrIn>::new(RECV_BATCH, MTU);
+    let mut tx = Sender::<SockaddrIn>::new();
+    // SRTP: one encrypted copy per datagram of a send batch.
+    let mut tx_bufs = vec![[0u8; MTU + TAG_LEN]; if srtp.is_some() { MAX_BATCH } else { 0 }];
 
     loop {
-        let received = {
-            let mut bufs = rx_bufs.iter_mut();
-            let mut iovs: [[IoSliceMut<'_>; 1]; RECV_BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(bufs.next().map_or(&mut [][..], |b| &mut b[..]))]);
-            let res = recvmmsg(fd, &mut rx_headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None)
-                .map_err(std::io::Error::from)?;
-            let mut n = 0;
-            for (meta, msg) in rx_meta.iter_mut().zip(res) {
-                *meta = (msg.bytes, msg.address);
-                n += 1;
-            }
-            n
-        };
-        let mut queue = SendQueue::new();
-        for (buf, &(len, from)) in rx_bufs.iter_mut().zip(&rx_meta).take(received) {
+        rx.recv(fd, MsgFlags::empty()).map_err(std::io::Error::from)?;
+        for (from, buf) in rx.datagrams() {
             let Some(from) = from else { continue };
-            let data = &buf[..len.min(MTU)];
-            if let Some(id) = parse_hello(data) {
+            if let Some(id) = parse_hello(buf) {
                 let key = SocketAddrV4::from(from);
                 if let std::collections::hash_map::Entry::Vacant(e) = known.entry(key) {
                     e.insert(subs.len());
@@ -96,107 +79,41 @@ pub fn run(socket: &UdpSocket, srtp: Option<MasterKey>) -> std::io::Result<()> {
                 continue;
             }
             // RTP version 2 (RFC 7983: first byte 128..=191).
-            if !(128..=191).contains(&data.first().copied().unwrap_or(0)) {
+            if !(128..=191).contains(&buf.first().copied().unwrap_or(0)) {
                 continue;
             }
+            let len = buf.len();
             let plain_len = match &mut inbound {
-                Some(ctx) => match ctx.unprotect_in_place(&mut buf[..], len) {
+                Some(ctx) => match ctx.unprotect_in_place(buf, len) {
                     Ok(n) => n,
                     Err(_) => continue,
                 },
                 None => len,
             };
             let plain = &buf[..plain_len];
-            for sub in subs.iter_mut() {
-                match (&mut sub.srtp, tx_bufs.get_mut(queue.len)) {
-                    (Some(ctx), Some(out)) => {
-                        out[..plain_len].copy_from_slice(plain);
-                        let Ok(n) = ctx.protect_in_place(&mut out[..], plain_len) else { continue };
-                        queue.push_len(n, sub.addr);
+            for group in subs.chunks_mut(MAX_BATCH) {
+                let mut addrs: [Option<SockaddrIn>; MAX_BATCH] = [None; MAX_BATCH];
+                let mut lens = [0usize; MAX_BATCH];
+                let mut n = 0;
+                for sub in group.iter_mut() {
+                    match (&mut sub.srtp, tx_bufs.get_mut(n)) {
+                        (Some(ctx), Some(out)) => {
+                            out[..plain_len].copy_from_slice(plain);
+                            let Ok(l) = ctx.protect_in_place(&mut out[..], plain_len) else { continue };
+                            lens[n] = l;
+                        }
+                        _ => lens[n] = plain_len,
                     }
-                    _ => queue.push_ref(plain, sub.addr),
+                    addrs[n] = Some(sub.addr);
+                    n += 1;
                 }
-                if queue.len == SEND_BATCH {
-                    queue.flush(fd, &mut tx_headers, &tx_bufs)?;
-                }
+                let datagrams: [&[u8]; MAX_BATCH] = std::array::from_fn(|i| match tx_bufs.get(i) {
+                    Some(b) => &b[..lens[i]],
+                    None => plain,
+                });
+                tx.send(fd, &datagrams[..n], &addrs[..n]);
             }
-            // Plain packets borrow `buf`: send them before it is reused.
-            queue.flush(fd, &mut tx_headers, &tx_bufs)?;
         }
-    }
-}
-
-/// Datagrams waiting for one `sendmmsg`: either slices of a received
-/// buffer (plain relay) or the first lengths of the encrypted buffers.
-struct SendQueue<'a> {
-    len: usize,
-    refs: [&'a [u8]; SEND_BATCH],
-    lens: [usize; SEND_BATCH],
-    addrs: [Option<SockaddrIn>; SEND_BATCH],
-    encrypted: bool,
-}
-
-impl<'a> SendQueue<'a> {
-    fn new() -> SendQueue<'a> {
-        SendQueue {
-            len: 0,
-            refs: [&[]; SEND_BATCH],
-            lens: [0; SEND_BATCH],
-            addrs: [None; SEND_BATCH],
-            encrypted: false,
-        }
-    }
-
-    fn push_ref(&mut self, data: &'a [u8], to: SockaddrIn) {
-        self.refs[self.len] = data;
-        self.addrs[self.len] = Some(to);
-        self.len += 1;
-    }
-
-    fn push_len(&mut self, len: usize, to: SockaddrIn) {
-        self.encrypted = true;
-        self.lens[self.len] = len;
-        self.addrs[self.len] = Some(to);
-        self.len += 1;
-    }
-
-    /// Sends everything queued (looping on partial sends) and empties
-    /// the queue.
-    fn flush(
-        &mut self,
-        fd: i32,
-        headers: &mut MultiHeaders<SockaddrIn>,
-        tx_bufs: &[[u8; MTU + TAG_LEN]],
-    ) -> std::io::Result<()> {
-        let mut sent = 0;
-        while sent < self.len {
-            let iovs: [[IoSlice<'_>; 1]; SEND_BATCH] = std::array::from_fn(|i| {
-                let data: &[u8] =
-                    if self.encrypted { tx_bufs.get(i).map_or(&[][..], |b| &b[..self.lens[i]]) } else { self.refs[i] };
-                [IoSlice::new(data)]
-            });
-            let n = {
-                let no_cmsgs: [ControlMessage<'_>; 0] = [];
-                let res = sendmmsg(
-                    fd,
-                    headers,
-                    &iovs[sent..self.len],
-                    &self.addrs[sent..self.len],
-                    no_cmsgs,
-                    MsgFlags::empty(),
-                );
-                match res {
-                    Ok(r) => r.count(),
-                    // A subscriber gone (ICMP port unreachable): skip it.
-                    Err(nix::errno::Errno::ECONNREFUSED) => 1,
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            sent += n.max(1);
-        }
-        self.len = 0;
-        self.encrypted = false;
-        Ok(())
     }
 }
 

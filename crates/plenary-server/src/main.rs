@@ -17,6 +17,7 @@ mod meeting_key;
 mod serve;
 mod tap;
 mod tcp;
+mod udp_out;
 mod ws;
 
 use anyhow::Result;

@@ -17,6 +17,7 @@ use crate::ds::{DeliveryService, Outbox};
 use crate::meeting_key::meeting_key;
 use crate::tap::Tap;
 use crate::tcp::{TcpEvent, TcpMux};
+use crate::udp_out::UdpOut;
 
 /// What a WebSocket connection receives from the media loop.
 #[derive(Debug)]
@@ -94,6 +95,7 @@ pub async fn run(
     let mut clients: HashMap<ParticipantId, ClientTx> = HashMap::new();
     let mut overflowed: Vec<ParticipantId> = Vec::new();
     let mut buf = vec![0u8; 2048];
+    let mut udp_out = UdpOut::default();
     let mut next_timeout = Instant::now();
     let mut ds = DeliveryService::default();
     let mut ds_out: Outbox = Vec::new();
@@ -186,11 +188,7 @@ pub async fn run(
         loop {
             match sfu.poll_output(Instant::now()) {
                 Output::Transmit(t) => match t.proto {
-                    Protocol::Udp => {
-                        if let Err(e) = udp.try_send_to(&t.contents, t.destination) {
-                            debug!(error = %e, "UDP send failed");
-                        }
-                    }
+                    Protocol::Udp => udp_out.push(&udp, t),
                     Protocol::Tcp => {
                         if let Some(tcp) = tcp.as_mut() {
                             tcp.send(t.destination, &t.contents);
@@ -222,6 +220,7 @@ pub async fn run(
                 }
             }
         }
+        udp_out.flush(&udp);
         if let Some(tap) = tap.as_mut()
             && tap_reported.elapsed() >= std::time::Duration::from_secs(10)
         {

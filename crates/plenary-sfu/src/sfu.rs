@@ -561,8 +561,11 @@ impl Sfu {
         touched.sort_unstable();
         touched.dedup();
         for id in touched {
-            self.negotiate(id);
-            // Negotiation may have produced transmits.
+            // Nothing to negotiate is the rule (a frame touches every
+            // subscriber): only a new offer needs the session drained again.
+            if !self.negotiate(id) {
+                continue;
+            }
             let events = self.drain(id);
             let mut more = Vec::new();
             for ev in events {
@@ -773,17 +776,17 @@ impl Sfu {
     }
 
     /// Sends a server offer to `id` if tracks need adding or stopping and no
-    /// offer is outstanding.
-    fn negotiate(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get_mut(&id) else { return };
+    /// offer is outstanding; true if it did.
+    fn negotiate(&mut self, id: ParticipantId) -> bool {
+        let Some(p) = self.participants.get_mut(&id) else { return false };
         if p.pending_offer.is_some() {
-            return;
+            return false;
         }
         // Called for every session a frame touched: nothing to do is the rule.
         if !p.tracks_out.iter().any(|t| matches!(t.state, OutState::ToOpen | OutState::ToStop(_))) {
-            return;
+            return false;
         }
-        let Some(rtc) = p.rtc.as_mut() else { return };
+        let Some(rtc) = p.rtc.as_mut() else { return false };
         let mut change = rtc.sdp_api();
         for t in &mut p.tracks_out {
             match t.state {
@@ -805,9 +808,9 @@ impl Sfu {
             }
         }
         if !change.has_changes() {
-            return;
+            return false;
         }
-        let Some((offer, pending)) = change.apply() else { return };
+        let Some((offer, pending)) = change.apply() else { return false };
         p.pending_offer = Some(pending);
         let track_map = p
             .tracks_out
@@ -818,6 +821,7 @@ impl Sfu {
             })
             .collect();
         self.queue.push_back(Output::Signal(id, ServerMsg::Offer { sdp: offer.to_sdp_string(), track_map }));
+        true
     }
 }
 
