@@ -46,11 +46,12 @@ pub mod reconnect;
 pub mod record;
 mod session;
 pub mod source;
+pub mod udp_buffer;
 
 pub use events::{SentStats, Summary, TrackStats};
 pub use meeting_url::{MeetingUrl, UrlError};
 pub use rustls::pki_types::CertificateDer;
-pub use session::CONNECT_TIMEOUT;
+pub use session::{CONNECT_TIMEOUT, MEDIA_CONNECT_TIMEOUT};
 
 /// What [`join`] does.
 #[derive(Debug, Clone, Default)]
@@ -177,7 +178,7 @@ pub enum ClientError {
 ///
 /// # Errors
 /// [`ClientError`]: a bad link or file, no connection, a refusal by the
-/// server, ICE/DTLS not up within [`CONNECT_TIMEOUT`] on the first attempt,
+/// server, ICE/DTLS not up within [`MEDIA_CONNECT_TIMEOUT`] on the first attempt,
 /// or a lost connection that [`reconnect::RECONNECT_DELAYS`] worth of
 /// attempts could not restore.
 pub async fn join(opts: JoinOptions) -> Result<Summary, ClientError> {

@@ -30,8 +30,14 @@ use plenary_e2ee::secret::MeetingSecret;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// How long joining may take: WebSocket connect, `joined`, and ICE + DTLS.
+/// How long the WebSocket connect and the server's `joined` may each take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long ICE + DTLS may take after our offer. On a slow or lossy
+/// network, or behind a server busy with a burst of joiners, the first
+/// checks and handshake flights are lost or late and only their
+/// retransmissions (1 s, 2 s, 4 s, ... apart) get through; str0m itself
+/// gives up on ICE about 17 s after the offer, so this stays below that.
+pub const MEDIA_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long ICE may stay disconnected before the session gives up.
 const ICE_DISCONNECTED_GRACE: Duration = Duration::from_secs(3);
 /// No datagram at all from the server for this long while connected (ICE
@@ -192,6 +198,11 @@ async fn establish(
 async fn open_media(local_addr: SocketAddr) -> Result<(Rtc, UdpSocket, SocketAddr), ClientError> {
     let socket = UdpSocket::bind(SocketAddr::new(local_addr.ip(), 0)).await.map_err(ClientError::Socket)?;
     let udp_addr = socket.local_addr().map_err(ClientError::Socket)?;
+    // Every remote track arrives here: room for a scheduling hiccup.
+    match crate::udp_buffer::enlarge_recv_buffer(&socket, crate::udp_buffer::CLIENT_RECV_BUFFER) {
+        Ok(granted) => tracing::debug!(granted, "media socket receive buffer"),
+        Err(e) => tracing::debug!("media socket receive buffer: {e}"),
+    }
     let rtc = Rtc::builder()
         .clear_codecs()
         .enable_opus(true, false)
@@ -491,8 +502,8 @@ impl Session {
             // Session-level timers.
             if self.connected_at.is_none() {
                 let since = self.offer_sent_at.unwrap_or(now);
-                if now >= since + CONNECT_TIMEOUT {
-                    return Err(ClientError::MediaTimeout(CONNECT_TIMEOUT));
+                if now >= since + MEDIA_CONNECT_TIMEOUT {
+                    return Err(ClientError::MediaTimeout(MEDIA_CONNECT_TIMEOUT));
                 }
             }
             if let Some(t) = self.ice_disconnected_since
@@ -532,7 +543,7 @@ impl Session {
 
             let mut deadline = self.timeout.min(next_report).min(next_ping);
             match self.connected_at {
-                None => deadline = deadline.min(self.offer_sent_at.unwrap_or(now) + CONNECT_TIMEOUT),
+                None => deadline = deadline.min(self.offer_sent_at.unwrap_or(now) + MEDIA_CONNECT_TIMEOUT),
                 Some(_) => {
                     if let Some(start) = self.pace_start {
                         for t in [&self.audio, &self.video].into_iter().flatten() {

@@ -32,6 +32,18 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     let media_bind = SocketAddr::new(cfg.listen.ip(), cfg.rtc_port);
     let udp = UdpSocket::bind(media_bind).await.with_context(|| format!("binding UDP media port {media_bind}"))?;
     let port = udp.local_addr()?.port();
+    // All participants' media, STUN and DTLS share this socket: a small
+    // buffer drops joiners' handshakes whenever the media loop falls behind.
+    let wanted = plenary_client::udp_buffer::SERVER_RECV_BUFFER;
+    match plenary_client::udp_buffer::enlarge_recv_buffer(&udp, wanted) {
+        Ok(granted) if granted < wanted => warn!(
+            granted,
+            wanted,
+            "UDP receive buffer smaller than wanted; raise net.core.rmem_max (sysctl) to avoid packet loss under load"
+        ),
+        Ok(granted) => info!(granted, "UDP receive buffer"),
+        Err(e) => warn!(error = %e, "cannot size the UDP receive buffer"),
+    }
     let advertised = SocketAddr::new(cfg.public_ip, port);
 
     let tcp = if cfg.ice_tcp {

@@ -102,6 +102,14 @@ const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(20);
 
 /// How often active speakers are re-evaluated.
 const SPEAKER_EVAL_INTERVAL: Duration = Duration::from_millis(100);
+/// Most `Input::Timeout`s one drain of a session feeds inline. str0m's
+/// pacer releases one queued packet per timeout (even unpaced audio), so a
+/// subscriber with a packet from each of 29 speakers queued needs 29 rounds
+/// at once; leaving each to the caller's next wake-up (at least 1 ms apart,
+/// see [`Participant::due_at`]) caps a subscriber at 1000 packets per
+/// second, less than 30 participants' audio, and its queue then grows
+/// without bound.
+const MAX_INLINE_TIMEOUTS: usize = 256;
 
 impl Sfu {
     /// A new SFU with no rooms.
@@ -581,16 +589,37 @@ impl Sfu {
     fn drain(&mut self, id: ParticipantId) -> Vec<Event> {
         let mut events = Vec::new();
         let mut dead = false;
+        let now = self.last_now;
         if let Some(p) = self.participants.get_mut(&id) {
             let Some(rtc) = p.rtc.as_mut() else { return events };
+            // A packet went out since the last timeout fed here: the pacer
+            // may have more to release at once.
+            let mut sent = false;
+            let mut fed = 0;
             loop {
                 if !rtc.is_alive() {
                     dead = true;
                     break;
                 }
                 match rtc.poll_output() {
-                    Ok(str0m::Output::Transmit(t)) => self.queue.push_back(Output::Transmit(t)),
+                    Ok(str0m::Output::Transmit(t)) => {
+                        sent = true;
+                        self.queue.push_back(Output::Transmit(t));
+                    }
                     Ok(str0m::Output::Timeout(t)) => {
+                        if let Some(now) = now
+                            && t <= now
+                            && sent
+                            && fed < MAX_INLINE_TIMEOUTS
+                        {
+                            sent = false;
+                            fed += 1;
+                            p.timeout_fed = Some(now);
+                            if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                                debug!(participant = %id, error = %e, "timeout handling failed");
+                            }
+                            continue;
+                        }
                         p.next_timeout = Some(t);
                         break;
                     }
