@@ -99,6 +99,16 @@ pub enum JsonEvent<'a> {
         /// Seconds since our offer.
         connect_s: f64,
     },
+    /// The first remote video frame of this connection was decrypted: the
+    /// moment a user would see the first picture of someone else.
+    FirstFrame {
+        /// Whose frame.
+        participant_id: ParticipantId,
+        /// Seconds since the process started joining (pressing Join).
+        since_start_s: f64,
+        /// Seconds since the server's `joined`.
+        since_joined_s: f64,
+    },
     /// Someone entered.
     ParticipantJoined {
         /// Who.

@@ -103,6 +103,8 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         queued_offers: Vec::new(),
         offer_sent_at: None,
         connected_at: None,
+        joined_at: Instant::now(),
+        first_frame_seen: false,
         first_connected: None,
         first_connect_s: None,
         pace_start: None,
@@ -364,6 +366,10 @@ struct Session {
     offer_sent_at: Option<Instant>,
     /// When this connection's media came up.
     connected_at: Option<Instant>,
+    /// When the server's `joined` of this connection arrived.
+    joined_at: Instant,
+    /// The first remote video frame of this connection was decrypted.
+    first_frame_seen: bool,
     /// When the first connection's media came up: `duration` counts from here.
     first_connected: Option<Instant>,
     /// How long the first connection took to come up after its offer.
@@ -412,6 +418,8 @@ impl Session {
         self.queued_offers.clear();
         self.offer_sent_at = None;
         self.connected_at = None;
+        self.joined_at = now;
+        self.first_frame_seen = false;
         self.ice_disconnected_since = None;
         self.timeout = Instant::now();
         for t in [&mut self.audio, &mut self.video].into_iter().flatten() {
@@ -703,6 +711,15 @@ impl Session {
                 }
             };
         let now = Instant::now();
+        if track.stats.kind == MediaKind::Video && !self.first_frame_seen {
+            self.first_frame_seen = true;
+            let (since_start_s, since_joined_s) =
+                ((now - self.started).as_secs_f64(), (now - self.joined_at).as_secs_f64());
+            let participant_id = track.stats.participant_id;
+            self.reporter.emit(&JsonEvent::FirstFrame { participant_id, since_start_s, since_joined_s }, || {
+                Some(format!("first picture from {participant_id} {since_start_s:.2} s after starting"))
+            });
+        }
         if let Some(last) = track.last_frame_at.replace(now) {
             let gap = u64::try_from((now - last).as_millis()).unwrap_or(u64::MAX);
             track.stats.max_gap_ms = track.stats.max_gap_ms.max(gap);

@@ -25,6 +25,15 @@
 // remote tracks negotiated, seen = first remote video frame in the media
 // worker, video = first remote video frame decrypted, decoded = first remote
 // video frame decoded) and a table of medians.
+//
+// BENCH_JOINER=native measures the native column the same way: the joiner
+// is `plenary join --json` publishing the same files, started at the moment
+// of "pressing Join"; steps, ms after its start: joined = server's answer,
+// connected = ICE + DTLS up, keys = its first `epoch` line read (MLS Welcome
+// processed; to the 20 ms poll, process start included), video = first
+// remote video frame decrypted (its `first_frame` event).
+//
+//   BENCH_JOINER=native node bench/join.mjs
 
 import os from 'node:os';
 import {
@@ -42,7 +51,10 @@ const RUNS = Number(process.env.BENCH_RUNS || 5);
  * makes them receive every video.
  */
 const FILL_ARGS = process.env.BENCH_FILL_VIDEO === '1' ? [] : ['--hide-video'];
-const STEPS = ['wasm', 'ws', 'joined', 'offer', 'answer', 'server_offer', 'member', 'connected', 'tracks', 'seen', 'video', 'decoded'];
+const JOINER = process.env.BENCH_JOINER || 'browser';
+const STEPS = JOINER === 'native'
+  ? ['joined', 'connected', 'keys', 'video']
+  : ['wasm', 'ws', 'joined', 'offer', 'answer', 'server_offer', 'member', 'connected', 'tracks', 'seen', 'video', 'decoded'];
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -102,6 +114,38 @@ async function browserJoin(server, media, room, secret) {
   }
 }
 
+/** One native join: returns the steps in ms after the process started. */
+async function nativeJoin(url, media) {
+  const spawned = Date.now();
+  const n = startNative(url, 'Bench-native', { media });
+  let keys = NaN;
+  try {
+    const first = await waitFor(() => {
+      // Keys: when the first `epoch` line arrived (to the 20 ms poll).
+      if (Number.isNaN(keys) && n.events.some((e) => e.event === 'epoch')) keys = Date.now() - spawned;
+      return n.events.find((e) => e.event === 'first_frame');
+    }, { ms: 60000, every: 20 });
+    if (!first) {
+      const last = [...n.events].reverse().find((e) => e.event === 'frames');
+      const failed = (last?.tracks ?? []).reduce((a, t) => a + (t.decrypt_failures ?? 0), 0);
+      throw new Error(`no decrypted video within 60 s (keys after ${keys} ms; ${failed} frames failed to decrypt)`);
+    }
+    const connected = n.events.find((e) => e.event === 'connected');
+    const joined = (first.since_start_s - first.since_joined_s) * 1000;
+    return {
+      joined: Math.round(joined),
+      // connect_s counts from the offer, sent right after `joined`.
+      connected: connected ? Math.round(joined + connected.connect_s * 1000) : NaN,
+      keys,
+      video: Math.round(first.since_start_s * 1000),
+    };
+  } finally {
+    n.child.kill('SIGINT');
+    await Promise.race([n.done, sleep(5000)]);
+    n.child.kill('SIGKILL');
+  }
+}
+
 async function main() {
   const media = testMedia();
   const server = await startServer({ name: 'bench-join-server' });
@@ -121,7 +165,7 @@ async function main() {
       const load = os.loadavg()[0];
       const runs = [];
       for (let i = 0; i < RUNS; i++) {
-        const r = await browserJoin(server, media, room, secret);
+        const r = JOINER === 'native' ? await nativeJoin(url, media) : await browserJoin(server, media, room, secret);
         runs.push(r);
         console.log(JSON.stringify({ participants: count, run: i, ...r }));
         // The natives remove the page that left before the next run.
@@ -137,7 +181,7 @@ async function main() {
     await server.stop();
   }
   console.log(`\nmachine: ${os.cpus().length} cores, ${os.cpus()[0]?.model}; node ${process.version}; fill clients ${FILL_ARGS.length ? 'hide video (audio only)' : 'receive all video'}`);
-  console.log(`\n| participants already in the room | browser p50 (Join -> first decrypted video) | max | runs | p50 steps: ${STEPS.join(' / ')} (ms) | load avg |`);
+  console.log(`\n| participants already in the room | ${JOINER} p50 (Join -> first decrypted video) | max | runs | p50 steps: ${STEPS.join(' / ')} (ms) | load avg |`);
   console.log('|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(`| ${r.count} | ${(r.p50.video / 1000).toFixed(2)} s | ${(r.max / 1000).toFixed(2)} s | ${r.runs} | ${STEPS.map((s) => r.p50[s]).join(' / ')} | ${r.load.toFixed(1)} |`);
