@@ -293,7 +293,10 @@ async fn webrtc(
             let mut wrote = false;
             while s.next_video_due() <= now {
                 let due = s.next_video_due();
-                let packets = s.video.next_frame(ctx.clock.us(due));
+                // Stamped with the time it is written, not the time it was due:
+                // a publisher that wakes late delays the frame before it is
+                // sent, which is not forwarding latency.
+                let packets = s.video.next_frame(ctx.clock.us(Instant::now()));
                 let mut api = rtc.direct_api();
                 let Some(tx) = api.stream_tx_by_mid(video_mid, None) else { break };
                 for p in packets {
@@ -311,7 +314,7 @@ async fn webrtc(
                 if due > now {
                     break;
                 }
-                let p = s.audio.next_frame(ctx.clock.us(due));
+                let p = s.audio.next_frame(ctx.clock.us(Instant::now()));
                 let mut api = rtc.direct_api();
                 let Some(tx) = api.stream_tx_by_mid(audio_mid, None) else { break };
                 tx.write_rtp(RtpWrite::new(apt, s.audio_seq.into(), s.audio_ts, due, p.payload));
@@ -511,8 +514,7 @@ async fn udp(link: UdpLink, role: Role, mut ctx: PeerCtx, stats: &PeerStats, ope
         }
         if let Some(s) = sender.as_mut() {
             while s.next_video_due() <= now {
-                let due = s.next_video_due();
-                for p in s.video.next_frame(ctx.clock.us(due)) {
+                for p in s.video.next_frame(ctx.clock.us(Instant::now())) {
                     let head =
                         RtpHead { pt: UDP_VIDEO_PT, marker: p.marker, seq: s.video_seq as u16, ssrc: video_ssrc };
                     send(&socket, head, s.video_ts, &p.payload);
@@ -527,7 +529,7 @@ async fn udp(link: UdpLink, role: Role, mut ctx: PeerCtx, stats: &PeerStats, ope
                 if due > now {
                     break;
                 }
-                let p = s.audio.next_frame(ctx.clock.us(due));
+                let p = s.audio.next_frame(ctx.clock.us(Instant::now()));
                 let head = RtpHead { pt: UDP_AUDIO_PT, marker: false, seq: s.audio_seq as u16, ssrc: audio_ssrc };
                 send(&socket, head, s.audio_ts, &p.payload);
                 s.audio_seq += 1;

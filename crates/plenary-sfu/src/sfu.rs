@@ -417,7 +417,7 @@ impl Sfu {
         let mut fresh = None;
         let rtc = match p.rtc.as_deref_mut() {
             Some(rtc) => rtc,
-            None => fresh.insert(new_rtc(config, crypto, now)),
+            None => fresh.insert(new_rtc(config, crypto, now, offers_twcc(sdp))),
         };
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
             debug!(participant = %id, error = %e, "offer refused");
@@ -854,14 +854,29 @@ impl Sfu {
     }
 }
 
-fn new_rtc(config: &SfuConfig, crypto: Arc<str0m::crypto::CryptoProvider>, now: Instant) -> Rtc {
+/// Whether an SDP offer negotiates transport-wide congestion control
+/// feedback (draft-holmer-rmcat-transport-wide-cc-extensions; every
+/// browser does).
+fn offers_twcc(sdp: &str) -> bool {
+    sdp.lines().any(|l| l.starts_with("a=extmap:") && l.contains("transport-wide-cc"))
+}
+
+/// A session for a participant whose first offer is being accepted. With
+/// `twcc`, str0m estimates the downlink and paces what it sends at 1.1 ×
+/// the estimate. A peer that sends no TWCC feedback gives the estimator
+/// nothing: the estimate would stay at [`INITIAL_ESTIMATE_BPS`] for
+/// good, the allocation would cap its layers there and the pacer would
+/// queue anything above 1.1 Mbit/s without limit (a key frame of a
+/// 1 Mbit/s stream waited tens of ms behind it). Such a peer gets what it
+/// asks for, unpaced, as Janus and a plain relay would send it.
+fn new_rtc(config: &SfuConfig, crypto: Arc<str0m::crypto::CryptoProvider>, now: Instant, twcc: bool) -> Rtc {
     let mut rtc = crate::history::configure(Rtc::builder())
         .set_ice_lite(true)
         .set_crypto_provider(crypto)
         .enable_h265(false)
         .enable_av1(false)
         .enable_raw_packets(config.tap)
-        .enable_bwe(Some(Bitrate::from(INITIAL_ESTIMATE_BPS)))
+        .enable_bwe(twcc.then(|| Bitrate::from(INITIAL_ESTIMATE_BPS)))
         .set_reordering_size_audio(AUDIO_REORDER_PACKETS)
         .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT))
         .build(now);
