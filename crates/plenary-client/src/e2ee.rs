@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use plenary_e2ee::app::AppMessage;
-use plenary_e2ee::envelope::Envelope;
+use plenary_e2ee::envelope::{Envelope, KIND_COMMIT};
 use plenary_e2ee::group::{Event, Participant};
 use plenary_e2ee::media::{Codec, MediaCrypto};
 use plenary_e2ee::secret::MeetingSecret;
@@ -194,10 +194,22 @@ impl E2ee {
         let Ok(bytes) = URL_SAFE_NO_PAD.decode(envelope) else {
             return out;
         };
-        let kind = match Envelope::decode(&bytes) {
-            Ok(e) => e.kind(),
+        let (kind, commit_epoch) = match Envelope::decode(&bytes) {
+            Ok(Envelope::Commit { epoch, .. }) => (KIND_COMMIT, Some(epoch)),
+            Ok(e) => (e.kind(), None),
             Err(_) => return out,
         };
+        if let (Some(epoch), Some(ours)) = (commit_epoch, self.participant.epoch())
+            && epoch > ours
+        {
+            // A commit from an epoch after ours: we missed a commit and
+            // can follow the group no more. Rejoin with a fresh identity;
+            // the committer replaces our old leaf (see `maybe_commit`).
+            tracing::info!(ours, epoch, "end-to-end encryption: missed a commit; rejoining the group");
+            self.fresh();
+            self.join_at = Some(now);
+            return out;
+        }
         if kind == KIND_JOIN_REQUEST {
             self.on_join_request(from, bytes, now);
             return out;
@@ -350,8 +362,19 @@ impl E2ee {
         };
         let own = self.participant.own_leaf();
         self.removals.retain(|l| members.contains(l));
-        let removes: Vec<u32> = self.removals.iter().copied().filter(|l| Some(*l) != own).collect();
         let joiners: Vec<ParticipantId> = self.pending_joins.keys().copied().collect();
+        // A member asking to join again lost its group state (it missed a
+        // commit): its old leaf goes in the same commit that adds it anew.
+        let rejoining = joiners.iter().filter_map(|id| self.leaves.get(id)).filter(|l| members.contains(l));
+        let removes: Vec<u32> = self
+            .removals
+            .iter()
+            .copied()
+            .chain(rejoining.copied())
+            .filter(|l| Some(*l) != own)
+            .collect::<BTreeSet<u32>>()
+            .into_iter()
+            .collect();
         if joiners.is_empty() && removes.is_empty() {
             return;
         }
@@ -434,6 +457,135 @@ fn mls(envelope: &[u8]) -> Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Participants and a minimal Delivery Service between them (the
+    /// server's rules: commits to every other member and joiner, Welcomes
+    /// to joiners, join requests and application messages to members).
+    struct Meeting {
+        parts: Vec<E2ee>,
+        /// Commits not delivered to this participant (it misses them).
+        deaf: Option<usize>,
+    }
+
+    impl Meeting {
+        fn new(n: usize) -> Meeting {
+            let secret = MeetingSecret::random().expect("secret");
+            let parts = (0..n)
+                .map(|i| {
+                    E2ee::new("room", secret.clone(), &format!("P{i}"), ParticipantId(i as u64 + 1)).expect("e2ee")
+                })
+                .collect();
+            Meeting { parts, deaf: None }
+        }
+
+        fn id(i: usize) -> ParticipantId {
+            ParticipantId(i as u64 + 1)
+        }
+
+        /// Delivers `outs` of participant `from` and everything they cause.
+        fn run(&mut self, from: usize, outs: Vec<Out>) {
+            let mut queue: Vec<(usize, Out)> = outs.into_iter().map(|o| (from, o)).collect();
+            while !queue.is_empty() {
+                let (from, out) = queue.remove(0);
+                let now = Instant::now();
+                match out {
+                    Out::Send(ClientMsg::Mls { envelope }) => {
+                        let bytes = URL_SAFE_NO_PAD.decode(&envelope).expect("base64");
+                        let kind = Envelope::decode(&bytes).expect("envelope").kind();
+                        for to in 0..self.parts.len() {
+                            let member = self.parts[to].participant.is_member();
+                            let deliver = to != from
+                                && match kind {
+                                    KIND_COMMIT => self.deaf != Some(to),
+                                    KIND_JOIN_REQUEST => member,
+                                    KIND_WELCOME => !member,
+                                    _ => member,
+                                };
+                            if deliver {
+                                let outs = self.parts[to].on_mls(Self::id(from), &envelope, now);
+                                queue.extend(outs.into_iter().map(|o| (to, o)));
+                            }
+                        }
+                        if kind == KIND_COMMIT {
+                            let outs = self.parts[from].on_commit_accepted(now);
+                            queue.extend(outs.into_iter().map(|o| (from, o)));
+                        }
+                    }
+                    Out::Send(ClientMsg::GroupMember { leaf }) => {
+                        for to in (0..self.parts.len()).filter(|t| *t != from) {
+                            let outs = self.parts[to].participant_leaf(Self::id(from), Some(leaf), now);
+                            queue.extend(outs.into_iter().map(|o| (to, o)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        /// Runs every participant's timers until nothing is due within 10 s
+        /// of simulated waiting.
+        fn settle(&mut self) {
+            for _ in 0..50 {
+                let mut any = false;
+                for i in 0..self.parts.len() {
+                    if self.parts[i].next_deadline().is_some() {
+                        any = true;
+                        // Timers are short (batching, retries): run them now.
+                        let outs = self.parts[i].poll(Instant::now() + Duration::from_secs(10));
+                        self.run(i, outs);
+                    }
+                }
+                if !any {
+                    return;
+                }
+            }
+        }
+
+        fn epochs(&self) -> Vec<Option<u64>> {
+            self.parts.iter().map(|p| p.participant.epoch()).collect()
+        }
+    }
+
+    #[test]
+    fn a_member_that_missed_a_commit_rejoins_and_decrypts_again() {
+        let mut m = Meeting::new(4);
+        let now = Instant::now();
+        let outs = m.parts[0].on_create_group();
+        m.run(0, outs);
+        for i in 1..3 {
+            m.parts[i].start(true, now);
+        }
+        m.settle();
+        let epochs = m.epochs();
+        assert!(epochs[..3].iter().all(|e| e.is_some() && *e == epochs[0]), "three in one epoch: {epochs:?}");
+
+        // Participant 2 misses the commit that adds participant 3.
+        m.deaf = Some(2);
+        m.parts[3].start(true, now);
+        m.settle();
+        m.deaf = None;
+        let behind = m.epochs();
+        assert!(behind[2] < behind[0] && behind[3] == behind[0], "2 is behind: {behind:?}");
+
+        // The next commit (someone leaves) shows 2 that it is behind.
+        m.parts[0].participant_left(Meeting::id(3), now);
+        m.parts[1].participant_left(Meeting::id(3), now);
+        m.parts[2].participant_left(Meeting::id(3), now);
+        m.parts.truncate(3);
+        m.settle();
+        let healed = m.epochs();
+        assert!(healed.iter().all(|e| e.is_some() && *e == healed[0]), "all in one epoch again: {healed:?}");
+        let codes: Vec<String> =
+            m.parts.iter().map(|p| p.participant.security_code().expect("code").to_string()).collect();
+        assert!(codes.iter().all(|c| *c == codes[0]), "one security code");
+        // Everyone decrypts 2's audio, and 2 decrypts everyone's.
+        for (from, to) in [(2, 0), (2, 1), (0, 2), (1, 2)] {
+            let frame = m.parts[from].encrypt(false, &[0xfc, 1, 2, 3, 4]).expect("keys");
+            assert!(m.parts[to].decrypt(false, &frame).is_some(), "{to} decrypts {from}");
+        }
+        // Its old leaf is gone: three leaves for three participants.
+        assert_eq!(m.parts[0].participant.member_count().expect("count"), 3);
+    }
 
     #[test]
     fn secrets_from_links() {

@@ -199,9 +199,12 @@ impl DeliveryService {
                     return Err(DsError::BadEnvelope(format!("join request larger than {MAX_JOIN_REQUEST} bytes")));
                 }
                 if is_member {
-                    return Err(DsError::NotGroupMember("already a member of the group"));
+                    // It lost its group state (missed a commit) and asks to
+                    // be added anew: no longer a member until its Welcome.
+                    r.members.remove(&id);
                 }
                 r.pending.retain(|p| p.from != id);
+                r.welcomed.retain(|p| *p != id);
                 if r.members.is_empty()
                     && r.creator.is_some_and(|c| !r.capable.contains(&c))
                     && r.creator_asked.is_some_and(|t| now.saturating_duration_since(t) >= CREATE_TIMEOUT)

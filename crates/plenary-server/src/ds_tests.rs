@@ -167,3 +167,25 @@ fn an_unencrypted_first_participant_does_not_lock_the_room() {
     assert_eq!(to(&out, C), vec![&ServerMsg::CreateGroup]);
     assert!(to(&out, A).is_empty());
 }
+
+#[test]
+fn a_member_that_lost_its_group_asks_again_and_is_welcomed_anew() {
+    let mut ds = DeliveryService::default();
+    ds.joined(t0(), "r", A);
+    ds.joined(t0(), "r", B);
+    ds.group_member(A, 0).unwrap();
+    ds.envelope(t0(), B, &join_request(7)).unwrap();
+    ds.envelope(t0(), A, &commit(0)).unwrap();
+    ds.envelope(t0(), A, &welcome(&[7])).unwrap();
+    ds.group_member(B, 1).unwrap();
+    // B missed a commit and asks to be added again with a new KeyPackage:
+    // relayed to the other members, and B is no member until its Welcome.
+    let out = ds.envelope(t0(), B, &join_request(9)).unwrap();
+    assert!(matches!(to(&out, A)[..], [ServerMsg::Mls { from, .. }] if *from == B), "request relayed to A");
+    assert!(ds.envelope(t0(), B, &commit(1)).is_err(), "B commits no more");
+    let out = ds.envelope(t0(), A, &commit(1)).unwrap();
+    assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 1 }]);
+    let out = ds.envelope(t0(), A, &welcome(&[9])).unwrap();
+    assert_eq!(to(&out, B).len(), 1, "the new Welcome reaches B");
+    ds.group_member(B, 2).unwrap();
+}
