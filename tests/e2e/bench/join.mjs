@@ -115,7 +115,7 @@ async function browserJoin(server, media, room, secret) {
 }
 
 /** One native join: returns the steps in ms after the process started. */
-async function nativeJoin(url, media) {
+async function nativeJoin(url, media, natives) {
   const spawned = Date.now();
   const n = startNative(url, 'Bench-native', { media });
   let keys = NaN;
@@ -128,7 +128,9 @@ async function nativeJoin(url, media) {
     if (!first) {
       const last = [...n.events].reverse().find((e) => e.event === 'frames');
       const failed = (last?.tracks ?? []).reduce((a, t) => a + (t.decrypt_failures ?? 0), 0);
-      throw new Error(`no decrypted video within 60 s (keys after ${keys} ms; ${failed} frames failed to decrypt)`);
+      const room = {};
+      for (const e of natives.map(lastEpoch)) room[e] = (room[e] ?? 0) + 1;
+      throw new Error(`no decrypted video within 60 s (keys after ${keys} ms, epoch ${lastEpoch(n)}; room epochs ${JSON.stringify(room)}; ${failed} frames failed to decrypt)`);
     }
     const connected = n.events.find((e) => e.event === 'connected');
     const joined = (first.since_start_s - first.since_joined_s) * 1000;
@@ -165,7 +167,7 @@ async function main() {
       const load = os.loadavg()[0];
       const runs = [];
       for (let i = 0; i < RUNS; i++) {
-        const r = JOINER === 'native' ? await nativeJoin(url, media) : await browserJoin(server, media, room, secret);
+        const r = JOINER === 'native' ? await nativeJoin(url, media, natives) : await browserJoin(server, media, room, secret);
         runs.push(r);
         console.log(JSON.stringify({ participants: count, run: i, ...r }));
         // The natives remove the page that left before the next run.
