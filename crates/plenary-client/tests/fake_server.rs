@@ -48,6 +48,22 @@ fn joined() -> ServerMsg {
     ServerMsg::Joined { participant_id: ParticipantId(7), room: "r".into(), participants: vec![], ice_servers: vec![] }
 }
 
+/// Plays the server's side of a join up to the SDP answer: reads `join`,
+/// sends `joined`, answers the client's offer from an ICE-lite session
+/// whose only candidate is `media` (a socket that never answers). Returns
+/// that session for further offers.
+async fn join_and_answer(ws: &mut ServerWs, media: SocketAddr) -> str0m::Rtc {
+    let _ = recv(ws).await;
+    send(ws, &joined()).await;
+    let ClientMsg::Offer { sdp } = recv(ws).await else { panic!("no offer") };
+    let mut rtc = str0m::Rtc::builder().set_ice_lite(true).build(Instant::now());
+    rtc.add_local_candidate(str0m::Candidate::host(media, "udp").unwrap());
+    let offer = str0m::change::SdpOffer::from_sdp_string(&sdp).unwrap();
+    let answer = rtc.sdp_api().accept_offer(offer).unwrap();
+    send(ws, &ServerMsg::Answer { sdp: answer.to_sdp_string() }).await;
+    rtc
+}
+
 fn opts(addr: SocketAddr) -> JoinOptions {
     JoinOptions {
         url: format!("http://{addr}/m/r#AAECAwQFBgcICQoLDA0ODw"),
@@ -145,14 +161,7 @@ async fn no_media_connection_times_out() {
     let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let hole_addr = black_hole.local_addr().unwrap();
     let addr = fake_server(move |mut ws| async move {
-        let _ = recv(&mut ws).await;
-        send(&mut ws, &joined()).await;
-        let ClientMsg::Offer { sdp } = recv(&mut ws).await else { panic!("no offer") };
-        let mut rtc = str0m::Rtc::builder().set_ice_lite(true).build(Instant::now());
-        rtc.add_local_candidate(str0m::Candidate::host(hole_addr, "udp").unwrap());
-        let offer = str0m::change::SdpOffer::from_sdp_string(&sdp).unwrap();
-        let answer = rtc.sdp_api().accept_offer(offer).unwrap();
-        send(&mut ws, &ServerMsg::Answer { sdp: answer.to_sdp_string() }).await;
+        let _rtc = join_and_answer(&mut ws, hole_addr).await;
         while ws.next().await.is_some() {}
         drop(black_hole);
     })
@@ -246,14 +255,7 @@ async fn layer_preference_asked(hide_video: bool) -> (u32, u32) {
     let hole_addr = black_hole.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let addr = fake_server(move |mut ws| async move {
-        let _ = recv(&mut ws).await;
-        send(&mut ws, &joined()).await;
-        let ClientMsg::Offer { sdp } = recv(&mut ws).await else { panic!("no offer") };
-        let mut rtc = str0m::Rtc::builder().set_ice_lite(true).build(Instant::now());
-        rtc.add_local_candidate(str0m::Candidate::host(hole_addr, "udp").unwrap());
-        let offer = str0m::change::SdpOffer::from_sdp_string(&sdp).unwrap();
-        let answer = rtc.sdp_api().accept_offer(offer).unwrap();
-        send(&mut ws, &ServerMsg::Answer { sdp: answer.to_sdp_string() }).await;
+        let mut rtc = join_and_answer(&mut ws, hole_addr).await;
         // One remote video, as the SFU offers it.
         let mut change = rtc.sdp_api();
         let mid = change.add_media(
