@@ -32,16 +32,17 @@ const POOR_FPS: u32 = 3;
 const GOOD_FPS: u32 = 8;
 /// Audio counts as arriving when a packet came this recently.
 const AUDIO_FRESH: Duration = Duration::from_secs(2);
-/// A track must be this old before its uplink can be judged.
 /// How long after a subscriber's first estimate every video it watches
 /// gets at least its smallest layer whatever the estimate says. Until the
 /// subscriber receives that much, the estimator has seen too little traffic
 /// to say more than ~1.5x what it carried (it is application-limited), so
 /// trusting it would leave the second and later videos of a new meeting
 /// off for seconds on a link with plenty of room; forwarding the smallest
-/// layers is also how the estimate learns it can grow. A video published
-/// into a running meeting gets the same grace for its first seconds.
+/// layers is also how the estimate learns it can grow. Every video gets the
+/// same grace for its first seconds after its m-line is negotiated (a new
+/// subscriber's tracks, a video published into a running meeting).
 pub(crate) const WARMUP: Duration = Duration::from_secs(5);
+/// A track must be this old before its uplink can be judged.
 const JUDGE_AFTER: Duration = Duration::from_secs(3);
 
 impl Sfu {
@@ -75,6 +76,7 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&id) else { return Vec::new() };
         p.estimate_bps = Some(estimate.as_u64());
         p.estimate_since.get_or_insert(now);
+        tracing::debug!(participant = %id, estimate_bps = estimate.as_u64(), "downlink estimate");
         self.allocate(now, id)
     }
 

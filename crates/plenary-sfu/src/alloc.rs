@@ -3,12 +3,21 @@
 //!
 //! The estimate comes from str0m's send-side bandwidth estimation over TWCC
 //! feedback (draft-holmer-rmcat-transport-wide-cc-extensions, the Google
-//! congestion controller). Audio is served first and always; what is left
-//! goes to video in priority order: videos the subscriber pinned, then the
-//! active speaker, then larger tiles before smaller ones. Every video first gets its smallest layer, then the
-//! videos are upgraded one at a time, in the same order, up to the layer
-//! their rendered size asks for, while the budget lasts. A video that not
-//! even its smallest layer fits is turned off.
+//! congestion controller). Videos are served in priority order: videos the
+//! subscriber pinned, then the active speaker, then larger tiles before
+//! smaller ones. Every video first gets its smallest layer while the
+//! estimate lasts, then the videos are upgraded one at a time, in the same
+//! order, up to the layer their rendered size asks for, with what is left
+//! after audio. A video that not even its smallest layer fits is turned off.
+//!
+//! Audio competes with upgrades only, never with the smallest layers: str0m
+//! sends audio unpaced whatever the allocation says, so counting it first
+//! would only turn video off without giving audio anything, and in a large
+//! meeting the audio of 29 others (about 1.2 Mbit/s) left no room for a
+//! single 150 kbit/s layer under any estimate below 1.8 Mbit/s, which a
+//! receiver starved of CPU reports on an idle loopback. On a link that is
+//! really congested the estimate itself falls below the smallest layers and
+//! turns them off, lowest priority first.
 //!
 //! Hysteresis: a layer already forwarded is kept while it fits
 //! [`KEEP_SHARE`] of the estimate; a higher layer is taken only when it fits
@@ -41,10 +50,8 @@ pub struct Demand {
 /// every demand, given the downlink estimate and what the subscriber's
 /// audio takes, both in bits per second. See the module docs.
 pub fn allocate(estimate_bps: u64, audio_bps: u64, demands: &[Demand]) -> Vec<Option<usize>> {
-    let keep_budget = budget(estimate_bps, KEEP_SHARE, audio_bps);
-    let up_budget = budget(estimate_bps, UPGRADE_SHARE, audio_bps);
-    let keep = fill(keep_budget, demands);
-    let up = fill(up_budget, demands);
+    let keep = fill(share(estimate_bps, KEEP_SHARE), audio_bps, demands);
+    let up = fill(share(estimate_bps, UPGRADE_SHARE), audio_bps, demands);
     demands
         .iter()
         .enumerate()
@@ -81,12 +88,13 @@ fn priority_order(demands: &[Demand]) -> Vec<usize> {
     order
 }
 
-fn budget(estimate_bps: u64, share: f64, audio_bps: u64) -> u64 {
-    ((estimate_bps as f64 * share) as u64).saturating_sub(audio_bps)
+fn share(estimate_bps: u64, share: f64) -> u64 {
+    (estimate_bps as f64 * share) as u64
 }
 
-/// Priority order, then smallest layers for all, then upgrades.
-fn fill(mut budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
+/// Priority order, then smallest layers for all within `budget`, then
+/// upgrades within what is left after `audio_bps`.
+fn fill(mut budget: u64, audio_bps: u64, demands: &[Demand]) -> Vec<Option<usize>> {
     let order = priority_order(demands);
     let mut chosen: Vec<Option<usize>> = vec![None; demands.len()];
     for &i in &order {
@@ -96,6 +104,7 @@ fn fill(mut budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
             chosen[i] = Some(0);
         }
     }
+    budget = budget.saturating_sub(audio_bps);
     for &i in &order {
         let Some(mut at) = chosen[i] else { continue };
         let ladder = &demands[i].ladder;
@@ -140,18 +149,34 @@ mod tests {
     }
 
     #[test]
-    fn audio_first_then_smallest_layers_then_speaker_and_large_tiles() {
+    fn smallest_layers_first_then_the_speaker_and_large_tiles() {
         let d = [demand(false, 100, None), demand(true, 50, None), demand(false, 400, None)];
         // 1.2 Mbps: 0.75 × 1.2 M − 64 k = 836 k: three q (450 k), then the
         // speaker's upgrade to h (+350 k).
         assert_eq!(allocate(1_200_000, 64_000, &d), [Some(0), Some(1), Some(0)]);
         // 300 kbps: room for one q after audio: the speaker's.
         assert_eq!(allocate(300_000, 64_000, &d), [None, Some(0), None]);
-        // Audio alone eats it all: no video.
-        assert_eq!(allocate(80_000, 64_000, &d), [None, None, None]);
+        // Too little for even one smallest layer: no video.
+        assert_eq!(allocate(150_000, 64_000, &d), [None, None, None]);
         // Without a speaker, the largest tile goes first.
         let d = [demand(false, 100, None), demand(false, 400, None)];
         assert_eq!(allocate(300_000, 64_000, &d), [None, Some(0)]);
+    }
+
+    #[test]
+    fn the_audio_of_a_large_meeting_does_not_turn_the_smallest_layers_off() {
+        // 29 others' audio (1.16 Mbit/s) and an estimate of 700 kbit/s: the
+        // smallest layers of three tiles (450 k) fit in 0.75 × 700 k, no
+        // upgrade does once audio is counted.
+        let d = [demand(false, 100, None), demand(true, 50, None), demand(false, 400, None)];
+        assert_eq!(allocate(700_000, 1_160_000, &d), [Some(0), Some(0), Some(0)]);
+        // An estimate that holds only two: the speaker's and the larger tile's.
+        assert_eq!(allocate(450_000, 1_160_000, &d), [None, Some(0), Some(0)]);
+        // Upgrades still wait until audio fits beside them: 0.75 × 2.4 M =
+        // 1.8 M; three q (450 k) and audio (1.16 M) leave 190 k, short of
+        // the speaker's step to h (350 k).
+        assert_eq!(allocate(2_400_000, 1_160_000, &d), [Some(0), Some(0), Some(0)]);
+        assert_eq!(allocate(2_700_000, 1_160_000, &d), [Some(0), Some(1), Some(0)]);
     }
 
     #[test]

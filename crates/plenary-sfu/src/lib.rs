@@ -22,8 +22,8 @@
 //!   NACK/RTX is handled per hop by str0m;
 //! - the active speaker of each room, from RFC 6464 audio levels;
 //! - adaptive quality: a TWCC bandwidth estimate per subscriber, shared
-//!   among the videos it watches (audio first, then the active speaker,
-//!   then larger tiles), reported to it every 2 s (`quality`); publishers
+//!   among the videos it watches (the smallest layer of each first, then
+//!   upgrades for the active speaker and larger tiles beside audio), reported to it every 2 s (`quality`); publishers
 //!   are told which simulcast layers nobody receives (`layers_paused`);
 //!   a publisher whose video stalls while its audio arrives is marked
 //!   (`connection_quality`).

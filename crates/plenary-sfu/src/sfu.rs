@@ -214,7 +214,7 @@ impl Sfu {
         let result = match msg {
             ClientMsg::Join { .. } => Err(SfuError::AlreadyJoined),
             ClientMsg::Offer { sdp } => self.handle_offer(now, id, &sdp),
-            ClientMsg::Answer { sdp } => self.handle_answer(id, &sdp),
+            ClientMsg::Answer { sdp } => self.handle_answer(now, id, &sdp),
             ClientMsg::SetMuted { kind, muted } => {
                 self.set_muted(id, kind, muted);
                 Ok(())
@@ -435,7 +435,7 @@ impl Sfu {
         Ok(())
     }
 
-    fn handle_answer(&mut self, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
+    fn handle_answer(&mut self, now: Instant, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| {
             debug!(participant = %id, error = %e, "answer does not parse");
             SfuError::BadSdp("the answer is not valid SDP".into())
@@ -460,6 +460,7 @@ impl Sfu {
         for t in &mut p.tracks_out {
             if let OutState::Negotiating(m) = t.state {
                 t.state = if t.orphaned { OutState::ToStop(m) } else { OutState::Open(m) };
+                t.warm_until = Some(now + crate::adaptive::WARMUP);
                 crate::history::size_stream(rtc, m, to_str0m_kind(t.kind));
             }
         }
@@ -699,9 +700,7 @@ impl Sfu {
                 continue;
             }
             if let Some(sub) = self.participants.get_mut(&m) {
-                let mut t = TrackOut::new(id, mid, kind);
-                t.warm_until = Some(now + crate::adaptive::WARMUP);
-                sub.tracks_out.push(t);
+                sub.tracks_out.push(TrackOut::new(id, mid, kind));
                 self.negotiate(m);
             }
         }

@@ -163,8 +163,9 @@ pub(crate) struct TrackOut {
     pub orphaned: bool,
     pub selector: LayerSelector,
     /// Until then the track gets at least its smallest layer whatever the
-    /// subscriber's estimate (a video published into a running meeting;
-    /// see `adaptive::WARMUP`).
+    /// subscriber's estimate: `adaptive::WARMUP` from when the
+    /// track went live for the subscriber (its m-line negotiated), so a
+    /// video starts at its first key frame.
     pub warm_until: Option<Instant>,
     /// The subscriber pinned this video (`layer_preference`): served first
     /// among videos when bandwidth is short.
