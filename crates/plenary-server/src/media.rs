@@ -33,6 +33,10 @@ pub enum ToClient {
 /// can make the server hold unbounded memory.
 pub const CLIENT_QUEUE: usize = 1024;
 
+/// Most datagrams read from the media socket in one round of the media
+/// loop before the sessions they touched are driven (see [`run`]).
+const RECEIVE_BATCH: usize = 64;
+
 /// Where a connection's messages go.
 pub type ClientTx = mpsc::Sender<ToClient>;
 
@@ -112,11 +116,20 @@ pub async fn run(
         };
         tokio::select! {
             r = udp.recv_from(&mut buf) => match r {
-                Ok((n, source)) => {
-                    let now = Instant::now();
-                    if let Err(e) = sfu.handle_receive(now, Protocol::Udp, source, udp_local, &buf[..n]) {
-                        debug!(error = %e, len = n, "dropped UDP datagram");
+                Ok(first) => {
+                    // Everything already queued on the socket, up to a batch:
+                    // the frames it completes are written to the subscribers'
+                    // sessions, and one timeout below packetizes them all.
+                    let mut next = Some(first);
+                    let mut taken = 0;
+                    while let Some((n, source)) = next {
+                        if let Err(e) = sfu.handle_receive(Instant::now(), Protocol::Udp, source, udp_local, &buf[..n]) {
+                            debug!(error = %e, len = n, "dropped UDP datagram");
+                        }
+                        taken += 1;
+                        next = if taken < RECEIVE_BATCH { udp.try_recv_from(&mut buf).ok() } else { None };
                     }
+                    sfu.handle_timeout(Instant::now());
                 }
                 Err(e) => debug!(error = %e, "UDP receive error"),
             },

@@ -25,6 +25,10 @@ pub(crate) struct Participant {
     pub next_timeout: Option<Instant>,
     /// When the session was last given `Input::Timeout`.
     pub timeout_fed: Option<Instant>,
+    /// Media was written to the session since its last `Input::Timeout`:
+    /// str0m packetizes written frames on the next timeout, so the session
+    /// is due at once (see [`Participant::media_written_at`]).
+    pub media_written: bool,
     pub pending_offer: Option<SdpPendingOffer>,
     pub tracks_in: Vec<TrackIn>,
     pub tracks_out: Vec<TrackOut>,
@@ -52,6 +56,7 @@ impl Participant {
             rtc: None,
             next_timeout: None,
             timeout_fed: None,
+            media_written: false,
             pending_offer: None,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
@@ -69,10 +74,30 @@ impl Participant {
     /// clock moves on instead of spinning.
     pub fn due_at(&self) -> Option<Instant> {
         let t = self.next_timeout?;
+        if self.media_written {
+            return Some(t);
+        }
         Some(match self.timeout_fed {
             Some(fed) if t <= fed => fed + Duration::from_millis(1),
             _ => t,
         })
+    }
+
+    /// Notes that a frame was written to the session at `now`. The session
+    /// is not polled now: a write only queues the frame, which str0m
+    /// packetizes on the next `Input::Timeout`, and polling in between
+    /// walks every stream of the session for nothing (a meeting's
+    /// subscriber has two per other participant). The caller's next
+    /// timeout feeds it, once for all frames written meanwhile.
+    pub fn media_written_at(&mut self, now: Instant) {
+        self.media_written = true;
+        self.next_timeout = Some(self.next_timeout.map_or(now, |t| t.min(now)));
+    }
+
+    /// Notes that the session is given `Input::Timeout` at `now`.
+    pub fn timeout_fed_at(&mut self, now: Instant) {
+        self.timeout_fed = Some(now);
+        self.media_written = false;
     }
 
     pub fn info(&self) -> ParticipantInfo {

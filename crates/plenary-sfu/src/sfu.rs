@@ -361,7 +361,7 @@ impl Sfu {
             .collect();
         for id in &due {
             let Some(p) = self.participants.get_mut(id) else { continue };
-            p.timeout_fed = Some(now);
+            p.timeout_fed_at(now);
             if let Some(rtc) = p.rtc.as_mut()
                 && let Err(e) = rtc.handle_input(Input::Timeout(now))
             {
@@ -616,6 +616,7 @@ impl Sfu {
                             sent = false;
                             fed += 1;
                             p.timeout_fed = Some(now);
+                            p.media_written = false;
                             if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
                                 debug!(participant = %id, error = %e, "timeout handling failed");
                             }
@@ -790,7 +791,7 @@ impl Sfu {
             match writer.write(pt, data.network_time, time, data.data.clone()) {
                 Ok(()) => {
                     self.stats.frames_forwarded += 1;
-                    work.push(m);
+                    sub.media_written_at(now);
                 }
                 Err(e) => debug!(participant = %m, error = %e, "write failed"),
             }
