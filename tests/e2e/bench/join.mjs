@@ -64,6 +64,13 @@ const median = (xs) => {
 /** The latest epoch each native client reported. */
 const lastEpoch = (n) => [...n.events].reverse().find((e) => e.event === 'epoch')?.epoch ?? null;
 
+/** How many native clients are at each epoch: `{ epoch: count }`. */
+const roomEpochs = (natives) => {
+  const room = {};
+  for (const e of natives.map(lastEpoch)) room[e] = (room[e] ?? 0) + 1;
+  return room;
+};
+
 /** Waits until every native client is in the same epoch, and it has been stable for `quietMs`. */
 async function settled(natives, quietMs = 1500, ms = 120000) {
   let since = 0;
@@ -81,7 +88,7 @@ async function settled(natives, quietMs = 1500, ms = 120000) {
 }
 
 /** One browser join: returns the steps in ms after pressing Join. */
-async function browserJoin(server, media, room, secret) {
+async function browserJoin(server, media, room, secret, natives) {
   const b = await openBrowser(media);
   try {
     await b.page.goto(server.url(`/m/${room}?name=Bench-browser#${secret}`));
@@ -104,7 +111,32 @@ async function browserJoin(server, media, room, secret) {
       const t = window.plenary.timings();
       return t.video ? t : null;
     }), { ms: 60000, every: 100 });
-    if (!at) throw new Error(`no decrypted video within 60 s: ${JSON.stringify(await b.page.evaluate(() => window.plenary.timings()))}`);
+    if (!at) {
+      // What the page got: its epoch, frames decrypted and failed (and
+      // why), and from how many participants video bytes arrived at all.
+      const why = await b.page.evaluate(async () => {
+        const e = window.plenary.e2ee();
+        const failedBy = {};
+        let videoDecrypted = 0;
+        for (const p of Object.values(e.perParticipant)) {
+          videoDecrypted += p.video;
+          for (const [k, n] of Object.entries(p.videoFailedBy)) failedBy[k] = (failedBy[k] ?? 0) + n;
+        }
+        const s = await window.plenary.stats();
+        return {
+          timings: window.plenary.timings(),
+          epoch: e.epoch,
+          workerEpoch: e.workerEpoch,
+          videoDecrypted,
+          decryptFailures: e.decryptFailures,
+          videoFailedBy: failedBy,
+          withVideoBytes: s.participants.filter((p) => p.videoBytesReceived > 0).length,
+          participants: s.participants.length,
+        };
+      });
+      why.roomEpochs = roomEpochs(natives);
+      throw new Error(`no decrypted video within 60 s: ${JSON.stringify(why)}`);
+    }
     at.decoded = await Promise.race([decoded, sleep(30000).then(() => NaN)]);
     const out = {};
     for (const step of STEPS) out[step] = Math.round(at[step] - at.pressed);
@@ -128,9 +160,7 @@ async function nativeJoin(url, media, natives) {
     if (!first) {
       const last = [...n.events].reverse().find((e) => e.event === 'frames');
       const failed = (last?.tracks ?? []).reduce((a, t) => a + (t.decrypt_failures ?? 0), 0);
-      const room = {};
-      for (const e of natives.map(lastEpoch)) room[e] = (room[e] ?? 0) + 1;
-      throw new Error(`no decrypted video within 60 s (keys after ${keys} ms, epoch ${lastEpoch(n)}; room epochs ${JSON.stringify(room)}; ${failed} frames failed to decrypt)`);
+      throw new Error(`no decrypted video within 60 s (keys after ${keys} ms, epoch ${lastEpoch(n)}; room epochs ${JSON.stringify(roomEpochs(natives))}; ${failed} frames failed to decrypt)`);
     }
     const connected = n.events.find((e) => e.event === 'connected');
     const joined = (first.since_start_s - first.since_joined_s) * 1000;
@@ -167,7 +197,7 @@ async function main() {
       const load = os.loadavg()[0];
       const runs = [];
       for (let i = 0; i < RUNS; i++) {
-        const r = JOINER === 'native' ? await nativeJoin(url, media, natives) : await browserJoin(server, media, room, secret);
+        const r = JOINER === 'native' ? await nativeJoin(url, media, natives) : await browserJoin(server, media, room, secret, natives);
         runs.push(r);
         console.log(JSON.stringify({ participants: count, run: i, ...r }));
         // The natives remove the page that left before the next run.
