@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use plenary_e2ee::app::AppMessage;
 use plenary_e2ee::envelope::{Envelope, KIND_COMMIT};
 use plenary_e2ee::group::{Event, Participant};
-use plenary_e2ee::media::{Codec, MediaCrypto};
+use plenary_e2ee::media::{Codec, Disposition, MediaCrypto};
 use plenary_e2ee::secret::MeetingSecret;
 use plenary_proto::{ClientMsg, ParticipantId};
 
@@ -443,10 +443,11 @@ impl E2ee {
         self.media.encrypt(context, codec, frame).ok()
     }
 
-    /// Decrypts one received frame; `None` if it cannot be.
-    pub(crate) fn decrypt(&mut self, video: bool, frame: &[u8]) -> Option<Vec<u8>> {
+    /// Decrypts one received frame; if it cannot be, what to do with it
+    /// (a replay is dropped silently, see [`Disposition`]).
+    pub(crate) fn decrypt(&mut self, video: bool, frame: &[u8]) -> Result<Vec<u8>, Disposition> {
         let codec = if video { Codec::Vp8 } else { Codec::Opus };
-        self.media.decrypt(codec, frame, self.origin.elapsed()).ok().map(|d| d.frame)
+        self.media.decrypt(codec, frame, self.origin.elapsed()).map(|d| d.frame).map_err(|e| self.media.disposition(&e))
     }
 }
 
@@ -581,7 +582,7 @@ mod tests {
         // Everyone decrypts 2's audio, and 2 decrypts everyone's.
         for (from, to) in [(2, 0), (2, 1), (0, 2), (1, 2)] {
             let frame = m.parts[from].encrypt(false, &[0xfc, 1, 2, 3, 4]).expect("keys");
-            assert!(m.parts[to].decrypt(false, &frame).is_some(), "{to} decrypts {from}");
+            assert!(m.parts[to].decrypt(false, &frame).is_ok(), "{to} decrypts {from}");
         }
         // Its old leaf is gone: three leaves for three participants.
         assert_eq!(m.parts[0].participant.member_count().expect("count"), 3);

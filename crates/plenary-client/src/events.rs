@@ -29,6 +29,13 @@ pub struct TrackStats {
     /// encrypted meetings) on this track so far, milliseconds; 0 before
     /// the second. What a listener hears as a dropout.
     pub max_gap_ms: u64,
+    /// Longest step in media time between two consecutive usable frames,
+    /// by their RTP timestamps (RFC 3550 §5.1), milliseconds; 0 before the
+    /// second. 20 for complete 20 ms Opus audio: anything above is media
+    /// that never arrived or did not decrypt (what a listener hears as a
+    /// dropout whatever its jitter buffer), while frames that are only late
+    /// (a loaded machine) leave it alone, unlike `max_gap_ms`.
+    pub max_media_gap_ms: u64,
     /// Video: RID of the simulcast layer the server forwards now (`q`, `h`,
     /// `f`), from its `layer` messages; absent until one came.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,6 +47,11 @@ pub struct TrackStats {
     /// decrypted (no keys yet, unknown key, tampered), dropped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decrypt_failures: Option<u64>,
+    /// End-to-end encrypted meetings only: copies of frames already
+    /// decrypted (same SFrame KID and CTR, RFC 9605 §9.3), dropped silently:
+    /// not failures, nothing was missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrypt_replays: Option<u64>,
 }
 
 /// Frames and bytes sent on one of our own tracks.
@@ -230,7 +242,11 @@ pub fn human_summary(s: &Summary) -> String {
             t.participant_id, t.mid, t.frames, t.bytes
         ));
         if let (Some(ok), Some(failed)) = (t.decrypted, t.decrypt_failures) {
-            out.push_str(&format!(" ({ok} decrypted, {failed} failed)"));
+            out.push_str(&format!(" ({ok} decrypted, {failed} failed"));
+            if let Some(replays) = t.decrypt_replays.filter(|n| *n > 0) {
+                out.push_str(&format!(", {replays} replays dropped"));
+            }
+            out.push(')');
         }
         if let Some(p) = &t.recording {
             out.push_str(&format!(" -> {}", p.display()));
@@ -264,10 +280,12 @@ mod tests {
             frames: 10,
             bytes: 2000,
             max_gap_ms: 40,
+            max_media_gap_ms: 33,
             layer: None,
             recording: None,
             decrypted: None,
             decrypt_failures: None,
+            decrypt_replays: None,
         };
         let sent = SentStats { kind: MediaKind::Audio, mid: "b2".into(), frames: 50, bytes: 900 };
         let summary = Summary {
@@ -283,7 +301,7 @@ mod tests {
             v,
             serde_json::json!({
                 "event": "summary", "participant_id": 1, "room": "r", "duration_s": 10.5, "connect_s": 0.25,
-                "tracks": [{"participant_id": 3, "kind": "video", "mid": "a1", "frames": 10, "bytes": 2000, "max_gap_ms": 40}],
+                "tracks": [{"participant_id": 3, "kind": "video", "mid": "a1", "frames": 10, "bytes": 2000, "max_gap_ms": 40, "max_media_gap_ms": 33}],
                 "sent": [{"kind": "audio", "mid": "b2", "frames": 50, "bytes": 900}],
             })
         );
@@ -315,8 +333,16 @@ mod tests {
         })
         .unwrap();
         assert_eq!(v, serde_json::json!({"event": "reconnected", "participant_id": 9, "attempts": 2, "outage_s": 3.5}));
-        let e2ee_track = TrackStats { decrypted: Some(9), decrypt_failures: Some(1), ..summary.tracks[0].clone() };
+        let e2ee_track = TrackStats {
+            decrypted: Some(9),
+            decrypt_failures: Some(1),
+            decrypt_replays: Some(2),
+            ..summary.tracks[0].clone()
+        };
         let v = serde_json::to_value(&e2ee_track).unwrap();
-        assert_eq!((v["decrypted"].as_u64(), v["decrypt_failures"].as_u64()), (Some(9), Some(1)));
+        assert_eq!(
+            (v["decrypted"].as_u64(), v["decrypt_failures"].as_u64(), v["decrypt_replays"].as_u64()),
+            (Some(9), Some(1), Some(2))
+        );
     }
 }

@@ -26,6 +26,7 @@ use crate::reconnect::Backoff;
 use crate::record::{Pushed, RecordCodec, Recorder};
 use crate::source::{AUDIO_CLOCK_RATE, KeyframeRequests, LoopedSource, VIDEO_CLOCK_RATE};
 use crate::{ClientError, JoinOptions};
+use plenary_e2ee::media::Disposition;
 use plenary_e2ee::secret::MeetingSecret;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -333,6 +334,9 @@ struct RxTrack {
     decrypt_gap: bool,
     /// When the last usable frame arrived.
     last_frame_at: Option<Instant>,
+    /// RTP time of the latest usable frame, in the track's clock (48 kHz
+    /// audio, 90 kHz video).
+    last_media_time: Option<u64>,
 }
 
 enum End {
@@ -696,20 +700,27 @@ impl Session {
         track.stats.frames += 1;
         track.stats.bytes += data.data.len() as u64;
         let plain;
-        let frame: &[u8] =
-            match self.e2ee.as_mut().and_then(|e| e.decrypt(track.stats.kind == MediaKind::Video, &data.data)) {
-                Some(p) => {
-                    *track.stats.decrypted.get_or_insert(0) += 1;
-                    plain = p;
-                    &plain
-                }
-                None => {
-                    // Never passed on: the recorder then waits for a key frame.
-                    *track.stats.decrypt_failures.get_or_insert(0) += 1;
-                    track.decrypt_gap = true;
-                    return Ok(());
-                }
-            };
+        let video = track.stats.kind == MediaKind::Video;
+        // Without a session's E2EE state nothing can decrypt: never passed on in clear.
+        let decrypted = self.e2ee.as_mut().map_or(Err(Disposition::Fail), |e| e.decrypt(video, &data.data));
+        let frame: &[u8] = match decrypted {
+            Ok(p) => {
+                *track.stats.decrypted.get_or_insert(0) += 1;
+                plain = p;
+                &plain
+            }
+            Err(Disposition::Replay) => {
+                // A copy of a frame already passed on: nothing is missing.
+                *track.stats.decrypt_replays.get_or_insert(0) += 1;
+                return Ok(());
+            }
+            Err(_) => {
+                // Never passed on: the recorder then waits for a key frame.
+                *track.stats.decrypt_failures.get_or_insert(0) += 1;
+                track.decrypt_gap = true;
+                return Ok(());
+            }
+        };
         let now = Instant::now();
         if track.stats.kind == MediaKind::Video && !self.first_frame_seen {
             self.first_frame_seen = true;
@@ -724,19 +735,26 @@ impl Session {
             let gap = u64::try_from((now - last).as_millis()).unwrap_or(u64::MAX);
             track.stats.max_gap_ms = track.stats.max_gap_ms.max(gap);
         }
-        let contiguous = data.contiguous && !track.decrypt_gap;
-        let Some(rec) = &mut track.recorder else {
-            return Ok(());
-        };
         let clock = match track.stats.kind {
             MediaKind::Audio => Frequency::FORTY_EIGHT_KHZ,
             MediaKind::Video => Frequency::NINETY_KHZ,
+        };
+        let time = data.time.rebase(clock).numer();
+        if let Some(last) = track.last_media_time
+            && time > last
+        {
+            let step = (time - last).saturating_mul(1000) / u64::from(clock.get());
+            track.stats.max_media_gap_ms = track.stats.max_media_gap_ms.max(step);
+        }
+        track.last_media_time = Some(track.last_media_time.map_or(time, |last| last.max(time)));
+        let contiguous = data.contiguous && !track.decrypt_gap;
+        let Some(rec) = &mut track.recorder else {
+            return Ok(());
         };
         let codec = data.params.spec().codec;
         if !matches!(codec, Codec::Vp8 | Codec::Opus) {
             return Ok(());
         }
-        let time = data.time.rebase(clock).numer();
         match rec.push(time, contiguous, frame)? {
             Pushed::Written => {
                 track.decrypt_gap = false;
@@ -985,7 +1003,9 @@ impl Session {
                     recording: None,
                     decrypted: Some(0),
                     decrypt_failures: Some(0),
+                    decrypt_replays: Some(0),
                     max_gap_ms: 0,
+                    max_media_gap_ms: 0,
                     layer: None,
                 },
                 active: true,
@@ -993,6 +1013,7 @@ impl Session {
                 last_keyframe_request: None,
                 decrypt_gap: false,
                 last_frame_at: None,
+                last_media_time: None,
             });
         }
         let gone: Vec<usize> = self.rx_by_mid.iter().filter(|(mid, _)| !keep.contains(*mid)).map(|(_, &i)| i).collect();

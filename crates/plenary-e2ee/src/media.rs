@@ -118,6 +118,26 @@ pub enum MediaError {
     Sframe,
 }
 
+/// What a receiver does with a frame that [`MediaCrypto::decrypt`] refused,
+/// the same way in every client (browser worker through plenary-wasm, native
+/// client). See [`MediaCrypto::disposition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Disposition {
+    /// A copy of a frame already decrypted (same KID and CTR), or one older
+    /// than the replay window (RFC 9605 §9.3): drop it silently. The decoder
+    /// got the frame once, so nothing is missing and it is no failure.
+    Replay,
+    /// The keys for it may still arrive: no keys are installed yet, or its KID
+    /// carries epoch bits one or two epochs ahead of the current epoch (the
+    /// sender processed a commit before us). Hold it briefly and try again.
+    Hold,
+    /// It cannot be decrypted (unknown sender, a past epoch, tampered,
+    /// truncated): drop it and count it as a failure; the picture needs the
+    /// next key frame.
+    Fail,
+}
+
 /// The media codec of a frame; decides the clear prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -434,6 +454,26 @@ impl MediaCrypto {
             }
         }
         self.current = Some(new);
+    }
+
+    /// What to do with a frame that [`MediaCrypto::decrypt`] refused with
+    /// `error`, given the keys installed now: see [`Disposition`]. A KID is
+    /// "ahead" when its epoch bits (the low [`EPOCH_BITS`] of the epoch) are
+    /// one or two past the current epoch's, modulo 2^[`EPOCH_BITS`].
+    pub fn disposition(&self, error: &MediaError) -> Disposition {
+        match error {
+            MediaError::Replayed => Disposition::Replay,
+            MediaError::NoKeys => Disposition::Hold,
+            MediaError::UnknownKeyId { kid } => {
+                let Some(current) = self.epoch() else { return Disposition::Hold };
+                let mask = (1u64 << EPOCH_BITS) - 1;
+                match (kid & mask).wrapping_sub(current & mask) & mask {
+                    1 | 2 => Disposition::Hold,
+                    _ => Disposition::Fail,
+                }
+            }
+            _ => Disposition::Fail,
+        }
     }
 
     /// Encrypts one encoded frame of stream `context` (0..=[`MAX_CONTEXT`])

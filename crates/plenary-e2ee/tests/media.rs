@@ -174,3 +174,35 @@ fn each_sender_has_its_own_key() {
     assert_eq!(rx.decrypt(Codec::Opus, &fa, T0).unwrap().sender_leaf, 1);
     assert_eq!(rx.decrypt(Codec::Opus, &fb, T0).unwrap().sender_leaf, 5);
 }
+
+#[test]
+fn refused_frames_get_one_disposition_for_every_client() {
+    use plenary_e2ee::media::Disposition;
+    let (mut tx, mut rx) = pair(1);
+    let frame = tx.encrypt(0, Codec::Opus, b"hello").unwrap();
+    // No keys yet: wait for them.
+    let mut fresh = MediaCrypto::default();
+    let e = fresh.decrypt(Codec::Opus, &frame, T0).unwrap_err();
+    assert_eq!(fresh.disposition(&e), Disposition::Hold);
+    // A copy of a decrypted frame is a replay, not a failure.
+    rx.decrypt(Codec::Opus, &frame, T0).unwrap();
+    let e = rx.decrypt(Codec::Opus, &frame, T0).unwrap_err();
+    assert_eq!((e.clone(), rx.disposition(&e)), (MediaError::Replayed, Disposition::Replay));
+    // One and two epochs ahead: the commit is on its way; three: not.
+    for (epoch, want) in [(2, Disposition::Hold), (3, Disposition::Hold), (4, Disposition::Fail)] {
+        let (mut ahead, _) = pair(epoch);
+        let e = rx.decrypt(Codec::Opus, &ahead.encrypt(0, Codec::Opus, b"x").unwrap(), T0).unwrap_err();
+        assert_eq!(rx.disposition(&e), want, "{} epochs ahead", epoch - 1);
+    }
+    // Epoch bits wrap: 255 -> 0 is one ahead.
+    let (_, mut rx255) = pair(255);
+    let (mut tx256, _) = pair(256);
+    let e = rx255.decrypt(Codec::Opus, &tx256.encrypt(0, Codec::Opus, b"x").unwrap(), T0).unwrap_err();
+    assert_eq!(rx255.disposition(&e), Disposition::Hold);
+    // Tampered: a failure.
+    let mut bad = tx.encrypt(0, Codec::Opus, b"hello").unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let e = rx.decrypt(Codec::Opus, &bad, T0).unwrap_err();
+    assert_eq!((e.clone(), rx.disposition(&e)), (MediaError::Authentication, Disposition::Fail));
+}
