@@ -252,13 +252,21 @@ impl LayerSelector {
         }
         let out = (rtp_time as i64).saturating_add(self.offset).max(0) as u64;
         if let Some((last, _)) = self.last_out
-            && out < last
             && !switched
         {
-            // A frame from before the last one sent: it cannot be shown in
-            // order, and what follows may reference it.
-            self.broken = true;
-            return Verdict::WaitKeyframe;
+            if out == last {
+                // The frame just forwarded, again (a layer's frames have
+                // distinct RTP times): the subscriber has it, and a second
+                // copy would only cost its bandwidth and reach its SFrame
+                // replay check.
+                return Verdict::Drop;
+            }
+            if out < last {
+                // A frame from before the last one sent: it cannot be shown
+                // in order, and what follows may reference it.
+                self.broken = true;
+                return Verdict::WaitKeyframe;
+            }
         }
         self.last_out = Some((out, now));
         Verdict::Forward { rtp_time: out, switched }
@@ -429,5 +437,21 @@ mod tests {
         assert!(matches!(s.on_frame(&h, 15000, true, true, t0), Verdict::Forward { .. }), "key frame heals");
         assert!(matches!(s.on_frame(&h, 18000, false, true, t0), Verdict::Forward { .. }));
         assert_eq!(s.on_frame(&h, 17000, false, true, t0), Verdict::WaitKeyframe, "late frame breaks the chain");
+    }
+
+    #[test]
+    fn a_frame_is_forwarded_once() {
+        let t0 = Instant::now();
+        let h = Some("h".to_string());
+        let mut s = LayerSelector::new(90_000);
+        s.retarget(&[layer("h", Some(180), t0)], t0);
+        assert!(matches!(s.on_frame(&h, 0, true, true, t0), Verdict::Forward { .. }));
+        assert_eq!(s.on_frame(&h, 0, true, true, t0), Verdict::Drop, "a copy of the key frame");
+        assert!(matches!(s.on_frame(&h, 3000, false, true, t0), Verdict::Forward { .. }));
+        assert_eq!(s.on_frame(&h, 3000, false, true, t0), Verdict::Drop, "a copy of the delta frame");
+        assert!(
+            matches!(s.on_frame(&h, 6000, false, true, t0), Verdict::Forward { .. }),
+            "a copy neither breaks the chain nor needs a key frame"
+        );
     }
 }
