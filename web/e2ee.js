@@ -9,7 +9,7 @@
 //
 // Never log or send the secret, keys, names or chat text.
 
-import init, { Meeting, roomTag } from './wasm/plenary_e2ee.js';
+import init, { Meeting, FrameCrypto, roomTag } from './wasm/plenary_e2ee.js';
 
 import { toBase64Url, fromBase64Url } from './room.js';
 
@@ -35,7 +35,13 @@ export function meetingRoomTag(room, secret) {
 let wasmReady = null;
 /** Loads plenary-wasm once. */
 export function loadWasm() {
-  wasmReady ||= init();
+  wasmReady ||= init().then((w) => {
+    // A web/wasm built before media-worker.js would refuse every frame.
+    if (typeof FrameCrypto.prototype.openFrame !== 'function') {
+      console.error('plenary: web/wasm is older than web/ (no FrameCrypto.openFrame): rebuild it with scripts/build-wasm.sh');
+    }
+    return w;
+  });
   return wasmReady;
 }
 

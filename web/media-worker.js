@@ -14,8 +14,11 @@
 //   `failedBy`: frames dropped as undecryptable, by reason {noKeys,
 //   unknownKey, authentication, other}; `replayed`: copies of frames already
 //   decrypted (same KID and CTR), dropped by replay protection (RFC 9605
-//   §9.3) but not failures: the decoder got the frame once (the SFU can
-//   forward a frame twice when a retransmission completes it again);
+//   §9.3) but not failures: the decoder got the frame once. Chromium hands
+//   the transform a frame a second time when a retransmitted copy of its
+//   packets (RTX, RFC 4588: str0m's bandwidth-probe padding resends recent
+//   packets, and answers to NACKs) arrives after the frame was assembled but
+//   before it was decoded; its duplicate check comes after the transform;
 //   `held`: frames that waited for their epoch's keys)
 // No key, frame or plaintext is ever logged or posted back.
 //
@@ -40,8 +43,6 @@ const KEYFRAME_REQUEST_MS = 1000;
 const HOLD_MS = 1500;
 /** At most this many frames wait per receiver (about 3 s of video at 30 fps). */
 const HOLD_MAX = 100;
-/** Low-order epoch bits in a KID (plenary-e2ee EPOCH_BITS). */
-const EPOCH_MASK = 0xff;
 
 const ready = init();
 /** @type {FrameCrypto|null} */
@@ -86,34 +87,22 @@ function senderTransform(kind) {
   });
 }
 
-/** Why a frame did not decrypt, from plenary-wasm's error message (MediaError). */
-function failureOf(err) {
-  const msg = String(err?.message ?? err);
-  const kid = /unknown KID 0x([0-9a-f]+)/i.exec(msg);
-  if (kid) return { reason: 'unknownKey', epochBits: Number(BigInt(`0x${kid[1]}`) & BigInt(EPOCH_MASK)) };
-  if (/no media keys/.test(msg)) return { reason: 'noKeys' };
-  if (/replayed/.test(msg)) return { reason: 'replayed' };
-  if (/authenticate/.test(msg)) return { reason: 'authentication' };
-  return { reason: 'other' };
-}
-
-/** Whether a frame that failed this way may decrypt once the next keys arrive. */
-function mayComeLater(failure) {
-  if (failure.reason === 'noKeys') return true;
-  if (failure.reason !== 'unknownKey' || !hasKeys()) return false;
-  const ahead = (failure.epochBits - (Number(crypto.epoch) & EPOCH_MASK) + EPOCH_MASK + 1) & EPOCH_MASK;
-  return ahead === 1 || ahead === 2;
-}
-
-/** Tries to decrypt one frame: the failure, or null once it went to the decoder. */
+/**
+ * Tries to decrypt one frame: null once it went to the decoder, else why not
+ * and what to do with it, `{refused, reason}` as plenary-wasm's openFrame
+ * says (the rule plenary-e2ee's MediaCrypto::disposition shares with the
+ * native client): `refused` is 'replay' (drop silently), 'hold' (its keys may
+ * still come) or 'fail'.
+ */
 function tryFrame(r, frame, ctl, now) {
-  if (!hasKeys()) return { reason: 'noKeys' };
+  if (!hasKeys()) return { refused: 'hold', reason: 'noKeys' };
   let d;
   try {
-    d = crypto.decryptFrame(r.codec, new Uint8Array(frame.data), now);
-  } catch (err) {
-    return failureOf(err);
+    d = crypto.openFrame(r.codec, new Uint8Array(frame.data), now);
+  } catch {
+    return { refused: 'fail', reason: 'other' };
   }
+  if (d.refused) return d;
   frame.data = bufferOf(d.data);
   r.firstAt ??= performance.timeOrigin + now;
   r.decrypted++;
@@ -131,7 +120,7 @@ function tryFrame(r, frame, ctl, now) {
 
 /** A frame is not decryptable (no keys for its KID, tampered) or a replay: never passed to the decoder. */
 function dropFrame(r, failure, now) {
-  if (failure.reason === 'replayed') {
+  if (failure.refused === 'replay') {
     // A copy of a frame the decoder already has: nothing is missing.
     r.replayed++;
     return;
@@ -150,7 +139,7 @@ function releaseHeld(r, now, expire = false) {
   while (r.held.length) {
     const { frame, ctl, at } = r.held[0];
     const failure = tryFrame(r, frame, ctl, now);
-    if (failure && !expire && now - at < HOLD_MS && mayComeLater(failure)) break;
+    if (failure && !expire && now - at < HOLD_MS && failure.refused === 'hold') break;
     r.held.shift();
     if (failure) dropFrame(r, failure, now);
   }
@@ -172,15 +161,15 @@ function receiverTransform(id, kind, transformer) {
       const now = performance.now();
       r.seenAt ??= performance.timeOrigin + now;
       // Frames stay in order: behind held ones, a frame waits too.
-      const failure = r.held.length ? { reason: 'queued' } : tryFrame(r, frame, ctl, now);
+      const failure = r.held.length ? { refused: 'queued' } : tryFrame(r, frame, ctl, now);
       if (!failure) return;
-      if ((failure.reason === 'queued' || mayComeLater(failure)) && r.held.length < HOLD_MAX) {
+      if ((failure.refused === 'queued' || failure.refused === 'hold') && r.held.length < HOLD_MAX) {
         r.held.push({ frame, ctl, at: now });
         r.heldTotal++;
         if (r.held.length === 1) releaseHeld(r, now);
         return;
       }
-      if (failure.reason === 'queued') {
+      if (failure.refused === 'queued') {
         // Too many waiting: give up on the oldest, then this one goes behind the rest.
         releaseHeld(r, now, true);
         const f = tryFrame(r, frame, ctl, now);

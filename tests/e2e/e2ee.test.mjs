@@ -140,9 +140,10 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
       assert.equal(codes[i].securityCode, agreed[0].securityCode, 'the security code did not change');
       // The wrong secret's page cannot cause decrypt failures here (it is in
       // another room), and in a steady epoch nothing fails to decrypt.
-      // Copies of frames already decrypted (replays, seen in CI with 4
-      // browsers on 2 cores: the SFU forwarded a frame twice) are dropped but
-      // are not failures: the decoder had the frame.
+      // Copies of frames already decrypted (replays: Chromium assembles a
+      // frame again from a retransmitted copy of its packets, RTX padding or
+      // a late NACK answer, that arrives before the frame was decoded) are
+      // dropped but are not failures: the decoder had the frame.
       for (const [id, n] of Object.entries(pages[i].failuresBefore)) {
         const now = codes[i].perParticipant[id];
         const added = (now?.videoFailed ?? 0) - n.videoFailed;

@@ -7,7 +7,8 @@
 //!   with decrypted display names, the security code, and the media keys of
 //!   the current epoch to post to the media worker.
 //! - [`FrameCrypto`] for the media worker (`RTCRtpScriptTransform`): SFrame
-//!   `encrypt_frame` / `decrypt_frame` of encoded frames.
+//!   `encrypt_frame` / `decrypt_frame` of encoded frames, and `open_frame`,
+//!   which also says what to do with a refused one.
 //!
 //! Bytes cross as `Uint8Array`; errors are thrown as `Error` whose message
 //! names the reason. Times are milliseconds from any fixed origin (for
@@ -21,7 +22,7 @@ use std::time::Duration;
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use plenary_e2ee::app::AppMessage;
 use plenary_e2ee::group::{CommitOutput, Event, Participant};
-use plenary_e2ee::media::{Codec, EpochKeys, MediaCrypto};
+use plenary_e2ee::media::{Codec, Disposition, EpochKeys, MediaCrypto, MediaError};
 use plenary_e2ee::secret::MeetingSecret;
 use wasm_bindgen::prelude::*;
 
@@ -368,13 +369,53 @@ impl FrameCrypto {
     pub fn decrypt_frame(&mut self, codec: &str, frame: &[u8], now_ms: f64) -> Result<JsValue, JsError> {
         let codec = parse_codec(codec)?;
         let d = self.inner.decrypt(codec, frame, ms(now_ms)).map_err(err)?;
+        Ok(decrypted(&d))
+    }
+
+    /// Decrypts one SFrame frame of `codec` at time `now_ms` for a receiver:
+    /// `{senderLeaf, context, epoch, data: Uint8Array}` as
+    /// [`FrameCrypto::decrypt_frame`], or, for a frame it refuses, what to do
+    /// with it ([`MediaCrypto::disposition`], the same rule as the native
+    /// client): `{refused: "replay" | "hold" | "fail", reason}`. `replay`: a
+    /// copy of a frame already decrypted (RFC 9605 §9.3), drop it silently;
+    /// `hold`: its keys may still come (none yet, or its epoch is one or two
+    /// ahead), try again when they do; `fail`: drop it, the decoder needs a
+    /// key frame. `reason` for counters: `"noKeys"`, `"unknownKey"`,
+    /// `"replayed"`, `"authentication"` or `"other"`. Throws only for an
+    /// unsupported codec.
+    #[wasm_bindgen(js_name = openFrame)]
+    pub fn open_frame(&mut self, codec: &str, frame: &[u8], now_ms: f64) -> Result<JsValue, JsError> {
+        let codec = parse_codec(codec)?;
+        let e = match self.inner.decrypt(codec, frame, ms(now_ms)) {
+            Ok(d) => return Ok(decrypted(&d)),
+            Err(e) => e,
+        };
+        let refused = match self.inner.disposition(&e) {
+            Disposition::Replay => "replay",
+            Disposition::Hold => "hold",
+            _ => "fail",
+        };
+        let reason = match e {
+            _ if self.inner.epoch().is_none() => "noKeys",
+            MediaError::UnknownKeyId { .. } => "unknownKey",
+            MediaError::Replayed => "replayed",
+            MediaError::Authentication => "authentication",
+            _ => "other",
+        };
         let o = Object::new();
-        set(&o, "senderLeaf", d.sender_leaf);
-        set(&o, "context", d.context as f64);
-        set(&o, "epoch", d.epoch as f64);
-        set(&o, "data", bytes(&d.frame));
+        set(&o, "refused", refused);
+        set(&o, "reason", reason);
         Ok(o.into())
     }
+}
+
+fn decrypted(d: &plenary_e2ee::media::DecryptedFrame) -> JsValue {
+    let o = Object::new();
+    set(&o, "senderLeaf", d.sender_leaf);
+    set(&o, "context", d.context as f64);
+    set(&o, "epoch", d.epoch as f64);
+    set(&o, "data", bytes(&d.frame));
+    o.into()
 }
 
 fn parse_codec(name: &str) -> Result<Codec, JsError> {

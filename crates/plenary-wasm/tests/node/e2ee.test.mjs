@@ -97,6 +97,15 @@ test('wasm: create, batched join, roster, profiles, security code, media', () =>
   assert.throws(() => rx.decryptFrame('vp8', bad, 2), /authenticate/);
   assert.deepEqual(rx.decryptFrame('vp8', sealed2, 2).data, key);
   assert.throws(() => rx.decryptFrame('vp8', sealed2, 2), /replay/);
+  // The receiver's view (plenary_e2ee::media::Disposition): a replay is
+  // dropped silently, a tampered frame is a failure, a frame before any
+  // keys waits for them.
+  assert.deepEqual(rx.openFrame('vp8', sealed2, 2), { refused: 'replay', reason: 'replayed' });
+  const sealed3 = tx.encryptFrame('vp8', key);
+  const bad3 = sealed3.slice(); bad3[3] ^= 1;
+  assert.deepEqual(rx.openFrame('vp8', bad3, 2), { refused: 'fail', reason: 'authentication' });
+  assert.deepEqual(new FrameCrypto().openFrame('vp8', sealed3, 2), { refused: 'hold', reason: 'noKeys' });
+  assert.deepEqual(rx.openFrame('vp8', sealed3, 2).data, key);
 
   // Remove Bob: he can no longer decrypt new media.
   const rm = alice.commit([], [1]);
@@ -106,6 +115,8 @@ test('wasm: create, batched join, roster, profiles, security code, media', () =>
   tx.setEpochKeys(alice.epochKeys(), 10);
   const after = tx.encryptFrame('opus', new Uint8Array(80));
   assert.throws(() => rx.decryptFrame('opus', after, 11), /unknown KID/);
+  // One epoch ahead of Bob's keys: it may still decrypt once he has the next ones.
+  assert.deepEqual(rx.openFrame('opus', after, 11), { refused: 'hold', reason: 'unknownKey' });
   const rc = new FrameCrypto();
   rc.setEpochKeys(carol.epochKeys(), 10);
   assert.equal(rc.decryptFrame('opus', after, 11).senderLeaf, 0);
