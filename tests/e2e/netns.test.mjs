@@ -7,6 +7,9 @@
 //   client hears the page's audio without any gap over 200 ms, its
 //   recording of the page's video decodes with ffmpeg throughout (about
 //   15 fps or more, no error) and the video never stalls for a second.
+//   Gaps are measured in media time (`max_media_gap_ms`, from RTP
+//   timestamps: what was lost or dropped), so that frames a loaded machine
+//   only delivers late do not count; arrival-time gaps are printed.
 // - 500 kbit/s cap into the namespace (tbf): the server moves the native
 //   client to the lowest simulcast layer (`q`) and its audio has no gap over
 //   200 ms, before, during and after the step down; removing the cap brings
@@ -99,23 +102,25 @@ test('3% random loss: audio without gaps over 200 ms, video keeps decoding', { t
     const layers = native.events.filter((e) => e.event === 'frames')
       .map((e) => e.tracks.find((tr) => tr.kind === 'video')?.layer ?? '-').join('');
     t.diagnostic(`forwarded video layer, second by second: ${layers}`);
+    const estimates = native.events.filter((e) => e.event === 'quality').map((e) => Math.round((e.estimate_bps ?? 0) / 1000)).join(' ');
+    t.diagnostic(`downlink estimate, kbit/s: ${estimates}`);
     assert.equal(exit.code, 0, `plenary join: ${native.stderr.slice(-1500)}`);
     const summary = native.events.find((e) => e.event === 'summary');
     const tracks = summary?.tracks ?? [];
-    t.diagnostic(JSON.stringify(tracks.map(({ kind, frames, decrypted, decrypt_failures: f, max_gap_ms: gap }) => ({ kind, frames, decrypted, f, gap }))));
+    t.diagnostic(`load average ${os.loadavg()[0].toFixed(1)}: ${JSON.stringify(tracks.map(({ kind, frames, decrypted, decrypt_failures: f, decrypt_replays: replays, max_gap_ms: arrivalGap, max_media_gap_ms: gap }) => ({ kind, frames, decrypted, f, replays, gap, arrivalGap })))}`);
     const audio = tracks.filter((tr) => tr.kind === 'audio');
     const video = tracks.filter((tr) => tr.kind === 'video');
     assert.equal(audio.length, 1, 'one audio track received');
     assert.equal(video.length, 1, 'one video track received');
     // 20 ms Opus packets: most of the session's audio arrives and decrypts.
     assert.ok(audio[0].decrypted > (RECEIVE_SECONDS - 5) * 50 * 0.9, `audio frames decrypted: ${audio[0].decrypted}`);
-    assert.ok(audio[0].max_gap_ms <= MAX_AUDIO_GAP_MS, `longest audio gap ${audio[0].max_gap_ms} ms`);
+    assert.ok(audio[0].max_media_gap_ms <= MAX_AUDIO_GAP_MS, `longest audio gap ${audio[0].max_media_gap_ms} ms`);
     assert.ok(video[0].recording, 'the video was recorded');
     const decoded = ffmpegDecode(video[0].recording);
-    t.diagnostic(`video: ${decoded.frames} frames decoded by ffmpeg, longest gap ${video[0].max_gap_ms} ms`);
+    t.diagnostic(`video: ${decoded.frames} frames decoded by ffmpeg, longest gap ${video[0].max_media_gap_ms} ms (${video[0].max_gap_ms} ms of arrival time)`);
     assert.equal(decoded.errors, '', 'ffmpeg decodes the recording without errors');
     assert.ok(decoded.frames > (RECEIVE_SECONDS - 5) * 15, `video keeps decoding: ${decoded.frames} frames`);
-    assert.ok(video[0].max_gap_ms < 1000, `no video freeze of a second or more (longest gap ${video[0].max_gap_ms} ms)`);
+    assert.ok(video[0].max_media_gap_ms < 1000, `no video freeze of a second or more (longest gap ${video[0].max_media_gap_ms} ms)`);
   } finally {
     ns.clearLoss();
     fs.rmSync(rec, { recursive: true, force: true });
