@@ -8,7 +8,11 @@
 //! smaller ones. Every video first gets its smallest layer while the
 //! estimate lasts, then the videos are upgraded one at a time, in the same
 //! order, up to the layer their rendered size asks for, with what is left
-//! after audio. A video that not even its smallest layer fits is turned off.
+//! after audio. A video that not even its smallest layer fits is turned off,
+//! except the first one: a subscriber always gets the smallest layer of its
+//! first video in priority order (pinned, speaker, largest tile), as every
+//! conferencing client keeps showing the speaker on a poor link; one small
+//! layer is also what keeps the estimator fed so that it can recover.
 //!
 //! Audio competes with upgrades only, never with the smallest layers: str0m
 //! sends audio unpaced whatever the allocation says, so counting it first
@@ -97,10 +101,10 @@ fn share(estimate_bps: u64, share: f64) -> u64 {
 fn fill(mut budget: u64, audio_bps: u64, demands: &[Demand]) -> Vec<Option<usize>> {
     let order = priority_order(demands);
     let mut chosen: Vec<Option<usize>> = vec![None; demands.len()];
-    for &i in &order {
+    for (n, &i) in order.iter().enumerate() {
         let lowest = demands[i].ladder[0];
-        if lowest <= budget {
-            budget -= lowest;
+        if lowest <= budget || n == 0 {
+            budget = budget.saturating_sub(lowest);
             chosen[i] = Some(0);
         }
     }
@@ -156,8 +160,8 @@ mod tests {
         assert_eq!(allocate(1_200_000, 64_000, &d), [Some(0), Some(1), Some(0)]);
         // 300 kbps: room for one q after audio: the speaker's.
         assert_eq!(allocate(300_000, 64_000, &d), [None, Some(0), None]);
-        // Too little for even one smallest layer: no video.
-        assert_eq!(allocate(150_000, 64_000, &d), [None, None, None]);
+        // Too little for even one smallest layer: the speaker's still.
+        assert_eq!(allocate(150_000, 64_000, &d), [None, Some(0), None]);
         // Without a speaker, the largest tile goes first.
         let d = [demand(false, 100, None), demand(false, 400, None)];
         assert_eq!(allocate(300_000, 64_000, &d), [None, Some(0)]);
@@ -172,6 +176,9 @@ mod tests {
         assert_eq!(allocate(700_000, 1_160_000, &d), [Some(0), Some(0), Some(0)]);
         // An estimate that holds only two: the speaker's and the larger tile's.
         assert_eq!(allocate(450_000, 1_160_000, &d), [None, Some(0), Some(0)]);
+        // An estimate below one smallest layer (a receiver starved of CPU
+        // reported 130 kbit/s): the speaker's smallest layer still.
+        assert_eq!(allocate(130_000, 1_160_000, &d), [None, Some(0), None]);
         // Upgrades still wait until audio fits beside them: 0.75 × 2.4 M =
         // 1.8 M; three q (450 k) and audio (1.16 M) leave 190 k, short of
         // the speaker's step to h (350 k).
