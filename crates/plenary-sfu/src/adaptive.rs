@@ -66,7 +66,7 @@ impl Sfu {
                 self.report_quality(now, id);
             }
         }
-        self.process(now, work);
+        self.process(work);
     }
 
     /// Records a new downlink estimate for `id` and re-allocates at once, so

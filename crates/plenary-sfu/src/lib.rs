@@ -45,6 +45,7 @@
 mod adaptive;
 mod alloc;
 mod config;
+mod drain;
 mod error;
 mod history;
 mod layer;

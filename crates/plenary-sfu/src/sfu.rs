@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::adaptive::{ADAPT_INTERVAL, QUALITY_REPORT_INTERVAL};
 use crate::config::SfuConfig;
+use crate::drain::Draining;
 use crate::error::SfuError;
 use crate::layer::Verdict;
 use crate::participant::Participant;
@@ -72,8 +73,12 @@ pub struct Sfu {
     pub(crate) rooms: HashMap<RoomId, Vec<ParticipantId>>,
     routes: HashMap<(Protocol, SocketAddr), ParticipantId>,
     pub(crate) queue: VecDeque<Output>,
+    /// Sessions being drained, one step each in turn (see `drain`).
+    pub(crate) ring: VecDeque<Draining>,
+    /// Sessions drained since the last renegotiation check.
+    pub(crate) touched: Vec<ParticipantId>,
     next_id: u64,
-    last_now: Option<Instant>,
+    pub(crate) last_now: Option<Instant>,
     stats: SfuStats,
     pub(crate) speakers: HashMap<RoomId, SpeakerDetector>,
     next_speaker_eval: Option<Instant>,
@@ -102,14 +107,6 @@ const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(20);
 
 /// How often active speakers are re-evaluated.
 const SPEAKER_EVAL_INTERVAL: Duration = Duration::from_millis(100);
-/// Most `Input::Timeout`s one drain of a session feeds inline. str0m's
-/// pacer releases one queued packet per timeout (even unpaced audio), so a
-/// subscriber with a packet from each of 29 speakers queued needs 29 rounds
-/// at once; leaving each to the caller's next wake-up (at least 1 ms apart,
-/// see [`Participant::due_at`]) caps a subscriber at 1000 packets per
-/// second, less than 30 participants' audio, and its queue then grows
-/// without bound.
-const MAX_INLINE_TIMEOUTS: usize = 256;
 
 impl Sfu {
     /// A new SFU with no rooms.
@@ -121,6 +118,8 @@ impl Sfu {
             rooms: HashMap::new(),
             routes: HashMap::new(),
             queue: VecDeque::new(),
+            ring: VecDeque::new(),
+            touched: Vec::new(),
             next_id: 1,
             last_now: None,
             stats: SfuStats::default(),
@@ -153,6 +152,7 @@ impl Sfu {
     /// [`SfuError::BadRoomId`], [`SfuError::ProfileTooLarge`],
     /// [`SfuError::UnsupportedVersion`], [`SfuError::RoomFull`].
     pub fn join(&mut self, now: Instant, room: &str, profile: String, version: u32) -> Result<ParticipantId, SfuError> {
+        self.settle();
         self.last_now = Some(now);
         if version != PROTOCOL_VERSION {
             return Err(SfuError::UnsupportedVersion(version));
@@ -207,6 +207,7 @@ impl Sfu {
     /// second `join`, [`SfuError::BadSdp`], [`SfuError::OutOfTurn`],
     /// [`SfuError::UnknownMid`]. The participant stays in the room.
     pub fn handle_message(&mut self, now: Instant, id: ParticipantId, msg: ClientMsg) -> Result<(), SfuError> {
+        self.settle();
         self.last_now = Some(now);
         if !self.participants.contains_key(&id) {
             return Err(SfuError::UnknownParticipant);
@@ -227,7 +228,7 @@ impl Sfu {
                 Ok(())
             }
             ClientMsg::Leave => {
-                self.leave(now, id);
+                self.remove(id);
                 Ok(())
             }
             // End-to-end encryption messages are the Delivery Service's
@@ -238,14 +239,20 @@ impl Sfu {
                 Ok(())
             }
         };
-        self.process(now, vec![id]);
+        self.process(vec![id]);
         result
     }
 
     /// Removes a participant (WebSocket closed or `leave`); tells the others
     /// and stops its tracks in their sessions. Drops the room when empty.
     pub fn leave(&mut self, now: Instant, id: ParticipantId) {
+        self.settle();
         self.last_now = Some(now);
+        self.remove(id);
+    }
+
+    /// [`Sfu::leave`] without settling the drain first (called from it).
+    pub(crate) fn remove(&mut self, id: ParticipantId) {
         let Some(mut gone) = self.participants.remove(&id) else {
             return;
         };
@@ -292,7 +299,7 @@ impl Sfu {
             }
             self.queue.push_back(Output::Signal(*m, ServerMsg::ParticipantLeft { participant_id: id }));
         }
-        self.process(now, members);
+        self.process(members);
     }
 
     /// Feeds one datagram received on a media socket.
@@ -309,6 +316,7 @@ impl Sfu {
         destination: SocketAddr,
         contents: &[u8],
     ) -> Result<(), SfuError> {
+        self.settle();
         self.last_now = Some(now);
         let Ok(datagram) = contents.try_into() else {
             self.stats.datagrams_unrecognised += 1;
@@ -334,12 +342,13 @@ impl Sfu {
         {
             debug!(participant = %id, error = %e, "input rejected by session");
         }
-        self.process(now, vec![id]);
+        self.process(vec![id]);
         Ok(())
     }
 
     /// Advances time: drives every session whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.settle();
         self.last_now = Some(now);
         if self.next_speaker_eval.is_none_or(|t| t <= now) {
             self.next_speaker_eval = Some(now + SPEAKER_EVAL_INTERVAL);
@@ -359,16 +368,10 @@ impl Sfu {
             .filter(|p| p.rtc.is_some() && p.due_at().is_none_or(|t| t <= now))
             .map(|p| p.id)
             .collect();
-        for id in &due {
-            let Some(p) = self.participants.get_mut(id) else { continue };
-            p.timeout_fed_at(now);
-            if let Some(rtc) = p.rtc.as_mut()
-                && let Err(e) = rtc.handle_input(Input::Timeout(now))
-            {
-                debug!(participant = %id, error = %e, "timeout handling failed");
-            }
-        }
-        self.process(now, due);
+        // Each is given `Input::Timeout(now)` when its turn in the ring
+        // comes, so the first subscriber's packets leave before the last
+        // one's frame is packetized.
+        self.ring.extend(due.into_iter().map(Draining::fed));
     }
 
     fn evaluate_speakers(&mut self, now: Instant) {
@@ -381,10 +384,19 @@ impl Sfu {
         }
     }
 
-    /// Next thing to do. Call until it returns [`Output::Timeout`].
+    /// Next thing to do. Call until it returns [`Output::Timeout`], and
+    /// send each datagram as it comes: the sessions with work are drained
+    /// here, one datagram per session in turn (`drain`), so a frame's first
+    /// packet reaches every subscriber before its second reaches any. The
+    /// next `handle_*` call finishes any drain left unpolled.
     pub fn poll_output(&mut self, now: Instant) -> Output {
-        if let Some(o) = self.queue.pop_front() {
-            return o;
+        loop {
+            if let Some(o) = self.queue.pop_front() {
+                return o;
+            }
+            if !self.step() {
+                break;
+            }
         }
         let next = self
             .participants
@@ -514,7 +526,7 @@ impl Sfu {
         let mut work = self.allocate(now, id);
         self.update_paused(now, source);
         work.push(source);
-        self.process(now, work);
+        self.process(work);
         Ok(())
     }
 
@@ -553,98 +565,7 @@ impl Sfu {
         }
     }
 
-    // ---- the engine ----
-
-    /// Drains every session in `work` (and those its events touch) until
-    /// they all wait for time or input; then renegotiates where needed.
-    pub(crate) fn process(&mut self, now: Instant, mut work: Vec<ParticipantId>) {
-        let mut touched = Vec::new();
-        while let Some(id) = work.pop() {
-            touched.push(id);
-            let events = self.drain(id);
-            for ev in events {
-                self.handle_event(now, id, ev, &mut work);
-            }
-        }
-        // A frame touches every subscriber: dedup in O(n log n), not O(n²).
-        touched.sort_unstable();
-        touched.dedup();
-        for id in touched {
-            // Nothing to negotiate is the rule (a frame touches every
-            // subscriber): only a new offer needs the session drained again.
-            if !self.negotiate(id) {
-                continue;
-            }
-            let events = self.drain(id);
-            let mut more = Vec::new();
-            for ev in events {
-                self.handle_event(now, id, ev, &mut more);
-            }
-            if !more.is_empty() {
-                self.process(now, more);
-            }
-        }
-    }
-
-    /// Polls one session until it waits; queues transmits, returns events.
-    fn drain(&mut self, id: ParticipantId) -> Vec<Event> {
-        let mut events = Vec::new();
-        let mut dead = false;
-        let now = self.last_now;
-        if let Some(p) = self.participants.get_mut(&id) {
-            let Some(rtc) = p.rtc.as_mut() else { return events };
-            // A packet went out since the last timeout fed here: the pacer
-            // may have more to release at once.
-            let mut sent = false;
-            let mut fed = 0;
-            loop {
-                if !rtc.is_alive() {
-                    dead = true;
-                    break;
-                }
-                match rtc.poll_output() {
-                    Ok(str0m::Output::Transmit(t)) => {
-                        sent = true;
-                        self.queue.push_back(Output::Transmit(t));
-                    }
-                    Ok(str0m::Output::Timeout(t)) => {
-                        if let Some(now) = now
-                            && t <= now
-                            && sent
-                            && fed < MAX_INLINE_TIMEOUTS
-                        {
-                            sent = false;
-                            fed += 1;
-                            p.timeout_fed = Some(now);
-                            p.media_written = false;
-                            if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
-                                debug!(participant = %id, error = %e, "timeout handling failed");
-                            }
-                            continue;
-                        }
-                        p.next_timeout = Some(t);
-                        break;
-                    }
-                    Ok(str0m::Output::Event(e)) => events.push(e),
-                    Err(e) => {
-                        warn!(participant = %id, error = %e, "session failed");
-                        rtc.disconnect();
-                        dead = true;
-                        break;
-                    }
-                }
-            }
-        }
-        if dead {
-            self.queue.push_back(Output::Disconnected(id));
-            if let Some(now) = self.last_now {
-                self.leave(now, id);
-            }
-        }
-        events
-    }
-
-    fn handle_event(&mut self, now: Instant, id: ParticipantId, ev: Event, work: &mut Vec<ParticipantId>) {
+    pub(crate) fn handle_event(&mut self, now: Instant, id: ParticipantId, ev: Event, work: &mut Vec<ParticipantId>) {
         match ev {
             Event::Connected => info!(participant = %id, "media connected"),
             Event::IceConnectionStateChange(state) => {
@@ -806,7 +727,7 @@ impl Sfu {
 
     /// Sends a server offer to `id` if tracks need adding or stopping and no
     /// offer is outstanding; true if it did.
-    fn negotiate(&mut self, id: ParticipantId) -> bool {
+    pub(crate) fn negotiate(&mut self, id: ParticipantId) -> bool {
         let Some(p) = self.participants.get_mut(&id) else { return false };
         if p.pending_offer.is_some() {
             return false;
