@@ -21,6 +21,12 @@ const COMMIT_BATCH_MS = 100;
 const JOIN_RETRY_MS = 8000;
 /** Alone in the room: how long to wait for `create_group` before asking to join, ms. */
 const CREATE_WAIT_MS = 1500;
+/**
+ * Known to be behind the room's epoch (a rejected commit's `current_epoch`,
+ * a message from a later epoch, a commit at our epoch we could not apply):
+ * wait this long for the missing commits, then rejoin, ms.
+ */
+const BEHIND_WAIT_MS = 2000;
 
 /**
  * The room tag sent with `join` (22 base64url characters, HKDF of the secret
@@ -101,7 +107,23 @@ export class MediaE2ee extends EventTarget {
 
 /** Envelope kinds (plenary_e2ee::envelope). */
 const KIND_JOIN_REQUEST = 1;
+const KIND_COMMIT = 2;
 const KIND_WELCOME = 3;
+
+/** The epoch a Commit envelope was made in (u64 big-endian after version and kind), or null. */
+function commitEpoch(bytes) {
+  if (bytes.length < 10 || bytes[1] !== KIND_COMMIT) return null;
+  return Number(new DataView(bytes.buffer, bytes.byteOffset + 2, 8).getBigUint64(0));
+}
+
+/**
+ * The later epoch of a message plenary-e2ee refused as `FutureEpoch`
+ * ("message for future epoch N (group is at M)"), or null.
+ */
+function futureEpoch(err) {
+  const m = /future epoch (\d+)/.exec(String(err?.message ?? err));
+  return m ? Number(m[1]) : null;
+}
 
 /**
  * One connection's membership in the meeting's MLS group.
@@ -130,11 +152,16 @@ export class GroupSession extends EventTarget {
     this.pendingJoins = new Map();
     /** Leaves of participants who left, to remove. */
     this.removals = new Set();
-    /** Our commit in flight: {welcome, joiners}. */
+    /** Our commit in flight: {joiners}. */
     this.inflight = null;
     this.commitTimer = 0;
     this.joinTimer = 0;
     this.profileTimer = 0;
+    /** The room's epoch when we are known to be behind it, and its timer. */
+    this.behindEpoch = null;
+    this.behindTimer = 0;
+    /** Times this connection lost its group state and asked to be added again. */
+    this.rejoins = 0;
     this.closed = false;
     this.securityCode = null;
     this.handRaised = false;
@@ -143,7 +170,7 @@ export class GroupSession extends EventTarget {
       create_group: () => this.onCreateGroup(),
       mls: (ev) => this.onMls(ev.detail),
       commit_accepted: () => this.onCommitAccepted(),
-      commit_rejected: () => this.onCommitRejected(),
+      commit_rejected: (ev) => this.onCommitRejected(ev.detail),
     };
     for (const [type, fn] of Object.entries(this.handlers)) signaling.addEventListener(type, fn);
   }
@@ -165,6 +192,7 @@ export class GroupSession extends EventTarget {
     window.clearTimeout(this.commitTimer);
     window.clearTimeout(this.joinTimer);
     window.clearTimeout(this.profileTimer);
+    window.clearTimeout(this.behindTimer);
     for (const [type, fn] of Object.entries(this.handlers)) this.sig.removeEventListener(type, fn);
     try {
       this.meeting.free();
@@ -197,12 +225,8 @@ export class GroupSession extends EventTarget {
   onCreateGroup() {
     if (this.closed) return;
     window.clearTimeout(this.joinTimer);
-    if (this.meeting.isMember) {
-      // The server lost the group (e.g. it restarted): start a new one.
-      this.meeting.free();
-      this.meeting = new Meeting(this.room, this.secret);
-      this.firstKeys = true;
-    }
+    // The server lost the group (e.g. it restarted): start a new one.
+    if (this.meeting.isMember) this.fresh();
     try {
       this.meeting.create();
     } catch (err) {
@@ -224,6 +248,14 @@ export class GroupSession extends EventTarget {
       return;
     }
     const kind = bytes[1];
+    const epoch = commitEpoch(bytes);
+    if (epoch !== null && this.meeting.isMember && epoch > this.epoch) {
+      // A commit from an epoch after ours: we missed a commit and can follow
+      // the group no more. Rejoin with a fresh identity; the committer
+      // replaces our old leaf.
+      this.rejoin();
+      return;
+    }
     if (kind === KIND_JOIN_REQUEST) {
       this.onJoinRequest(msg.from, bytes);
       return;
@@ -234,9 +266,45 @@ export class GroupSession extends EventTarget {
       ev = this.meeting.process(bytes);
     } catch (err) {
       this.fault('process', err);
+      const later = futureEpoch(err);
+      if (later !== null) this.noteBehind(later);
+      // A commit at our epoch that we cannot apply: the room moved on without us.
+      else if (epoch !== null && epoch === this.epoch) this.noteBehind(epoch + 1);
       return;
     }
     this.onEvent(ev);
+  }
+
+  /** The room is at `roomEpoch`: if we stay below it for BEHIND_WAIT_MS, rejoin. */
+  noteBehind(roomEpoch) {
+    if (this.closed || !this.meeting.isMember || !(roomEpoch > this.epoch)) return;
+    this.behindEpoch = Math.max(this.behindEpoch ?? 0, roomEpoch);
+    if (this.behindTimer) return;
+    this.behindTimer = window.setTimeout(() => {
+      this.behindTimer = 0;
+      if (!this.closed && this.meeting.isMember && this.behindEpoch !== null && this.epoch < this.behindEpoch) this.rejoin();
+      this.behindEpoch = null;
+    }, BEHIND_WAIT_MS);
+  }
+
+  /** A new identity and no group: after a lost group state. */
+  fresh() {
+    this.meeting.free();
+    this.meeting = new Meeting(this.room, this.secret);
+    this.firstKeys = true;
+    this.inflight = null;
+    this.behindEpoch = null;
+    window.clearTimeout(this.behindTimer);
+    this.behindTimer = 0;
+  }
+
+  /** Lost the group state: ask to be added again with a fresh identity. */
+  rejoin() {
+    console.info('plenary: end-to-end encryption: missed a commit; rejoining the group');
+    this.rejoins++;
+    this.fresh();
+    this.emitChange();
+    this.requestJoin();
   }
 
   onJoinRequest(from, bytes) {
@@ -288,11 +356,7 @@ export class GroupSession extends EventTarget {
         break;
       case 'removed':
         // Removed by mistake or as a leftover: ask to be added again.
-        this.meeting.free();
-        this.meeting = new Meeting(this.room, this.secret);
-        this.firstKeys = true;
-        this.emitChange();
-        this.requestJoin();
+        this.rejoin();
         break;
       case 'chat':
         this.dispatchEvent(new CustomEvent('chat', { detail: { leaf: ev.sender, text: ev.text, self: false } }));
@@ -308,6 +372,7 @@ export class GroupSession extends EventTarget {
 
   /** New epoch (joined, created, or a commit applied): keys, code, profile. */
   onNewEpoch(sendProfile) {
+    if (this.behindEpoch !== null && this.epoch >= this.behindEpoch) this.behindEpoch = null;
     try {
       this.media.setKeys(this.meeting.epochKeys(), this.firstKeys);
       this.firstKeys = false;
@@ -334,9 +399,13 @@ export class GroupSession extends EventTarget {
     this.dispatchEvent(new CustomEvent('change'));
   }
 
-  /** Leaves of the members online: ours and those announced by the others. */
+  /**
+   * Leaves of the members online: ours and those announced by the others,
+   * but not of one asking to be added again (it lost its group state and
+   * cannot commit; if it was the committer, the next one takes over).
+   */
   onlineLeaves() {
-    const leaves = [...this.online().values()];
+    const leaves = [...this.online()].filter(([id]) => !this.pendingJoins.has(id)).map(([, leaf]) => leaf);
     if (this.ownLeaf != null) leaves.push(this.ownLeaf);
     return leaves;
   }
@@ -358,6 +427,13 @@ export class GroupSession extends EventTarget {
     const removes = [...this.removals].filter((l) => members.has(l) && l !== this.ownLeaf);
     for (const l of this.removals) if (!members.has(l)) this.removals.delete(l);
     const joiners = [...this.pendingJoins.keys()];
+    // A member asking to join again lost its group state (it missed a
+    // commit): its old leaf goes in the same commit that adds it anew.
+    const online = this.online();
+    for (const id of joiners) {
+      const old = online.get(id);
+      if (old != null && members.has(old) && old !== this.ownLeaf && !removes.includes(old)) removes.push(old);
+    }
     if (!joiners.length && !removes.length) return;
     let out;
     try {
@@ -368,8 +444,12 @@ export class GroupSession extends EventTarget {
     }
     // Joiners whose requests were refused are dropped.
     for (const r of out.rejected || []) this.pendingJoins.delete(joiners[r.index]);
-    this.inflight = { welcome: out.welcome, joiners };
-    this.send(out.commit);
+    this.inflight = { joiners };
+    // The Welcome travels with its commit: the server routes it in the same
+    // step as it accepts the commit, so no later commit overtakes it.
+    const msg = { type: 'mls', envelope: toBase64Url(out.commit) };
+    if (out.welcome) msg.welcome = toBase64Url(out.welcome);
+    this.sig.send(msg);
   }
 
   onCommitAccepted() {
@@ -383,20 +463,23 @@ export class GroupSession extends EventTarget {
       this.fault('commit accepted', err);
       return;
     }
-    if (inflight?.welcome) this.send(inflight.welcome);
     for (const id of inflight?.joiners || []) this.pendingJoins.delete(id);
     this.onEvent(ev);
   }
 
-  onCommitRejected() {
+  onCommitRejected(msg) {
     this.inflight = null;
-    if (this.closed || !this.meeting.hasPendingCommit) return;
-    try {
-      this.meeting.commitRejected();
-    } catch (err) {
-      this.fault('commit rejected', err);
+    if (this.closed) return;
+    if (this.meeting.hasPendingCommit) {
+      try {
+        this.meeting.commitRejected();
+      } catch (err) {
+        this.fault('commit rejected', err);
+      }
     }
-    // The winning commit arrives as `mls`; its epoch event retries.
+    // The winning commit arrives as `mls` (before this answer); its epoch
+    // event retries. If the room is past our epoch anyway, we missed it.
+    if (Number.isFinite(msg?.current_epoch)) this.noteBehind(msg.current_epoch);
   }
 
   /** Encrypted chat line. Returns whether it was sent. */

@@ -356,6 +356,8 @@ export class MeetingSession extends EventTarget {
       framesDecrypted: Object.fromEntries(Object.entries(perParticipant).map(([id, e]) => [id, e.video + e.audio])),
       perParticipant,
       groupErrors: g?.errors ?? 0,
+      rejoins: g?.rejoins ?? 0,
+      members: g?.isMember ? g.roster().size : null,
     };
   }
 

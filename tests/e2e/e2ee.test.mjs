@@ -14,6 +14,8 @@
 //   tiles, names or media, they never see it, and nothing changes for them;
 // - a page that never gets the keys (its MLS messages dropped) decrypts
 //   nothing and shows "Waiting for keys…" instead of a frozen picture;
+// - a page that missed a commit (dropped on its way in), with no later
+//   commit to show it, notices from the others' later epoch and rejoins;
 // - the createEncodedStreams fallback works where RTCRtpScriptTransform is
 //   missing; after a server restart the pages form a new group by themselves.
 
@@ -250,6 +252,58 @@ test('a participant who never gets the keys shows "Waiting for keys…", not a f
     assert.ok(got[0].videoFailed > 0 && got[0].video === 0 && got[0].waiting, `nothing decrypts: ${JSON.stringify(got[0])}`);
     const s = await stats(keyless);
     assert.equal(s.participants[0].framesDecoded, 0, 'nothing reaches the decoder');
+    await m.close();
+  });
+});
+
+test('a page that missed a commit, with no later commit coming, rejoins the group by itself', { timeout: 120000 }, async (t) => {
+  await explained(t, m.ctx, async () => {
+    const room = `e2ee-heal-${randomId(6)}`;
+    const secret = newSecret();
+    const first = await m.open();
+    await m.join(first, room, secret, 'Heal-A');
+    await waitFor(async () => (await e2ee(first)).member, { ms: 20000, every: 200 });
+    // The second page loses exactly one commit the server sends it: the one
+    // that adds the third page. Nothing else is dropped, and no commit
+    // follows, so only the later epoch of the others' messages can tell it.
+    const lossy = await m.open();
+    let dropNextCommit = false;
+    let dropped = 0;
+    await lossy.page.routeWebSocket(/\/ws$/, (ws) => {
+      const srv = ws.connectToServer();
+      srv.onMessage((msg) => {
+        // A Commit envelope is version 1, kind 2: base64url "AQI…".
+        if (dropNextCommit && /"type":"mls"/.test(String(msg)) && JSON.parse(String(msg)).envelope?.startsWith('AQI')) {
+          dropNextCommit = false;
+          dropped++;
+          return;
+        }
+        ws.send(msg);
+      });
+      ws.onMessage((msg) => srv.send(msg));
+    });
+    await m.join(lossy, room, secret, 'Heal-B');
+    const two = await waitFor(async () => {
+      const s = await Promise.all([first, lossy].map(e2ee));
+      return s.every((x) => x.member && x.securityCode === s[0].securityCode) ? s : null;
+    }, { ms: 30000 });
+    assert.ok(two, 'two pages in one group');
+    dropNextCommit = true;
+    const third = await m.open();
+    await m.join(third, room, secret, 'Heal-C');
+    const pages = [first, lossy, third];
+    const healed = await waitFor(async () => {
+      const s = await Promise.all(pages.map(e2ee));
+      const st = await Promise.all(pages.map(stats));
+      const grouped = s.every((x) => x.member && x.securityCode === s[0].securityCode && x.epoch === s[0].epoch);
+      const decoding = st.every((x) => x.participants.length === 2 && x.participants.every((p) => p.framesDecoded > 30));
+      return grouped && decoding && s[1].rejoins >= 1 ? s : null;
+    }, { ms: 45000 });
+    const now = await Promise.all(pages.map(e2ee));
+    assert.equal(dropped, 1, 'one commit was kept from the second page');
+    assert.ok(healed, `the second page rejoined and everyone decodes everyone: ${JSON.stringify(now.map((x) => ({ member: x.member, epoch: x.epoch, rejoins: x.rejoins })))}`);
+    assert.equal(healed[0].rejoins + healed[2].rejoins, 0, 'only the page that missed the commit rejoined');
+    assert.deepEqual(healed.map((x) => x.members), [3, 3, 3], 'its new leaf replaced the old one: three members, not four');
     await m.close();
   });
 });

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use plenary_e2ee::app::AppMessage;
 use plenary_e2ee::envelope::{Envelope, KIND_COMMIT};
-use plenary_e2ee::group::{Event, Participant};
+use plenary_e2ee::group::{Event, GroupError, Participant};
 use plenary_e2ee::media::{Codec, Disposition, MediaCrypto};
 use plenary_e2ee::secret::MeetingSecret;
 use plenary_proto::{ClientMsg, ParticipantId};
@@ -28,6 +28,10 @@ const JOIN_RETRY: Duration = Duration::from_secs(8);
 const CREATE_WAIT: Duration = Duration::from_millis(1500);
 /// How long the previous epoch's keys keep decrypting.
 const GRACE: Duration = Duration::from_secs(2);
+/// Known to be behind the room's epoch (a rejected commit's
+/// `current_epoch`, a message from a later epoch, a commit at our epoch we
+/// could not apply): wait this long for the missing commits, then rejoin.
+const BEHIND_WAIT: Duration = Duration::from_secs(2);
 /// Envelope kinds (plenary_e2ee::envelope).
 const KIND_JOIN_REQUEST: u8 = 1;
 const KIND_WELCOME: u8 = 3;
@@ -59,9 +63,8 @@ pub(crate) enum Out {
     Profile { leaf: u32, participant_id: Option<ParticipantId>, display_name: String },
 }
 
-/// Our commit in flight.
+/// Our commit in flight (sent with its Welcome; the server routes both).
 struct Inflight {
-    welcome: Option<Vec<u8>>,
     joiners: Vec<ParticipantId>,
 }
 
@@ -87,6 +90,11 @@ pub(crate) struct E2ee {
     commit_at: Option<Instant>,
     join_at: Option<Instant>,
     profile_at: Option<Instant>,
+    /// The room's epoch while we are known to be behind it, and when to
+    /// rejoin if we still are.
+    behind: Option<(u64, Instant)>,
+    /// Times this participant lost its group state and asked to be added again.
+    pub rejoins: u64,
     /// MLS operations that failed (reasons logged at debug, never content).
     pub errors: u64,
 }
@@ -114,6 +122,8 @@ impl E2ee {
             commit_at: None,
             join_at: None,
             profile_at: None,
+            behind: None,
+            rejoins: 0,
             errors: 0,
         })
     }
@@ -128,7 +138,27 @@ impl E2ee {
         }
         self.media = MediaCrypto::new(GRACE);
         self.inflight = None;
+        self.behind = None;
         self.names.clear();
+    }
+
+    /// Lost the group state (missed a commit): ask to be added again with a
+    /// fresh identity; the committer replaces our old leaf (see `maybe_commit`).
+    fn rejoin(&mut self, now: Instant) {
+        self.rejoins += 1;
+        self.fresh();
+        self.join_at = Some(now);
+    }
+
+    /// The room is at `room_epoch`: if we stay below it for [`BEHIND_WAIT`], rejoin.
+    fn note_behind(&mut self, room_epoch: u64, now: Instant) {
+        let Some(ours) = self.participant.epoch() else { return };
+        if room_epoch <= ours {
+            return;
+        }
+        let at = self.behind.map_or(now + BEHIND_WAIT, |(_, at)| at);
+        let room_epoch = self.behind.map_or(room_epoch, |(e, _)| e.max(room_epoch));
+        self.behind = Some((room_epoch, at));
     }
 
     /// After `joined`: ask to be added, or (alone) wait a little for `create_group`.
@@ -138,12 +168,27 @@ impl E2ee {
 
     /// The earliest time [`E2ee::poll`] has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.commit_at, self.join_at, self.profile_at].into_iter().flatten().min()
+        [self.commit_at, self.join_at, self.profile_at, self.behind.map(|(_, at)| at)].into_iter().flatten().min()
     }
 
     /// Runs the timers due by `now`.
     pub(crate) fn poll(&mut self, now: Instant) -> Vec<Out> {
         let mut out = Vec::new();
+        if let Some((room_epoch, at)) = self.behind
+            && at <= now
+        {
+            self.behind = None;
+            if let Some(ours) = self.participant.epoch()
+                && ours < room_epoch
+            {
+                tracing::info!(
+                    ours,
+                    room_epoch,
+                    "end-to-end encryption: left behind the room's epoch; rejoining the group"
+                );
+                self.rejoin(now);
+            }
+        }
         if self.join_at.is_some_and(|t| t <= now) {
             self.join_at = None;
             if !self.participant.is_member() {
@@ -185,7 +230,7 @@ impl E2ee {
         if let Some(leaf) = self.participant.own_leaf() {
             out.push(Out::Send(ClientMsg::GroupMember { leaf }));
         }
-        self.new_epoch(false, &mut out);
+        self.new_epoch(false, Instant::now(), &mut out);
         out
     }
 
@@ -206,8 +251,7 @@ impl E2ee {
             // can follow the group no more. Rejoin with a fresh identity;
             // the committer replaces our old leaf (see `maybe_commit`).
             tracing::info!(ours, epoch, "end-to-end encryption: missed a commit; rejoining the group");
-            self.fresh();
-            self.join_at = Some(now);
+            self.rejoin(now);
             return out;
         }
         if kind == KIND_JOIN_REQUEST {
@@ -221,6 +265,16 @@ impl E2ee {
             Ok(ev) => self.on_event(ev, now, &mut out),
             Err(e) => {
                 self.errors += 1;
+                let ours = self.participant.epoch();
+                match &e {
+                    GroupError::FutureEpoch { message, .. } => self.note_behind(*message, now),
+                    // A commit at our epoch that we cannot apply: the room
+                    // moved on without us.
+                    _ if commit_epoch.is_some() && commit_epoch == ours => {
+                        self.note_behind(ours.unwrap_or_default() + 1, now);
+                    }
+                    _ => {}
+                }
                 lib_err("process", e);
             }
         }
@@ -278,18 +332,17 @@ impl E2ee {
             Event::Joined { own_leaf, .. } => {
                 self.join_at = None;
                 out.push(Out::Send(ClientMsg::GroupMember { leaf: own_leaf }));
-                self.new_epoch(true, out);
+                self.new_epoch(true, now, out);
             }
             Event::EpochChanged { added, removed, .. } => {
                 for l in removed.iter().chain(added.iter()) {
                     self.removals.remove(l);
                 }
-                self.new_epoch(!added.is_empty(), out);
+                self.new_epoch(!added.is_empty(), now, out);
             }
             Event::Removed => {
                 // Removed by mistake or as a leftover: ask to be added again.
-                self.fresh();
-                self.join_at = Some(now);
+                self.rejoin(now);
             }
             Event::Profile { sender, display_name } => {
                 let participant_id = self.leaves.iter().find(|(_, l)| **l == sender).map(|(id, _)| *id);
@@ -301,7 +354,10 @@ impl E2ee {
     }
 
     /// New epoch (joined, created, or a commit applied): keys, code, profile.
-    fn new_epoch(&mut self, send_profile: bool, out: &mut Vec<Out>) {
+    fn new_epoch(&mut self, send_profile: bool, now: Instant, out: &mut Vec<Out>) {
+        if self.behind.is_some_and(|(room, _)| self.participant.epoch().is_some_and(|e| e >= room)) {
+            self.behind = None;
+        }
         match (self.participant.epoch_keys(), self.participant.security_code()) {
             (Ok(keys), Ok(code)) => {
                 let epoch = keys.epoch;
@@ -317,7 +373,7 @@ impl E2ee {
             self.send_profile(out);
         }
         if !self.pending_joins.is_empty() || !self.removals.is_empty() {
-            self.schedule_commit(Instant::now());
+            self.schedule_commit(now);
         }
     }
 
@@ -340,8 +396,12 @@ impl E2ee {
         }
     }
 
+    /// Leaves of the members online: ours and those announced by the
+    /// others, but not of one asking to be added again (it lost its group
+    /// state and cannot commit; if it was the committer, the next one takes over).
     fn online_leaves(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.leaves.values().copied().collect();
+        let mut v: Vec<u32> =
+            self.leaves.iter().filter(|(id, _)| !self.pending_joins.contains_key(id)).map(|(_, l)| *l).collect();
         v.extend(self.participant.own_leaf());
         v
     }
@@ -388,8 +448,13 @@ impl E2ee {
                         self.pending_joins.remove(id);
                     }
                 }
-                self.inflight = Some(Inflight { welcome: c.welcome, joiners });
-                out.push(mls(&c.commit));
+                self.inflight = Some(Inflight { joiners });
+                // The Welcome travels with its commit: the server routes it
+                // in the same step as it accepts the commit.
+                out.push(Out::Send(ClientMsg::Mls {
+                    envelope: URL_SAFE_NO_PAD.encode(&c.commit),
+                    welcome: c.welcome.map(|w| URL_SAFE_NO_PAD.encode(w)),
+                }));
             }
             Err(e) => {
                 self.errors += 1;
@@ -412,28 +477,26 @@ impl E2ee {
                 return out;
             }
         };
-        if let Some(i) = inflight {
-            if let Some(w) = &i.welcome {
-                out.push(mls(w));
-            }
-            for id in &i.joiners {
-                self.pending_joins.remove(id);
-            }
+        for id in inflight.iter().flat_map(|i| &i.joiners) {
+            self.pending_joins.remove(id);
         }
         self.on_event(ev, now, &mut out);
         out
     }
 
-    pub(crate) fn on_commit_rejected(&mut self) {
+    /// The server refused our commit; the room is at `current_epoch`.
+    pub(crate) fn on_commit_rejected(&mut self, current_epoch: u64, now: Instant) {
         self.inflight = None;
-        if !self.participant.has_pending_commit() {
-            return;
-        }
-        if let Err(e) = self.participant.commit_rejected() {
+        if self.participant.has_pending_commit()
+            && let Err(e) = self.participant.commit_rejected()
+        {
             self.errors += 1;
             lib_err("commit rejected", e);
         }
-        // The winning commit arrives as `mls`; its epoch event retries.
+        // The winning commit arrives as `mls` (before this answer); its
+        // epoch event retries. If the room is past our epoch anyway, we
+        // missed it.
+        self.note_behind(current_epoch, now);
     }
 
     /// Encrypts one of our frames; `None` while there are no keys (the
@@ -452,20 +515,28 @@ impl E2ee {
 }
 
 fn mls(envelope: &[u8]) -> Out {
-    Out::Send(ClientMsg::Mls { envelope: URL_SAFE_NO_PAD.encode(envelope) })
+    Out::Send(ClientMsg::Mls { envelope: URL_SAFE_NO_PAD.encode(envelope), welcome: None })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plenary_e2ee::envelope::KIND_APPLICATION;
 
     /// Participants and a minimal Delivery Service between them (the
-    /// server's rules: commits to every other member and joiner, Welcomes
-    /// to joiners, join requests and application messages to members).
+    /// server's rules: the first commit per epoch is accepted and goes to
+    /// every other member, its Welcome to the joiners; later ones are
+    /// rejected; join requests and application messages go to members).
     struct Meeting {
         parts: Vec<E2ee>,
-        /// Commits not delivered to this participant (it misses them).
+        /// The group's epoch at the server.
+        room_epoch: Option<u64>,
+        /// The next commit does not reach this participant (it misses it)...
         deaf: Option<usize>,
+        /// ...or reaches it damaged, so it cannot apply it.
+        garble: bool,
+        /// Application messages do not reach this participant.
+        mute: Option<usize>,
     }
 
     impl Meeting {
@@ -476,7 +547,7 @@ mod tests {
                     E2ee::new("room", secret.clone(), &format!("P{i}"), ParticipantId(i as u64 + 1)).expect("e2ee")
                 })
                 .collect();
-            Meeting { parts, deaf: None }
+            Meeting { parts, room_epoch: None, deaf: None, garble: false, mute: None }
         }
 
         fn id(i: usize) -> ParticipantId {
@@ -490,22 +561,43 @@ mod tests {
                 let (from, out) = queue.remove(0);
                 let now = Instant::now();
                 match out {
-                    Out::Send(ClientMsg::Mls { envelope }) => {
+                    Out::Send(ClientMsg::Mls { envelope, welcome }) => {
                         let bytes = URL_SAFE_NO_PAD.decode(&envelope).expect("base64");
-                        let kind = Envelope::decode(&bytes).expect("envelope").kind();
-                        for to in 0..self.parts.len() {
-                            let member = self.parts[to].participant.is_member();
-                            let deliver = to != from
-                                && match kind {
-                                    KIND_COMMIT => self.deaf != Some(to),
-                                    KIND_JOIN_REQUEST => member,
-                                    KIND_WELCOME => !member,
-                                    _ => member,
-                                };
-                            if deliver {
-                                let outs = self.parts[to].on_mls(Self::id(from), &envelope, now);
-                                queue.extend(outs.into_iter().map(|o| (to, o)));
+                        let decoded = Envelope::decode(&bytes).expect("envelope");
+                        let kind = decoded.kind();
+                        if let Envelope::Commit { epoch, .. } = decoded {
+                            if self.room_epoch.is_some_and(|e| e != epoch) {
+                                let current = self.room_epoch.unwrap_or_default();
+                                self.parts[from].on_commit_rejected(current, now);
+                                continue;
                             }
+                            self.room_epoch = Some(epoch + 1);
+                        }
+                        let members: Vec<bool> = self.parts.iter().map(|p| p.participant.is_member()).collect();
+                        for to in (0..self.parts.len()).filter(|t| *t != from && members[*t]) {
+                            let mut envelope = envelope.clone();
+                            if kind == KIND_COMMIT && self.deaf == Some(to) {
+                                self.deaf = None;
+                                if !self.garble {
+                                    continue;
+                                }
+                                let mut damaged = bytes.clone();
+                                if let Some(b) = damaged.last_mut() {
+                                    *b ^= 0x55;
+                                }
+                                envelope = URL_SAFE_NO_PAD.encode(damaged);
+                            }
+                            if kind == KIND_APPLICATION && self.mute == Some(to) {
+                                continue;
+                            }
+                            let outs = self.parts[to].on_mls(Self::id(from), &envelope, now);
+                            queue.extend(outs.into_iter().map(|o| (to, o)));
+                        }
+                        // The Welcome, routed with its commit, to those not in the group.
+                        let joiners = (0..members.len()).filter(|t| !members[*t]);
+                        for (to, w) in joiners.flat_map(|t| welcome.as_deref().map(|w| (t, w))) {
+                            let outs = self.parts[to].on_mls(Self::id(from), w, now);
+                            queue.extend(outs.into_iter().map(|o| (to, o)));
                         }
                         if kind == KIND_COMMIT {
                             let outs = self.parts[from].on_commit_accepted(now);
@@ -545,47 +637,116 @@ mod tests {
         fn epochs(&self) -> Vec<Option<u64>> {
             self.parts.iter().map(|p| p.participant.epoch()).collect()
         }
+
+        /// `all` participants; the first `n` form the group, the others wait.
+        fn started(n: usize, all: usize) -> Meeting {
+            let mut m = Meeting::new(all);
+            let outs = m.parts[0].on_create_group();
+            m.run(0, outs);
+            for i in 1..n {
+                m.parts[i].start(true, Instant::now());
+            }
+            m.settle();
+            let epochs = m.epochs();
+            assert!(epochs[..n].iter().all(|e| e.is_some() && *e == epochs[0]), "{n} in one epoch: {epochs:?}");
+            m
+        }
+
+        /// Everyone in one epoch with one security code, decrypting each other.
+        fn assert_one_group(&mut self) {
+            let epochs = self.epochs();
+            assert!(epochs.iter().all(|e| e.is_some() && *e == epochs[0]), "all in one epoch: {epochs:?}");
+            let codes: Vec<String> =
+                self.parts.iter().map(|p| p.participant.security_code().expect("code").to_string()).collect();
+            assert!(codes.iter().all(|c| *c == codes[0]), "one security code");
+            let n = self.parts.len();
+            for (from, to) in (0..n).flat_map(|a| (0..n).map(move |b| (a, b))).filter(|(a, b)| a != b) {
+                let frame = self.parts[from].encrypt(false, &[0xfc, 1, 2, 3, 4]).expect("keys");
+                assert!(self.parts[to].decrypt(false, &frame).is_ok(), "{to} decrypts {from}");
+            }
+            assert_eq!(self.parts[0].participant.member_count().expect("count"), n, "no leftover leaves");
+        }
     }
 
     #[test]
     fn a_member_that_missed_a_commit_rejoins_and_decrypts_again() {
-        let mut m = Meeting::new(4);
+        let mut m = Meeting::started(3, 4);
         let now = Instant::now();
-        let outs = m.parts[0].on_create_group();
-        m.run(0, outs);
-        for i in 1..3 {
-            m.parts[i].start(true, now);
-        }
-        m.settle();
-        let epochs = m.epochs();
-        assert!(epochs[..3].iter().all(|e| e.is_some() && *e == epochs[0]), "three in one epoch: {epochs:?}");
-
-        // Participant 2 misses the commit that adds participant 3.
+        // Participant 2 misses the commit that adds participant 3, and
+        // every message after it.
         m.deaf = Some(2);
+        m.mute = Some(2);
         m.parts[3].start(true, now);
         m.settle();
-        m.deaf = None;
+        m.mute = None;
         let behind = m.epochs();
         assert!(behind[2] < behind[0] && behind[3] == behind[0], "2 is behind: {behind:?}");
 
-        // The next commit (someone leaves) shows 2 that it is behind.
+        // The next commit (someone leaves) shows 2 that it is behind; its
+        // old leaf is removed in the commit that adds it anew.
         m.parts[0].participant_left(Meeting::id(3), now);
         m.parts[1].participant_left(Meeting::id(3), now);
         m.parts[2].participant_left(Meeting::id(3), now);
         m.parts.truncate(3);
         m.settle();
-        let healed = m.epochs();
-        assert!(healed.iter().all(|e| e.is_some() && *e == healed[0]), "all in one epoch again: {healed:?}");
-        let codes: Vec<String> =
-            m.parts.iter().map(|p| p.participant.security_code().expect("code").to_string()).collect();
-        assert!(codes.iter().all(|c| *c == codes[0]), "one security code");
-        // Everyone decrypts 2's audio, and 2 decrypts everyone's.
-        for (from, to) in [(2, 0), (2, 1), (0, 2), (1, 2)] {
-            let frame = m.parts[from].encrypt(false, &[0xfc, 1, 2, 3, 4]).expect("keys");
-            assert!(m.parts[to].decrypt(false, &frame).is_ok(), "{to} decrypts {from}");
-        }
-        // Its old leaf is gone: three leaves for three participants.
-        assert_eq!(m.parts[0].participant.member_count().expect("count"), 3);
+        assert_eq!(m.parts[2].rejoins, 1);
+        m.assert_one_group();
+    }
+
+    /// The stuck joiner at 30, generalised: a member misses a commit and no
+    /// later commit comes. The others' messages from the later epoch (here
+    /// the newcomer's and the others' profiles) tell it that it is behind;
+    /// it waits [`BEHIND_WAIT`] for the missing commit, then rejoins.
+    #[test]
+    fn a_member_left_behind_with_no_later_commit_rejoins() {
+        let mut m = Meeting::started(3, 4);
+        m.deaf = Some(2);
+        m.parts[3].start(true, Instant::now());
+        m.settle();
+        assert_eq!(m.parts[2].rejoins, 1, "2 rejoined once");
+        assert!(m.parts.iter().enumerate().all(|(i, p)| i == 2 || p.rejoins == 0), "nobody else did");
+        m.assert_one_group();
+    }
+
+    /// Two members briefly disagree on the committer: 1 commits adding 3,
+    /// the committer 0 misses that commit, and its own commit for the same
+    /// epoch is rejected with the room's `current_epoch`. No commit follows:
+    /// 0 rejoins, and while it asks to be added again the next member
+    /// commits in its place.
+    #[test]
+    fn a_committer_whose_commit_lost_to_one_it_missed_rejoins() {
+        let mut m = Meeting::started(3, 4);
+        let leaf0 = m.parts[1].leaves.remove(&Meeting::id(0)).expect("1 knows 0's leaf");
+        m.deaf = Some(0);
+        m.mute = Some(0);
+        m.parts[3].start(true, Instant::now());
+        let outs = m.parts[3].poll(Instant::now());
+        m.run(3, outs);
+        // Both commit at once; 1's reaches the server first.
+        let later = Instant::now() + Duration::from_secs(1);
+        let (outs1, outs0) = (m.parts[1].poll(later), m.parts[0].poll(later));
+        m.run(1, outs1);
+        m.parts[1].leaves.insert(Meeting::id(0), leaf0);
+        assert!(m.parts[3].participant.is_member(), "1 added 3");
+        m.run(0, outs0);
+        assert!(m.parts[0].next_deadline().is_some(), "0 waits for the commit it lacks");
+        m.settle();
+        assert_eq!(m.parts[0].rejoins, 1, "0 rejoined once");
+        m.assert_one_group();
+    }
+
+    /// A member that cannot apply a commit made at its own epoch (here it
+    /// arrives damaged) can follow the group no more: it rejoins.
+    #[test]
+    fn a_member_that_cannot_apply_a_commit_at_its_epoch_rejoins() {
+        let mut m = Meeting::started(3, 4);
+        m.deaf = Some(2);
+        m.garble = true;
+        m.mute = Some(2);
+        m.parts[3].start(true, Instant::now());
+        m.settle();
+        assert_eq!(m.parts[2].rejoins, 1, "2 rejoined once");
+        m.assert_one_group();
     }
 
     #[test]

@@ -910,9 +910,9 @@ impl Session {
                     self.on_e2ee(ws, outs).await?;
                 }
             }
-            ServerMsg::CommitRejected { .. } => {
+            ServerMsg::CommitRejected { current_epoch, .. } => {
                 if let Some(e) = &mut self.e2ee {
-                    e.on_commit_rejected();
+                    e.on_commit_rejected(current_epoch, Instant::now());
                 }
             }
             // joined (again), participant_updated, pong, and messages this

@@ -124,13 +124,23 @@ pub enum ClientMsg {
         id: u64,
     },
     /// An end-to-end encryption envelope for the MLS Delivery Service
-    /// (RFC 9420 §16.6): a join request, a commit, a Welcome or an
-    /// application message, as encoded by `plenary_e2ee::envelope`, in
-    /// unpadded base64url. The server reads only the envelope's kind, a
-    /// commit's epoch and a Welcome's KeyPackageRefs.
+    /// (RFC 9420 §16.6): a join request, a commit or an application
+    /// message, as encoded by `plenary_e2ee::envelope`, in unpadded
+    /// base64url. The server reads only the envelope's kind, a commit's
+    /// epoch and a Welcome's KeyPackageRefs.
+    ///
+    /// A commit that adds members carries its Welcome in `welcome`: the
+    /// server accepts or refuses both at once, and on accepting routes the
+    /// Welcome to the joiners it names in the same step as it fans the
+    /// commit out, so no later commit can overtake the Welcome. A Welcome
+    /// on its own is refused ([`ErrorCode::BadEnvelope`]).
     Mls {
         /// The envelope, base64url without padding.
         envelope: String,
+        /// With a commit: the Welcome envelope for the joiners it adds,
+        /// base64url without padding. Absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        welcome: Option<String>,
     },
     /// The sender is now a member of the room's MLS group at this leaf index
     /// (after creating the group or processing a Welcome). Lets every client

@@ -8,6 +8,14 @@
 //! reads nothing but the envelope header ([`plenary_e2ee::envelope`]): kind,
 //! a commit's epoch, a Welcome's KeyPackageRefs.
 //!
+//! A commit that adds members arrives together with its Welcome (one `mls`
+//! message). Accepting it is one step: the commit goes to every member and
+//! every joiner already welcomed, the Welcome to the joiners it names, who
+//! from then on receive every later commit too. A refused commit routes
+//! nothing. (When the Welcome followed its commit's acceptance, a commit by
+//! another member in between reached neither the joiner nor its Welcome,
+//! and the joiner stayed one epoch behind for good.)
+//!
 //! When no member of a room's group is online (the room is new, or every
 //! member left), the longest-present participant is asked to create a new
 //! group (`create_group`); waiting join requests are relayed to it once it
@@ -29,6 +37,10 @@ pub const CREATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// KeyPackage with a basic credential is well under 1 KiB.
 pub const MAX_JOIN_REQUEST: usize = 16 * 1024;
 
+/// KeyPackageRefs kept per waiting joiner: its latest requests (one every
+/// few seconds while it waits), any of which a Welcome may name.
+pub const MAX_REFS_PER_JOINER: usize = 8;
+
 /// Messages to send: (recipient, message).
 pub type Outbox = Vec<(ParticipantId, ServerMsg)>;
 
@@ -43,9 +55,9 @@ pub enum DsError {
     /// application messages need membership; join requests the opposite).
     #[error("{0}")]
     NotGroupMember(&'static str),
-    /// A Welcome naming no waiting joiner.
-    #[error("the Welcome names no joiner waiting in this room")]
-    NoJoinerWaiting,
+    /// A Welcome sent on its own: it must travel with its commit.
+    #[error("a Welcome travels with its commit (the `welcome` of an `mls` commit)")]
+    WelcomeWithoutCommit,
     /// The participant is not in a room.
     #[error("not in a room")]
     NotJoined,
@@ -59,8 +71,8 @@ impl DsError {
     /// The code reported to the client.
     pub fn code(&self) -> ErrorCode {
         match self {
-            DsError::BadEnvelope(_) => ErrorCode::BadEnvelope,
-            DsError::NotGroupMember(_) | DsError::NoJoinerWaiting => ErrorCode::NotGroupMember,
+            DsError::BadEnvelope(_) | DsError::WelcomeWithoutCommit => ErrorCode::BadEnvelope,
+            DsError::NotGroupMember(_) => ErrorCode::NotGroupMember,
             DsError::NotJoined => ErrorCode::NotJoined,
             DsError::LeafTaken(_) => ErrorCode::NotGroupMember,
         }
@@ -70,7 +82,10 @@ impl DsError {
 #[derive(Debug)]
 struct PendingJoin {
     from: ParticipantId,
-    key_package_ref: Vec<u8>,
+    /// KeyPackageRefs of this joiner's requests since it last lost its
+    /// group state: a member may add it from an earlier request than its
+    /// latest retry.
+    key_package_refs: Vec<Vec<u8>>,
     envelope: String,
 }
 
@@ -178,15 +193,32 @@ impl DeliveryService {
         Err(DsError::NotGroupMember("announce membership only after creating the group or processing a Welcome"))
     }
 
-    /// An envelope from a participant.
+    /// An envelope from a participant, and with a commit, the Welcome for
+    /// the joiners it adds (both unpadded base64url).
     ///
     /// # Errors
-    /// [`DsError`]: bad bytes, or a message the sender's role does not allow.
-    pub fn envelope(&mut self, now: Instant, id: ParticipantId, b64: &str) -> Result<Outbox, DsError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(b64.trim_end_matches('='))
-            .map_err(|e| DsError::BadEnvelope(format!("not base64url: {e}")))?;
+    /// [`DsError`]: bad bytes, a `welcome` that is not a Welcome or comes
+    /// with anything but a commit, a Welcome on its own, or a message the
+    /// sender's role does not allow.
+    pub fn envelope(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        b64: &str,
+        welcome: Option<&str>,
+    ) -> Result<Outbox, DsError> {
+        let bytes = decode_base64url(b64)?;
         let env = Envelope::decode(&bytes).map_err(|e| DsError::BadEnvelope(e.to_string()))?;
+        let welcome_bytes = welcome.map(decode_base64url).transpose()?;
+        let welcome_refs = match welcome_bytes.as_deref().map(Envelope::decode) {
+            None => None,
+            Some(Ok(Envelope::Welcome { key_package_refs, .. })) => Some(key_package_refs),
+            Some(Ok(_)) => return Err(DsError::BadEnvelope("`welcome` is not a Welcome".into())),
+            Some(Err(e)) => return Err(DsError::BadEnvelope(format!("welcome: {e}"))),
+        };
+        if welcome_refs.is_some() && !matches!(env, Envelope::Commit { .. }) {
+            return Err(DsError::BadEnvelope("only a commit carries a Welcome".into()));
+        }
         let r = self.room_mut(id)?;
         if !r.capable.contains(&id) {
             r.capable.push(id);
@@ -198,13 +230,21 @@ impl DeliveryService {
                 if bytes.len() > MAX_JOIN_REQUEST {
                     return Err(DsError::BadEnvelope(format!("join request larger than {MAX_JOIN_REQUEST} bytes")));
                 }
-                if is_member {
-                    // It lost its group state (missed a commit) and asks to
-                    // be added anew: no longer a member until its Welcome.
+                let mut key_package_refs = Vec::new();
+                if is_member || r.welcomed.contains(&id) {
+                    // It lost its group state (missed a commit, or its
+                    // Welcome failed) and asks to be added anew: no longer
+                    // a member until its next Welcome.
                     r.members.remove(&id);
+                    r.welcomed.retain(|p| *p != id);
+                } else if let Some(pos) = r.pending.iter().position(|p| p.from == id) {
+                    // A retry: a commit made from the earlier request still
+                    // reaches it.
+                    key_package_refs = r.pending.remove(pos).key_package_refs;
                 }
-                r.pending.retain(|p| p.from != id);
-                r.welcomed.retain(|p| *p != id);
+                key_package_refs.push(key_package_ref.to_vec());
+                let excess = key_package_refs.len().saturating_sub(MAX_REFS_PER_JOINER);
+                key_package_refs.drain(..excess);
                 if r.members.is_empty()
                     && r.creator.is_some_and(|c| !r.capable.contains(&c))
                     && r.creator_asked.is_some_and(|t| now.saturating_duration_since(t) >= CREATE_TIMEOUT)
@@ -216,11 +256,7 @@ impl DeliveryService {
                     out.push((id, ServerMsg::CreateGroup));
                     return Ok(out);
                 }
-                r.pending.push(PendingJoin {
-                    from: id,
-                    key_package_ref: key_package_ref.to_vec(),
-                    envelope: b64.to_owned(),
-                });
+                r.pending.push(PendingJoin { from: id, key_package_refs, envelope: b64.to_owned() });
                 for m in r.members.keys() {
                     out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
                 }
@@ -239,27 +275,24 @@ impl DeliveryService {
                 for m in r.members.keys().chain(&r.welcomed).filter(|m| **m != id) {
                     out.push((*m, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
                 }
-                out.push((id, ServerMsg::CommitAccepted { epoch }));
-            }
-            Envelope::Welcome { key_package_refs, .. } => {
-                if !is_member {
-                    return Err(DsError::NotGroupMember("only members send Welcomes"));
-                }
-                let mut routed = 0;
-                let mut i = 0;
-                while i < r.pending.len() {
-                    if key_package_refs.contains(&r.pending[i].key_package_ref.as_slice()) {
-                        let p = r.pending.remove(i);
-                        out.push((p.from, ServerMsg::Mls { from: id, envelope: b64.to_owned() }));
+                // In the same step, the Welcome reaches the joiners it names,
+                // who thereby get every later commit. A joiner that left
+                // meanwhile is no longer waiting and gets nothing.
+                if let (Some(refs), Some(w)) = (welcome_refs, welcome) {
+                    let named = |p: &PendingJoin| p.key_package_refs.iter().any(|k| refs.contains(&k.as_slice()));
+                    for p in r.pending.extract_if(.., |p| named(p)) {
+                        out.push((p.from, ServerMsg::Mls { from: id, envelope: w.to_owned() }));
                         r.welcomed.push(p.from);
-                        routed += 1;
-                    } else {
-                        i += 1;
                     }
                 }
-                if routed == 0 {
-                    return Err(DsError::NoJoinerWaiting);
-                }
+                out.push((id, ServerMsg::CommitAccepted { epoch }));
+            }
+            Envelope::Welcome { .. } => {
+                return Err(if is_member {
+                    DsError::WelcomeWithoutCommit
+                } else {
+                    DsError::NotGroupMember("only members send Welcomes")
+                });
             }
             Envelope::Application { .. } => {
                 if !is_member {
@@ -278,6 +311,10 @@ impl DeliveryService {
         let room = self.room_of.get(&id).ok_or(DsError::NotJoined)?;
         self.rooms.get_mut(room).ok_or(DsError::NotJoined)
     }
+}
+
+fn decode_base64url(b64: &str) -> Result<Vec<u8>, DsError> {
+    URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).map_err(|e| DsError::BadEnvelope(format!("not base64url: {e}")))
 }
 
 impl GroupRoom {

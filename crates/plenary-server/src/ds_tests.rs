@@ -51,26 +51,28 @@ fn first_creates_joiners_are_welcomed_commits_are_ordered() {
     assert!(ds.joined(t0(), "r", B).is_empty(), "only one creator");
     // B asks before A announced: the request waits.
     let jr = join_request(7);
-    assert!(ds.envelope(t0(), B, &jr).unwrap().is_empty());
+    assert!(ds.envelope(t0(), B, &jr, None).unwrap().is_empty());
     let out = ds.group_member(A, 0).unwrap();
     assert!(matches!(to(&out, A)[0], ServerMsg::Mls { from, .. } if *from == B), "waiting request relayed to creator");
-    // A commits in epoch 0: accepted. A second commit for epoch 0 is stale.
-    let out = ds.envelope(t0(), A, &commit(0)).unwrap();
-    assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
-    let out = ds.envelope(t0(), A, &commit(0)).unwrap();
-    assert_eq!(to(&out, A), vec![&ServerMsg::CommitRejected { epoch: 0, current_epoch: 1 }]);
-    // The Welcome goes to B only; B may then announce membership.
+    // A commits in epoch 0, adding B: accepted, and the Welcome goes to B
+    // only; B may then announce membership.
     assert_eq!(ds.group_member(B, 1).unwrap_err().code(), ErrorCode::NotGroupMember);
-    let out = ds.envelope(t0(), A, &welcome(&[7])).unwrap();
-    assert_eq!(out.len(), 1);
-    assert!(matches!(to(&out, B)[0], ServerMsg::Mls { from, .. } if *from == A));
+    let out = ds.envelope(t0(), A, &commit(0), Some(&welcome(&[7]))).unwrap();
+    assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
+    assert_eq!(out.len(), 2);
+    assert_eq!(to(&out, B), vec![&ServerMsg::Mls { from: A, envelope: welcome(&[7]) }]);
+    // A second commit for epoch 0 is stale and routes nothing.
+    ds.joined(t0(), "r", C);
+    ds.envelope(t0(), C, &join_request(8), None).unwrap();
+    let out = ds.envelope(t0(), A, &commit(0), Some(&welcome(&[8]))).unwrap();
+    assert_eq!(out, vec![(A, ServerMsg::CommitRejected { epoch: 0, current_epoch: 1 })]);
     assert_eq!(ds.group_member(B, 0).unwrap_err(), DsError::LeafTaken(0), "A's leaf is A's");
     ds.group_member(B, 1).unwrap();
     assert!(ds.group_member(B, 1).is_ok(), "repeating is harmless");
     assert_eq!(ds.group_member(B, 7).unwrap_err(), DsError::LeafTaken(7), "no moving");
     // Application messages fan out to the other members.
     let app = env(4, b"ciphertext");
-    let out = ds.envelope(t0(), B, &app).unwrap();
+    let out = ds.envelope(t0(), B, &app, None).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, A);
 }
@@ -82,19 +84,18 @@ fn a_welcomed_joiner_gets_the_commits_and_messages_sent_before_it_announces() {
     ds.group_member(A, 0).unwrap();
     ds.joined(t0(), "r", B);
     ds.joined(t0(), "r", C);
-    ds.envelope(t0(), B, &join_request(7)).unwrap();
-    ds.envelope(t0(), A, &commit(0)).unwrap();
-    ds.envelope(t0(), A, &welcome(&[7])).unwrap();
+    ds.envelope(t0(), B, &join_request(7), None).unwrap();
+    ds.envelope(t0(), A, &commit(0), Some(&welcome(&[7]))).unwrap();
     // C asks; A adds it at once, before B has processed its Welcome and
     // announced itself: B must get that commit, or it is stuck in epoch 1.
-    ds.envelope(t0(), C, &join_request(8)).unwrap();
-    let out = ds.envelope(t0(), A, &commit(1)).unwrap();
+    ds.envelope(t0(), C, &join_request(8), None).unwrap();
+    let out = ds.envelope(t0(), A, &commit(1), None).unwrap();
     assert_eq!(to(&out, B).len(), 1, "the commit reaches the welcomed joiner");
     assert!(to(&out, C).is_empty(), "not the joiner still waiting");
-    let out = ds.envelope(t0(), A, &env(4, b"profile")).unwrap();
+    let out = ds.envelope(t0(), A, &env(4, b"profile"), None).unwrap();
     assert_eq!(to(&out, B).len(), 1, "application messages too");
     ds.group_member(B, 1).unwrap();
-    let out = ds.envelope(t0(), A, &commit(2)).unwrap();
+    let out = ds.envelope(t0(), A, &commit(2), None).unwrap();
     assert_eq!(to(&out, B).len(), 1, "once announced, once only");
 }
 
@@ -105,25 +106,30 @@ fn refusals_are_typed_and_change_nothing() {
     ds.group_member(A, 0).unwrap();
     ds.joined(t0(), "r", B);
     // Non-members cannot commit, welcome or send application messages.
-    assert_eq!(ds.envelope(t0(), B, &commit(0)).unwrap_err().code(), ErrorCode::NotGroupMember);
-    assert_eq!(ds.envelope(t0(), B, &env(4, b"x")).unwrap_err().code(), ErrorCode::NotGroupMember);
-    assert_eq!(ds.envelope(t0(), B, &welcome(&[1])).unwrap_err().code(), ErrorCode::NotGroupMember);
-    // A Welcome for somebody not waiting is refused.
-    assert_eq!(ds.envelope(t0(), A, &welcome(&[9])).unwrap_err(), DsError::NoJoinerWaiting);
+    assert_eq!(ds.envelope(t0(), B, &commit(0), None).unwrap_err().code(), ErrorCode::NotGroupMember);
+    assert_eq!(ds.envelope(t0(), B, &env(4, b"x"), None).unwrap_err().code(), ErrorCode::NotGroupMember);
+    assert_eq!(ds.envelope(t0(), B, &welcome(&[1]), None).unwrap_err().code(), ErrorCode::NotGroupMember);
+    assert_eq!(ds.envelope(t0(), B, &commit(0), Some(&welcome(&[1]))).unwrap_err().code(), ErrorCode::NotGroupMember);
+    // A Welcome travels with its commit, never alone nor with anything else.
+    ds.envelope(t0(), B, &join_request(9), None).unwrap();
+    assert_eq!(ds.envelope(t0(), A, &welcome(&[9]), None).unwrap_err(), DsError::WelcomeWithoutCommit);
+    assert_eq!(ds.envelope(t0(), A, &env(4, b"x"), Some(&welcome(&[9]))).unwrap_err().code(), ErrorCode::BadEnvelope);
+    assert_eq!(ds.envelope(t0(), A, &commit(0), Some(&commit(0))).unwrap_err().code(), ErrorCode::BadEnvelope);
+    assert_eq!(ds.envelope(t0(), A, &commit(0), Some("!!!")).unwrap_err().code(), ErrorCode::BadEnvelope);
     // An oversized join request is not held.
     let mut big = vec![32u8];
     big.extend_from_slice(&[5; 32]);
     big.extend_from_slice(&[0; 32]);
     big.extend_from_slice(&vec![0; MAX_JOIN_REQUEST]);
-    assert_eq!(ds.envelope(t0(), B, &env(1, &big)).unwrap_err().code(), ErrorCode::BadEnvelope);
+    assert_eq!(ds.envelope(t0(), B, &env(1, &big), None).unwrap_err().code(), ErrorCode::BadEnvelope);
     // Garbage.
     for bad in ["", "!!!", &URL_SAFE_NO_PAD.encode([1u8]), &URL_SAFE_NO_PAD.encode([9u8, 1, 2]), &env(2, &[0, 0])] {
-        assert_eq!(ds.envelope(t0(), A, bad).unwrap_err().code(), ErrorCode::BadEnvelope, "{bad:?}");
+        assert_eq!(ds.envelope(t0(), A, bad, None).unwrap_err().code(), ErrorCode::BadEnvelope, "{bad:?}");
     }
     // Epoch untouched by all of that.
-    let out = ds.envelope(t0(), A, &commit(0)).unwrap();
+    let out = ds.envelope(t0(), A, &commit(0), None).unwrap();
     assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
-    assert_eq!(ds.envelope(t0(), C, &commit(1)).unwrap_err(), DsError::NotJoined);
+    assert_eq!(ds.envelope(t0(), C, &commit(1), None).unwrap_err(), DsError::NotJoined);
 }
 
 #[test]
@@ -133,14 +139,14 @@ fn group_is_recreated_when_every_member_left() {
     ds.group_member(A, 0).unwrap();
     ds.joined(t0(), "r", B);
     ds.joined(t0(), "r", C);
-    ds.envelope(t0(), C, &join_request(3)).unwrap();
-    ds.envelope(t0(), B, &join_request(2)).unwrap();
+    ds.envelope(t0(), C, &join_request(3), None).unwrap();
+    ds.envelope(t0(), B, &join_request(2), None).unwrap();
     let out = ds.left(t0(), A);
     assert_eq!(to(&out, B), vec![&ServerMsg::CreateGroup], "longest present participant creates");
     let out = ds.group_member(B, 0).unwrap();
     assert_eq!(to(&out, B).len(), 1, "C's waiting request reaches the new creator");
     // The new group starts at epoch 0.
-    let out = ds.envelope(t0(), B, &commit(0)).unwrap();
+    let out = ds.envelope(t0(), B, &commit(0), None).unwrap();
     assert_eq!(to(&out, B), vec![&ServerMsg::CommitAccepted { epoch: 0 }]);
     ds.left(t0(), B);
     ds.left(t0(), C);
@@ -154,13 +160,13 @@ fn an_unencrypted_first_participant_does_not_lock_the_room() {
     ds.joined(t0(), "r", B);
     // A never answers (no end-to-end support). Within the grace time B's
     // request waits for A; after it, B is asked to create instead.
-    assert!(ds.envelope(t0(), B, &join_request(2)).unwrap().is_empty());
+    assert!(ds.envelope(t0(), B, &join_request(2), None).unwrap().is_empty());
     let later = t0() + CREATE_TIMEOUT;
-    let out = ds.envelope(later, B, &join_request(2)).unwrap();
+    let out = ds.envelope(later, B, &join_request(2), None).unwrap();
     assert_eq!(to(&out, B), vec![&ServerMsg::CreateGroup]);
     ds.group_member(B, 0).unwrap();
     ds.joined(t0(), "r", C);
-    let out = ds.envelope(t0(), C, &join_request(3)).unwrap();
+    let out = ds.envelope(t0(), C, &join_request(3), None).unwrap();
     assert!(matches!(to(&out, B)[0], ServerMsg::Mls { from, .. } if *from == C), "requests now reach B");
     // When B leaves, the capable C is asked to create, not the silent A.
     let out = ds.left(t0(), B);
@@ -174,18 +180,75 @@ fn a_member_that_lost_its_group_asks_again_and_is_welcomed_anew() {
     ds.joined(t0(), "r", A);
     ds.joined(t0(), "r", B);
     ds.group_member(A, 0).unwrap();
-    ds.envelope(t0(), B, &join_request(7)).unwrap();
-    ds.envelope(t0(), A, &commit(0)).unwrap();
-    ds.envelope(t0(), A, &welcome(&[7])).unwrap();
+    ds.envelope(t0(), B, &join_request(7), None).unwrap();
+    ds.envelope(t0(), A, &commit(0), Some(&welcome(&[7]))).unwrap();
     ds.group_member(B, 1).unwrap();
     // B missed a commit and asks to be added again with a new KeyPackage:
     // relayed to the other members, and B is no member until its Welcome.
-    let out = ds.envelope(t0(), B, &join_request(9)).unwrap();
+    let out = ds.envelope(t0(), B, &join_request(9), None).unwrap();
     assert!(matches!(to(&out, A)[..], [ServerMsg::Mls { from, .. }] if *from == B), "request relayed to A");
-    assert!(ds.envelope(t0(), B, &commit(1)).is_err(), "B commits no more");
-    let out = ds.envelope(t0(), A, &commit(1)).unwrap();
+    assert!(ds.envelope(t0(), B, &commit(1), None).is_err(), "B commits no more");
+    let out = ds.envelope(t0(), A, &commit(1), Some(&welcome(&[9]))).unwrap();
     assert_eq!(to(&out, A), vec![&ServerMsg::CommitAccepted { epoch: 1 }]);
-    let out = ds.envelope(t0(), A, &welcome(&[9])).unwrap();
-    assert_eq!(to(&out, B).len(), 1, "the new Welcome reaches B");
+    assert_eq!(
+        to(&out, B),
+        vec![&ServerMsg::Mls { from: A, envelope: welcome(&[9]) }],
+        "only the new Welcome reaches B"
+    );
     ds.group_member(B, 2).unwrap();
+}
+
+/// The stuck joiner of the 30-person room: A's commit adds J; before J has
+/// announced itself, B (who applied A's commit, and briefly thinks itself
+/// the committer) commits the next epoch. J must get A's Welcome first and
+/// then B's commit, or it stays one epoch behind with no media.
+#[test]
+fn a_commit_right_after_the_one_adding_a_joiner_reaches_that_joiner() {
+    const J: ParticipantId = ParticipantId(4);
+    let mut ds = DeliveryService::default();
+    ds.joined(t0(), "r", A);
+    ds.group_member(A, 0).unwrap();
+    ds.joined(t0(), "r", B);
+    ds.envelope(t0(), B, &join_request(2), None).unwrap();
+    ds.envelope(t0(), A, &commit(0), Some(&welcome(&[2]))).unwrap();
+    ds.group_member(B, 1).unwrap();
+    ds.joined(t0(), "r", J);
+    ds.joined(t0(), "r", C);
+    ds.envelope(t0(), J, &join_request(4), None).unwrap();
+    ds.envelope(t0(), C, &join_request(3), None).unwrap();
+
+    let mut to_j = Vec::new();
+    let out = ds.envelope(t0(), A, &commit(1), Some(&welcome(&[4]))).unwrap();
+    to_j.extend(to(&out, J).into_iter().cloned());
+    // B adds C at epoch 2, and also names J (its request was still in B's
+    // list): J is welcomed already, so it gets the commit, not a Welcome.
+    let out = ds.envelope(t0(), B, &commit(2), Some(&welcome(&[3, 4]))).unwrap();
+    to_j.extend(to(&out, J).into_iter().cloned());
+    assert_eq!(to(&out, B), vec![&ServerMsg::CommitAccepted { epoch: 2 }]);
+    assert_eq!(to(&out, C), vec![&ServerMsg::Mls { from: B, envelope: welcome(&[3, 4]) }]);
+    assert_eq!(
+        to_j,
+        vec![ServerMsg::Mls { from: A, envelope: welcome(&[4]) }, ServerMsg::Mls { from: B, envelope: commit(2) }],
+        "J joins at epoch 2 and follows to epoch 3"
+    );
+    // A stale commit naming a waiting joiner routes nothing.
+    ds.joined(t0(), "r", ParticipantId(5));
+    ds.envelope(t0(), ParticipantId(5), &join_request(5), None).unwrap();
+    let out = ds.envelope(t0(), A, &commit(2), Some(&welcome(&[5]))).unwrap();
+    assert_eq!(out, vec![(A, ServerMsg::CommitRejected { epoch: 2, current_epoch: 3 })]);
+}
+
+/// A joiner that retried its request (new KeyPackage, same identity) is
+/// still reached by a commit made from its first request.
+#[test]
+fn a_welcome_for_an_earlier_request_of_a_waiting_joiner_reaches_it() {
+    let mut ds = DeliveryService::default();
+    ds.joined(t0(), "r", A);
+    ds.group_member(A, 0).unwrap();
+    ds.joined(t0(), "r", B);
+    ds.envelope(t0(), B, &join_request(7), None).unwrap();
+    ds.envelope(t0(), B, &join_request(8), None).unwrap();
+    let out = ds.envelope(t0(), A, &commit(0), Some(&welcome(&[7]))).unwrap();
+    assert_eq!(to(&out, B), vec![&ServerMsg::Mls { from: A, envelope: welcome(&[7]) }]);
+    ds.group_member(B, 1).unwrap();
 }

@@ -153,7 +153,7 @@ pub async fn run(
                         }
                         let _ = reply.send(result);
                     }
-                    Command::Message(id, ClientMsg::Mls { envelope }) => match ds.envelope(now, id, &envelope) {
+                    Command::Message(id, ClientMsg::Mls { envelope, welcome }) => match ds.envelope(now, id, &envelope, welcome.as_deref()) {
                         Ok(out) => ds_out.extend(out),
                         Err(e) => {
                             debug!(participant = %id, error = %e, "envelope refused");
