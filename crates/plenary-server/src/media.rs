@@ -22,8 +22,11 @@ use crate::udp_out::UdpOut;
 /// What a WebSocket connection receives from the media loop.
 #[derive(Debug)]
 pub enum ToClient {
-    /// A signaling message.
-    Msg(ServerMsg),
+    /// A signaling message. Boxed: the queue stores its messages inline in
+    /// blocks of 32, and every connection keeps one or two blocks for good,
+    /// so the slot size is paid per participant (a `ServerMsg` is about
+    /// 90 bytes, 5 KiB per connection; a box is 8).
+    Msg(Box<ServerMsg>),
     /// The participant's media session died; close the connection.
     Close,
 }
@@ -79,7 +82,7 @@ fn deliver(
     msg: ServerMsg,
 ) {
     if let Some(tx) = clients.get(&id)
-        && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ToClient::Msg(msg))
+        && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ToClient::Msg(Box::new(msg)))
         && !overflowed.contains(&id)
     {
         overflowed.push(id);

@@ -51,7 +51,7 @@ impl RateLimit {
 }
 
 fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> ToClient {
-    ToClient::Msg(ServerMsg::Error { code, message: message.into(), fatal })
+    ToClient::Msg(Box::new(ServerMsg::Error { code, message: message.into(), fatal }))
 }
 
 /// Serves one connection until it closes.
@@ -62,7 +62,7 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
         while let Some(out) = rx.recv().await {
             match out {
                 ToClient::Msg(msg) => {
-                    let fatal = matches!(msg, ServerMsg::Error { fatal: true, .. });
+                    let fatal = matches!(*msg, ServerMsg::Error { fatal: true, .. });
                     let sent = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(encode(&msg).into()))).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         break;
@@ -151,7 +151,7 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
                 }
             }
             (None, ClientMsg::Ping { id }) => {
-                let _ = tx.try_send(ToClient::Msg(ServerMsg::Pong { id }));
+                let _ = tx.try_send(ToClient::Msg(Box::new(ServerMsg::Pong { id })));
             }
             (None, _) => {
                 let _ = tx.try_send(error(ErrorCode::NotJoined, "send join first", false));

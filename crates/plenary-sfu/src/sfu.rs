@@ -10,6 +10,7 @@ use plenary_proto::{
 };
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
@@ -69,6 +70,10 @@ pub struct SfuStats {
 pub struct Sfu {
     config: SfuConfig,
     crypto: Arc<str0m::crypto::CryptoProvider>,
+    /// The SFU's DTLS certificate (RFC 5763 §5), shared by every session:
+    /// one key pair per server, as other SFUs do, instead of generating
+    /// and keeping one per participant.
+    dtls_cert: Option<DtlsCert>,
     pub(crate) participants: BTreeMap<ParticipantId, Participant>,
     pub(crate) rooms: HashMap<RoomId, Vec<ParticipantId>>,
     routes: HashMap<(Protocol, SocketAddr), ParticipantId>,
@@ -111,9 +116,11 @@ const SPEAKER_EVAL_INTERVAL: Duration = Duration::from_millis(100);
 impl Sfu {
     /// A new SFU with no rooms.
     pub fn new(config: SfuConfig) -> Self {
+        let crypto = Arc::new(str0m::crypto::from_feature_flags());
         Sfu {
             config,
-            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            dtls_cert: crypto.dtls_provider.generate_certificate(),
+            crypto,
             participants: BTreeMap::new(),
             rooms: HashMap::new(),
             routes: HashMap::new(),
@@ -422,6 +429,7 @@ impl Sfu {
         })?;
         let config = &self.config;
         let crypto = self.crypto.clone();
+        let cert = self.dtls_cert.as_ref();
         let p = self.participants.get_mut(&id).ok_or(SfuError::UnknownParticipant)?;
         if p.pending_offer.is_some() {
             return Err(SfuError::OutOfTurn("an offer from the server is awaiting your answer"));
@@ -429,7 +437,7 @@ impl Sfu {
         let mut fresh = None;
         let rtc = match p.rtc.as_deref_mut() {
             Some(rtc) => rtc,
-            None => fresh.insert(new_rtc(config, crypto, now, offers_twcc(sdp))),
+            None => fresh.insert(new_rtc(config, crypto, cert, now, offers_twcc(sdp))),
         };
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
             debug!(participant = %id, error = %e, "offer refused");
@@ -790,8 +798,18 @@ fn offers_twcc(sdp: &str) -> bool {
 /// queue anything above 1.1 Mbit/s without limit (a key frame of a
 /// 1 Mbit/s stream waited tens of ms behind it). Such a peer gets what it
 /// asks for, unpaced, as Janus and a plain relay would send it.
-fn new_rtc(config: &SfuConfig, crypto: Arc<str0m::crypto::CryptoProvider>, now: Instant, twcc: bool) -> Rtc {
-    let mut rtc = crate::history::configure(Rtc::builder())
+fn new_rtc(
+    config: &SfuConfig,
+    crypto: Arc<str0m::crypto::CryptoProvider>,
+    cert: Option<&DtlsCert>,
+    now: Instant,
+    twcc: bool,
+) -> Rtc {
+    let mut builder = Rtc::builder();
+    if let Some(cert) = cert {
+        builder = builder.set_dtls_cert(cert.clone());
+    }
+    let mut rtc = crate::history::configure(builder)
         .set_ice_lite(true)
         .set_crypto_provider(crypto)
         .enable_h265(false)
