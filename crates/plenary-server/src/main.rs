@@ -24,13 +24,6 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc's malloc: str0m allocates and frees a few
-/// buffers per forwarded packet, and glibc's malloc/free were about 13 % of
-/// the server's profile under fan-out (BENCHMARKS.md, "Where Plenary's time
-/// goes").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "plenary", version, about = "End-to-end encrypted video conferencing")]
 struct Cli {
