@@ -49,6 +49,7 @@ mod drain;
 mod error;
 mod history;
 mod layer;
+mod offer_check;
 mod participant;
 mod sfu;
 mod speaker;

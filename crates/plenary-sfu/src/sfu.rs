@@ -91,10 +91,6 @@ pub struct Sfu {
     next_quality_report: Option<Instant>,
 }
 
-/// Most tracks one participant may publish (camera, microphone, screen
-/// share and its audio, with room to spare).
-const MAX_PUBLISHED_TRACKS: usize = 8;
-
 /// Downlink estimate a subscriber starts with before TWCC feedback says
 /// more, bits per second: an h layer and audio for a few participants;
 /// str0m probes upwards from there at once.
@@ -419,10 +415,8 @@ impl Sfu {
     // ---- signaling ----
 
     fn handle_offer(&mut self, now: Instant, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
-        let sending = sdp.lines().filter(|l| matches!(l.trim_end(), "a=sendonly" | "a=sendrecv")).count();
-        if sending > MAX_PUBLISHED_TRACKS {
-            return Err(SfuError::BadSdp(format!("at most {MAX_PUBLISHED_TRACKS} published tracks")));
-        }
+        let session = self.participants.get(&id).and_then(|p| p.rtc.as_deref());
+        crate::offer_check::check_offer(sdp, |mid| session.is_some_and(|rtc| rtc.media(mid).is_some()))?;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| {
             debug!(participant = %id, error = %e, "offer does not parse");
             SfuError::BadSdp("the offer is not valid SDP".into())
