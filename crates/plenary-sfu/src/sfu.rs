@@ -416,7 +416,8 @@ impl Sfu {
 
     fn handle_offer(&mut self, now: Instant, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
         let session = self.participants.get(&id).and_then(|p| p.rtc.as_deref());
-        crate::offer_check::check_offer(sdp, |mid| session.is_some_and(|rtc| rtc.media(mid).is_some()))?;
+        let known = |mid| session.is_some_and(|rtc| rtc.media(mid).is_some());
+        crate::sdp_check::check_sdp(sdp, known, crate::sdp_check::MAX_NEW_MEDIA_SECTIONS)?;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| {
             debug!(participant = %id, error = %e, "offer does not parse");
             SfuError::BadSdp("the offer is not valid SDP".into())
@@ -450,6 +451,10 @@ impl Sfu {
     }
 
     fn handle_answer(&mut self, now: Instant, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
+        let p = self.participants.get(&id).ok_or(SfuError::UnknownParticipant)?;
+        let offered = p.tracks_out.iter().filter(|t| matches!(t.state, OutState::Negotiating(_))).count();
+        let session = p.rtc.as_deref();
+        crate::sdp_check::check_sdp(sdp, |mid| session.is_some_and(|rtc| rtc.media(mid).is_some()), offered)?;
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| {
             debug!(participant = %id, error = %e, "answer does not parse");
             SfuError::BadSdp("the answer is not valid SDP".into())

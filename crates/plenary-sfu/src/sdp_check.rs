@@ -1,5 +1,5 @@
-//! Cheap bounds on a client's SDP offer (RFC 8829 JSEP), checked on the raw
-//! text before str0m parses and applies it. Parsing and applying an offer
+//! Cheap bounds on a client's SDP offer or answer (RFC 8829 JSEP), checked on
+//! the raw text before str0m parses and applies it. Parsing and applying SDP
 //! runs on the media loop, so its cost must not grow with what a client
 //! chooses to send. Before these bounds, an offer of 2,000 `recvonly` m-lines
 //! (0.74 MB, under the signaling size limit) took about 0.2 s to apply, and
@@ -10,7 +10,8 @@
 //!
 //! A client only ever adds the m-lines it publishes; the m-lines it receives
 //! on are added by the server's own offers, so a renegotiating client repeats
-//! those with MIDs the session already has.
+//! those with MIDs the session already has, and an answer adds only the
+//! m-lines of the server's pending offer.
 
 use std::collections::HashSet;
 
@@ -22,19 +23,19 @@ use crate::error::SfuError;
 /// share and its audio, with room to spare).
 pub(crate) const MAX_PUBLISHED_TRACKS: usize = 8;
 
-/// Most m-lines (RFC 8866 §5.14) an offer may add to a session, whatever
-/// their direction: the tracks a client publishes.
+/// Most m-lines (RFC 8866 §5.14) a client's offer may add to a session,
+/// whatever their direction: the tracks it publishes.
 pub(crate) const MAX_NEW_MEDIA_SECTIONS: usize = MAX_PUBLISHED_TRACKS;
 
 /// Most lines in one m-line's section, or before the first m-line. A
 /// browser's video section offering every codec it has is about 130 lines.
 pub(crate) const MAX_LINES_PER_SECTION: usize = 512;
 
-/// Most `a=candidate` lines (RFC 8839 §5.1) in one offer. A host with many
+/// Most `a=candidate` lines (RFC 8839 §5.1) in one offer or answer. A host with many
 /// interfaces offers a few dozen; str0m pairs at most 100 anyway.
 pub(crate) const MAX_OFFER_CANDIDATES: usize = 256;
 
-/// Checks the offer's size in m-lines and candidates. `known_mid` says
+/// Checks the size of an offer or answer in m-lines, lines and candidates. `known_mid` says
 /// whether the session already has a media section with that MID (always
 /// false before the first offer is applied). Known MIDs count once each, as
 /// str0m reads them (at most 16 characters), so repeating or varying one
@@ -43,10 +44,11 @@ pub(crate) const MAX_OFFER_CANDIDATES: usize = 256;
 /// # Errors
 /// [`SfuError::BadSdp`] when the offer publishes more than
 /// [`MAX_PUBLISHED_TRACKS`] tracks (`a=sendonly`/`a=sendrecv`), adds more
-/// than [`MAX_NEW_MEDIA_SECTIONS`] m-lines, or carries more than
+/// than `max_new` m-lines (for an offer [`MAX_NEW_MEDIA_SECTIONS`]; for an
+/// answer those of the pending offer), or carries more than
 /// [`MAX_OFFER_CANDIDATES`] candidates, or a section has more than
 /// [`MAX_LINES_PER_SECTION`] lines.
-pub(crate) fn check_offer(sdp: &str, known_mid: impl Fn(Mid) -> bool) -> Result<(), SfuError> {
+pub(crate) fn check_sdp(sdp: &str, known_mid: impl Fn(Mid) -> bool, max_new: usize) -> Result<(), SfuError> {
     let (mut sections, mut sending, mut candidates) = (0usize, 0usize, 0usize);
     let mut lines_in_section = 0usize;
     let mut known = HashSet::new();
@@ -70,13 +72,13 @@ pub(crate) fn check_offer(sdp: &str, known_mid: impl Fn(Mid) -> bool) -> Result<
     if sending > MAX_PUBLISHED_TRACKS {
         return Err(SfuError::BadSdp(format!("at most {MAX_PUBLISHED_TRACKS} published tracks")));
     }
-    if sections.saturating_sub(known.len()) > MAX_NEW_MEDIA_SECTIONS {
+    if sections.saturating_sub(known.len()) > max_new {
         return Err(SfuError::BadSdp(format!(
-            "an offer may add at most {MAX_NEW_MEDIA_SECTIONS} m-lines (the tracks you publish)"
+            "at most {max_new} new m-lines here (the tracks you publish, or those offered)"
         )));
     }
     if candidates > MAX_OFFER_CANDIDATES {
-        return Err(SfuError::BadSdp(format!("at most {MAX_OFFER_CANDIDATES} ICE candidates per offer")));
+        return Err(SfuError::BadSdp(format!("at most {MAX_OFFER_CANDIDATES} ICE candidates per offer or answer")));
     }
     Ok(())
 }
@@ -87,6 +89,17 @@ mod tests {
 
     fn section(mid: &str, dir: &str) -> String {
         format!("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{mid}\r\na={dir}\r\n")
+    }
+
+    fn check_offer(sdp: &str, known_mid: impl Fn(Mid) -> bool) -> Result<(), SfuError> {
+        check_sdp(sdp, known_mid, MAX_NEW_MEDIA_SECTIONS)
+    }
+
+    #[test]
+    fn an_answer_adds_only_the_m_lines_offered() {
+        let answer = offer((0..4).map(|i| section(&i.to_string(), "recvonly")));
+        assert!(check_sdp(&answer, |m| *m == *"0" || *m == *"1", 2).is_ok());
+        assert!(check_sdp(&answer, |m| *m == *"0", 2).is_err());
     }
 
     fn offer(sections: impl IntoIterator<Item = String>) -> String {
