@@ -15,15 +15,17 @@ pub enum DecodeError {
         max: usize,
     },
     /// The message is a JSON object with a `type` this server does not know.
-    #[error("unknown message type {kind:?}")]
+    /// The text (sent back to the peer) does not quote the `type`.
+    #[error("unknown message type")]
     UnknownType {
-        /// The `type` field, cut to 64 characters.
+        /// The `type` field, cut to 64 characters (for the receiver's own
+        /// diagnostics; not part of the error text).
         kind: String,
     },
     /// Not JSON, or fields missing or of the wrong type.
     #[error("malformed message: {detail}")]
     Malformed {
-        /// Parser detail.
+        /// What is wrong and where (line, column), never quoting the input.
         detail: String,
     },
 }

@@ -416,8 +416,22 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
         Ok(t) if !KNOWN.contains(&t.kind.as_str()) => {
             DecodeError::UnknownType { kind: t.kind.chars().take(64).collect() }
         }
-        _ => DecodeError::Malformed { detail: err.to_string() },
+        _ => DecodeError::Malformed { detail: describe(&err) },
     }
+}
+
+/// A parser error as text that never quotes the input: serde's own text
+/// does ("unknown variant `…`", "invalid type: string \"…\""), and
+/// [`ServerMsg::Error`] promises to carry no user data.
+fn describe(err: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match err.classify() {
+        Category::Syntax => "not valid JSON",
+        Category::Eof => "JSON cut short",
+        Category::Data => "a field is missing, unknown or of the wrong type",
+        Category::Io => "unreadable",
+    };
+    format!("{what} (line {}, column {})", err.line(), err.column())
 }
 
 /// Encodes a message as one JSON text frame.

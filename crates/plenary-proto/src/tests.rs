@@ -37,6 +37,20 @@ fn malformed_is_typed() {
 }
 
 #[test]
+fn error_text_never_quotes_the_input() {
+    for bad in [
+        r#"{"type":"launch_missiles_Participant-secret"}"#,
+        r#"{"type":"set_muted","kind":"Participant-secret","muted":true}"#,
+        r#"{"type":"offer","sdp":["Participant-secret"]}"#,
+        r#"{"type":"join","Participant-secret"#,
+    ] {
+        let text = decode_client_msg(bad).unwrap_err().to_string();
+        assert!(!text.contains("Participant-secret"), "{bad} gave {text}");
+        assert!(!text.contains("launch"), "{bad} gave {text}");
+    }
+}
+
+#[test]
 fn oversized_is_typed() {
     let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_CLIENT_MESSAGE_BYTES));
     assert_eq!(decode_client_msg(&big).unwrap_err().code(), ErrorCode::TooLarge);
