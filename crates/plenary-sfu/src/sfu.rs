@@ -716,7 +716,8 @@ impl Sfu {
             let Some(writer) = rtc.writer(out_mid) else { continue };
             let Some(pt) = writer.match_params(data.params) else { continue };
             let time = MediaTime::new(rtp_time, data.time.frequency());
-            match writer.write(pt, data.network_time, time, data.data.clone()) {
+            let wallclock = t.wallclock_for(data.network_time);
+            match writer.write(pt, wallclock, time, data.data.clone()) {
                 Ok(()) => {
                     self.stats.frames_forwarded += 1;
                     sub.media_written_at(now);

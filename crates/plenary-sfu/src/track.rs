@@ -170,6 +170,9 @@ pub(crate) struct TrackOut {
     /// The subscriber pinned this video (`layer_preference`): served first
     /// among videos when bandwidth is short.
     pub pinned: bool,
+    /// Wall-clock instant given with the last frame written (see
+    /// [`TrackOut::wallclock_for`]).
+    last_wallclock: Option<Instant>,
 }
 
 impl TrackOut {
@@ -184,7 +187,24 @@ impl TrackOut {
             selector: LayerSelector::new(clock),
             warm_until: None,
             pinned: false,
+            last_wallclock: None,
         }
+    }
+
+    /// The wall-clock instant to write a frame with: its arrival time
+    /// (`network_time`, the earliest of its packets), but never before the
+    /// previous frame's. str0m queues written frames by this instant until
+    /// the session next packetizes, so an earlier one would overtake frames
+    /// written before it; that happens when a frame completes late (its
+    /// lost packet retransmitted) and the frames waiting behind it, which
+    /// arrived earlier, follow in the same instant. The subscriber would get
+    /// them out of order with continuous sequence numbers and no VP8 picture
+    /// ID: its decoder cannot see that a delta frame's reference has not
+    /// come yet and shows block garbage until the next key frame.
+    pub fn wallclock_for(&mut self, network_time: Instant) -> Instant {
+        let at = self.last_wallclock.map_or(network_time, |last| last.max(network_time));
+        self.last_wallclock = Some(at);
+        at
     }
 
     /// The subscriber-side MID while media may flow on it.
