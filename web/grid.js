@@ -146,7 +146,11 @@ export class Grid {
     mic.hidden = !t.audioMuted;
     if (t.audioMuted && !mic.firstChild) mic.appendChild(icon('mic-off', 14));
     mic.setAttribute('aria-label', t.audioMuted ? 'Microphone off' : '');
-    el.querySelector('.tile-hand').hidden = !t.handRaised;
+    // An icon, not the ✋ emoji: Debian's Chromium has no emoji font and
+    // showed an empty box.
+    const hand = el.querySelector('.tile-hand');
+    hand.hidden = !t.handRaised;
+    if (t.handRaised && !hand.firstChild) hand.appendChild(icon('hand', 14));
     this.setTileWaiting(tile, !!t.waitingKeys);
 
     if (tile.track !== t.track) {

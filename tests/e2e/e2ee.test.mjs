@@ -103,7 +103,7 @@ test('E2EE meeting: media decrypts, same security code, encrypted names and chat
     // Raise hand travels encrypted too.
     await pages[1].page.getByRole('button', { name: 'Raise hand' }).click();
     await pages[0].page.locator('.tile', { has: pages[0].page.locator('.tile-name', { hasText: names[1] }) })
-      .locator('.tile-hand:not([hidden])').waitFor({ timeout: 10000 });
+      .locator('.tile-hand:not([hidden]) svg').waitFor({ timeout: 10000 });
     await pages[1].page.getByRole('button', { name: 'Lower hand' }).click();
 
     // Encrypted chat arrives.
@@ -213,6 +213,7 @@ test('a link without its secret, or with a damaged one, shows "This link is inco
       await b.page.getByRole('heading', { name: 'This link is incomplete: the part after # is missing or damaged' }).waitFor();
       assert.equal(await b.page.locator('#meeting').isVisible(), false, `no meeting view for "${fragment}"`);
       assert.equal(await b.page.locator('#prejoin').isVisible(), false, `no pre-join view for "${fragment}"`);
+      assert.equal(await b.page.locator('#e2ee-badge').isVisible(), false, `no encryption badge without a meeting for "${fragment}"`);
     }
     // Give a late connection attempt the time to show.
     await sleep(1000);
