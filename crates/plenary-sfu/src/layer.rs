@@ -272,6 +272,15 @@ impl LayerSelector {
         Verdict::Forward { rtp_time: out, switched }
     }
 
+    /// The frame last answered with [`Verdict::Forward`] never reached the
+    /// subscriber's session (no writer yet, no matching payload type, or
+    /// the session refused it). The selector counted it as sent, and the
+    /// frames after it may reference it: forward nothing more on this
+    /// stream until a key frame, as after an upstream loss.
+    pub fn write_failed(&mut self) {
+        self.broken = true;
+    }
+
     /// Offset that makes the first frame of a new layer continue the
     /// outgoing timeline: last written time plus the wall-clock gap (at least
     /// one tick), so timestamps stay monotonic.
@@ -437,6 +446,20 @@ mod tests {
         assert!(matches!(s.on_frame(&h, 15000, true, true, t0), Verdict::Forward { .. }), "key frame heals");
         assert!(matches!(s.on_frame(&h, 18000, false, true, t0), Verdict::Forward { .. }));
         assert_eq!(s.on_frame(&h, 17000, false, true, t0), Verdict::WaitKeyframe, "late frame breaks the chain");
+    }
+
+    #[test]
+    fn a_frame_that_could_not_be_written_breaks_the_chain() {
+        let t0 = Instant::now();
+        let h = Some("h".to_string());
+        let mut s = LayerSelector::new(90_000);
+        s.retarget(&[layer("h", Some(180), t0)], t0);
+        assert!(matches!(s.on_frame(&h, 0, true, true, t0), Verdict::Forward { .. }));
+        assert!(matches!(s.on_frame(&h, 3000, false, true, t0), Verdict::Forward { .. }));
+        s.write_failed();
+        assert_eq!(s.on_frame(&h, 6000, false, true, t0), Verdict::WaitKeyframe, "its successor needs it");
+        assert!(matches!(s.on_frame(&h, 9000, true, true, t0), Verdict::Forward { .. }), "key frame heals");
+        assert!(matches!(s.on_frame(&h, 12000, false, true, t0), Verdict::Forward { .. }));
     }
 
     #[test]

@@ -712,17 +712,29 @@ impl Sfu {
                     }
                 }
             };
-            let Some(rtc) = sub.rtc.as_mut() else { continue };
-            let Some(writer) = rtc.writer(out_mid) else { continue };
-            let Some(pt) = writer.match_params(data.params) else { continue };
             let time = MediaTime::new(rtp_time, data.time.frequency());
             let wallclock = t.wallclock_for(data.network_time);
-            match writer.write(pt, wallclock, time, data.data.clone()) {
+            let written = match sub.rtc.as_mut().and_then(|rtc| rtc.writer(out_mid)) {
+                None => Err(String::from("no writer for the m-line")),
+                Some(writer) => match writer.match_params(data.params) {
+                    None => Err(String::from("no matching payload type")),
+                    Some(pt) => writer.write(pt, wallclock, time, data.data.clone()).map_err(|e| e.to_string()),
+                },
+            };
+            match written {
                 Ok(()) => {
                     self.stats.frames_forwarded += 1;
                     sub.media_written_at(now);
                 }
-                Err(e) => debug!(participant = %m, error = %e, "write failed"),
+                Err(e) => {
+                    debug!(participant = %m, error = %e, "write failed");
+                    if kind == MediaKind::Video {
+                        // The selector counted it as sent; what follows may
+                        // reference it. Wait for (and ask) a key frame.
+                        t.selector.write_failed();
+                        pli_for.push(rid.clone());
+                    }
+                }
             }
         }
         pli_for.sort();
