@@ -160,7 +160,9 @@ async function nativeJoin(url, media, natives) {
     if (!first) {
       const last = [...n.events].reverse().find((e) => e.event === 'frames');
       const failed = (last?.tracks ?? []).reduce((a, t) => a + (t.decrypt_failures ?? 0), 0);
-      throw new Error(`no decrypted video within 60 s (keys after ${keys} ms, epoch ${lastEpoch(n)}; room epochs ${JSON.stringify(roomEpochs(natives))}; ${failed} frames failed to decrypt)`);
+      // Per received track: kind, frames decrypted, failed (the joiner's last `frames` report).
+      const tracks = (last?.tracks ?? []).map((t) => `${t.kind}:${t.frames ?? t.decrypted ?? '?'}/${t.decrypt_failures ?? 0}`);
+      throw new Error(`no decrypted video within 60 s (keys after ${keys} ms, epoch ${lastEpoch(n)}; room epochs ${JSON.stringify(roomEpochs(natives))}; ${failed} frames failed to decrypt; tracks ${tracks.join(' ')})`);
     }
     const connected = n.events.find((e) => e.event === 'connected');
     const joined = (first.since_start_s - first.since_joined_s) * 1000;
