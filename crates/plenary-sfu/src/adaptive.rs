@@ -117,6 +117,16 @@ impl Sfu {
                 *pick = Some(0);
             }
         }
+        tracing::debug!(
+            participant = %sub,
+            estimate_bps = estimate,
+            audio_bps,
+            videos = demands.len(),
+            with_ladder = demands.iter().filter(|d| !d.ladder.is_empty()).count(),
+            on = chosen.iter().filter(|c| c.is_some()).count(),
+            speaker = ?speaker,
+            "allocation"
+        );
         let wanted: u64 = demands.iter().filter_map(|d| d.ladder.last()).sum();
         let mut sent = audio_bps;
         let mut retarget = Vec::new();
