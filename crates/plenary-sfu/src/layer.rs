@@ -433,13 +433,20 @@ mod tests {
         assert_eq!(next, rtp_time + 3000);
     }
 
-    #[test]
-    fn after_a_loss_only_a_key_frame_passes() {
+    /// A selector on its only layer "h", whose key frame at RTP time 0 it
+    /// has forwarded.
+    fn forwarding_one_layer() -> (LayerSelector, Option<String>, Instant) {
         let t0 = Instant::now();
         let h = Some("h".to_string());
         let mut s = LayerSelector::new(90_000);
         s.retarget(&[layer("h", Some(180), t0)], t0);
         assert!(matches!(s.on_frame(&h, 0, true, true, t0), Verdict::Forward { .. }));
+        (s, h, t0)
+    }
+
+    #[test]
+    fn after_a_loss_only_a_key_frame_passes() {
+        let (mut s, h, t0) = forwarding_one_layer();
         assert!(matches!(s.on_frame(&h, 3000, false, true, t0), Verdict::Forward { .. }));
         assert_eq!(s.on_frame(&h, 9000, false, false, t0), Verdict::WaitKeyframe, "gap upstream");
         assert_eq!(s.on_frame(&h, 12000, false, true, t0), Verdict::WaitKeyframe, "still broken");
@@ -450,11 +457,7 @@ mod tests {
 
     #[test]
     fn a_frame_that_could_not_be_written_breaks_the_chain() {
-        let t0 = Instant::now();
-        let h = Some("h".to_string());
-        let mut s = LayerSelector::new(90_000);
-        s.retarget(&[layer("h", Some(180), t0)], t0);
-        assert!(matches!(s.on_frame(&h, 0, true, true, t0), Verdict::Forward { .. }));
+        let (mut s, h, t0) = forwarding_one_layer();
         assert!(matches!(s.on_frame(&h, 3000, false, true, t0), Verdict::Forward { .. }));
         s.write_failed();
         assert_eq!(s.on_frame(&h, 6000, false, true, t0), Verdict::WaitKeyframe, "its successor needs it");
@@ -464,11 +467,7 @@ mod tests {
 
     #[test]
     fn a_frame_is_forwarded_once() {
-        let t0 = Instant::now();
-        let h = Some("h".to_string());
-        let mut s = LayerSelector::new(90_000);
-        s.retarget(&[layer("h", Some(180), t0)], t0);
-        assert!(matches!(s.on_frame(&h, 0, true, true, t0), Verdict::Forward { .. }));
+        let (mut s, h, t0) = forwarding_one_layer();
         assert_eq!(s.on_frame(&h, 0, true, true, t0), Verdict::Drop, "a copy of the key frame");
         assert!(matches!(s.on_frame(&h, 3000, false, true, t0), Verdict::Forward { .. }));
         assert_eq!(s.on_frame(&h, 3000, false, true, t0), Verdict::Drop, "a copy of the delta frame");
