@@ -15,19 +15,25 @@
 
 mod common;
 
-use common::{Server, ffmpeg_decode, free_tcp_port, media_dir};
+use common::report::Report;
+use common::{Server, ffmpeg_decode, free_tcp_port, media_dir, wait_with_timeout};
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 /// How long each of the three members publishes.
 const PUBLISH: Duration = Duration::from_secs(10);
-/// Share of a sender's frames every member must decrypt.
+/// Share of a sender's frame rate every member must decrypt while both are
+/// in the group.
 const MIN_SHARE: f64 = 0.9;
+/// Time each member must spend in the group with all the others (its own
+/// per-second reports from the shared epoch to the first departure) for
+/// its rates to be judged, seconds; less means joining took most of the
+/// meeting.
+const MIN_TOGETHER_S: f64 = 4.0;
 
 /// A random-enough 16-byte secret as unpadded base64url (22 characters).
 fn make_secret(seed: u64) -> String {
@@ -78,6 +84,8 @@ struct Run {
     /// Everyone `joined` or `participant_joined` reported.
     seen: Vec<u64>,
     summary: Value,
+    /// Every event, in order.
+    report: Report,
 }
 
 impl Run {
@@ -102,7 +110,14 @@ impl Run {
             }
         }
         let summary = summary?;
-        Some(Run { id: summary["participant_id"].as_u64()?, epochs, names, seen, summary })
+        Some(Run {
+            id: summary["participant_id"].as_u64()?,
+            epochs,
+            names,
+            seen,
+            summary,
+            report: Report::parse(stdout),
+        })
     }
 
     fn sent(&self, kind: &str) -> u64 {
@@ -240,11 +255,16 @@ fn native_clients_meet_end_to_end_encrypted() {
     let mut failures = Vec::new();
     let mut report = String::new();
 
-    // One epoch and one security code for all members, at the end.
-    let last: Vec<_> = members.iter().map(|r| r.epochs.last().cloned()).collect();
+    // One epoch and one security code for all members while all three are
+    // in the meeting. (Whoever leaves last may see the others' departures
+    // and rekey once more: that epoch is not the meeting's.)
+    let ids: Vec<u64> = members.iter().map(|r| r.id).collect();
+    let others = |me: u64| ids.iter().copied().filter(|id| *id != me).collect::<Vec<_>>();
+    let last: Vec<_> = members.iter().map(|r| r.report.last_epoch_with(&others(r.id))).collect();
     if last.iter().any(Option::is_none) || last.windows(2).any(|w| w[0] != w[1]) {
-        failures.push(format!("members ended in different epochs: {last:?}"));
+        failures.push(format!("members were in different epochs while all three were in the meeting: {last:?}"));
     }
+    let shared = last.first().cloned().flatten();
     if let Some(Some((_, code))) = last.first() {
         assert_eq!(code.split(' ').count(), 6, "security code {code:?}");
     }
@@ -277,15 +297,42 @@ fn native_clients_meet_end_to_end_encrypted() {
             for kind in ["audio", "video"] {
                 let sent = tx.sent(kind);
                 let (frames, decrypted, failed) = rx.received(tx.id, kind);
-                let share = decrypted as f64 / sent.max(1) as f64;
                 report.push_str(&format!(
-                    "p{} <- p{} {kind}: sent {sent}, received {frames}, decrypted {decrypted} ({:.1}%), failed {failed}\n",
-                    rx.id,
-                    tx.id,
-                    share * 100.0
+                    "p{} <- p{} {kind}: sent {sent}, received {frames}, decrypted {decrypted}, failed {failed}",
+                    rx.id, tx.id
                 ));
-                if share < MIN_SHARE {
-                    failures.push(format!("p{} decrypted {decrypted} of {sent} {kind} frames from p{}", rx.id, tx.id));
+                // Over the time both were in the group: the rate rx
+                // decrypted tx's frames at against the rate tx sent them.
+                let got =
+                    rx.report.rate_while_together(&others(rx.id), shared.as_ref(), Some(tx.id), kind, "decrypted");
+                let put = tx.report.rate_while_together(&others(tx.id), shared.as_ref(), None, kind, "frames");
+                match (got, put) {
+                    (Some(got), Some(put)) if got.seconds >= MIN_TOGETHER_S && put.seconds >= MIN_TOGETHER_S => {
+                        let share = got.per_second() / put.per_second().max(1e-3);
+                        report.push_str(&format!(
+                            "; together: decrypted {:.1}/s over {:.1} s, sent {:.1}/s ({:.1}%)\n",
+                            got.per_second(),
+                            got.seconds,
+                            put.per_second(),
+                            share * 100.0
+                        ));
+                        if share < MIN_SHARE {
+                            failures.push(format!(
+                                "p{} decrypted {:.1} {kind} frames/s from p{}, which sent {:.1}/s",
+                                rx.id,
+                                got.per_second(),
+                                tx.id,
+                                put.per_second()
+                            ));
+                        }
+                    }
+                    _ => {
+                        report.push('\n');
+                        failures.push(format!(
+                            "p{} and p{} were not in the group together for {MIN_TOGETHER_S} s: {got:?} {put:?}",
+                            rx.id, tx.id
+                        ));
+                    }
                 }
             }
         }
@@ -354,17 +401,24 @@ fn a_leaving_member_is_removed_and_keys_rotate() {
         runs.push(Run::parse(&stdout).unwrap_or_else(|| panic!("client {i}: no summary in\n{stdout}")));
     }
     let leaver_last = runs[2].epochs.last().cloned().expect("the leaver joined the group");
-    let (a, b) = (runs[0].epochs.last().cloned().expect("epochs"), runs[1].epochs.last().cloned().expect("epochs"));
+    // The last epoch of each stayer while the other was still there (the
+    // one who leaves last may rekey once more without the first).
+    let (a, b) = (runs[0].report.last_epoch_with(&[runs[1].id]), runs[1].report.last_epoch_with(&[runs[0].id]));
+    let (a, b) = (a.expect("epochs"), b.expect("epochs"));
     assert_eq!(a, b, "the two who stayed agree on epoch and code");
     assert!(a.0 > leaver_last.0, "a new epoch after the leaver left: {a:?} vs {leaver_last:?}");
     assert_ne!(a.1, leaver_last.1, "the security code changed");
+    // They keep decrypting each other through both rekeyings (the leaver
+    // in, the leaver out): rates from the first epoch both were in.
+    let first = runs[0].epochs.iter().find(|e| runs[1].epochs.contains(e)).cloned().expect("a shared epoch");
     for (rx, tx) in [(&runs[0], &runs[1]), (&runs[1], &runs[0])] {
         for kind in ["audio", "video"] {
-            let sent = tx.sent(kind);
-            let (_, decrypted, _) = rx.received(tx.id, kind);
+            let got = rx.report.rate_while_together(&[tx.id], Some(&first), Some(tx.id), kind, "decrypted");
+            let put = tx.report.rate_while_together(&[rx.id], Some(&first), None, kind, "frames");
+            let (Some(got), Some(put)) = (got, put) else { panic!("p{} and p{} never together", rx.id, tx.id) };
             assert!(
-                decrypted as f64 >= MIN_SHARE * sent as f64,
-                "p{} decrypted {decrypted} of {sent} {kind} frames from p{}",
+                got.seconds >= MIN_TOGETHER_S && got.per_second() >= MIN_SHARE * put.per_second(),
+                "p{} decrypted {got:?} {kind} frames from p{}, which sent {put:?}",
                 rx.id,
                 tx.id
             );
@@ -394,33 +448,4 @@ fn damaged_secret_is_refused() {
         assert!(stderr.contains("This link is incomplete: the part after # is missing or damaged"), "{url}: {stderr}");
         assert!(!stderr.contains("cannot connect"), "{url}: tried to connect: {stderr}");
     }
-}
-
-/// Waits for a child, killing it after `limit`; returns its output.
-fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Output {
-    let deadline = Instant::now() + limit;
-    // Drain the pipes on threads so a chatty child cannot block on them.
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            break child.wait().expect("wait");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::process::Output { status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
 }

@@ -1,9 +1,10 @@
 //! Integration over real sockets: `plenary serve` and three `plenary join
 //! --json` processes in one meeting, each publishing real media from
-//! `.media/` (scripts/test-media.sh) for 10 s. Every client must receive at
-//! least 90% of the frames each other client sent (as its summary reports),
-//! on every track; one client records, and ffmpeg must decode its
-//! recordings. Also: `plenary join` fails fast and clearly when it cannot
+//! `.media/` (scripts/test-media.sh) for 10 s. While all three are in the
+//! meeting, each sends at its file's frame rate and receives at least 90%
+//! of the frame rate each other one sends, on every track (rates from each
+//! client's per-second reports, see `common::report`); one client records,
+//! and ffmpeg must decode its recordings. Also: `plenary join` fails fast and clearly when it cannot
 //! join, and refuses a link without its secret.
 //!
 //! The meeting test skips (with a message) only when `.media/` is missing;
@@ -11,8 +12,8 @@
 
 mod common;
 
-use common::{Server, ffmpeg_decode, free_tcp_port, media_dir, new_secret};
-use std::io::Read;
+use common::report::Report;
+use common::{Server, ffmpeg_decode, free_tcp_port, media_dir, new_secret, wait_with_timeout};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,8 +22,11 @@ use serde_json::Value;
 
 /// How long each client publishes.
 const PUBLISH: Duration = Duration::from_secs(10);
-/// Share of a sender's frames every receiver must get.
+/// Share of a sender's frame rate every receiver must get.
 const MIN_SHARE: f64 = 0.9;
+/// Time all three must spend in the meeting together for rates to be
+/// judged, seconds.
+const MIN_TOGETHER_S: f64 = 4.0;
 
 /// What one client publishes.
 struct Publisher {
@@ -62,6 +66,8 @@ struct ClientSummary {
     sent: Vec<(String, u64)>,
     /// (from participant, kind, frames, recording)
     received: Vec<(u64, String, u64, Option<PathBuf>)>,
+    /// Every event, in order.
+    report: Report,
 }
 
 impl ClientSummary {
@@ -86,7 +92,7 @@ impl ClientSummary {
                 ))
             })
             .collect::<Option<_>>()?;
-        Some(ClientSummary { id, sent, received })
+        Some(ClientSummary { id, sent, received, report: Report::parse(stdout) })
     }
 
     fn frames_from(&self, id: u64, kind: &str) -> u64 {
@@ -140,20 +146,36 @@ fn three_native_clients_exchange_real_media() {
 
     let mut report = String::new();
     let mut failures = Vec::new();
+    // Rates over the time all three were in the meeting, from the shared
+    // epoch (every meeting is end-to-end encrypted: nothing is sent before
+    // the keys) to the first departure.
+    let ids: Vec<u64> = summaries.iter().map(|s| s.id).collect();
+    let others = |me: u64| ids.iter().copied().filter(|id| *id != me).collect::<Vec<_>>();
+    let epochs: Vec<_> = summaries.iter().map(|s| s.report.last_epoch_with(&others(s.id))).collect();
+    assert!(epochs.windows(2).all(|w| w[0] == w[1]) && epochs[0].is_some(), "one group: {epochs:?}");
+    let shared = epochs[0].as_ref();
+    let together = |rate: Option<common::report::Rate>, what: &str, failures: &mut Vec<String>| match rate {
+        Some(r) if r.seconds >= MIN_TOGETHER_S => Some(r),
+        _ => {
+            failures.push(format!("{what}: not {MIN_TOGETHER_S} s together ({rate:?})"));
+            None
+        }
+    };
     for (s, p) in summaries.iter().zip(&PUBLISHERS) {
         assert_eq!(s.sent.len(), 2, "p{} publishes audio and video", s.id);
-        // Pacing: the sender put out about 10 s of media.
-        for (kind, frames) in &s.sent {
+        // Pacing: the sender puts media out in real time.
+        for (kind, _) in &s.sent {
             let fps = match (kind.as_str(), p.video) {
                 ("audio", _) => 50.0,
                 (_, "carphone.ivf") => 29.97,
                 _ => 25.0,
             };
-            let expected = fps * PUBLISH.as_secs_f64();
-            let ratio = *frames as f64 / expected;
-            if !(0.95..=1.05).contains(&ratio) {
-                failures
-                    .push(format!("p{} sent {frames} {kind} frames in {PUBLISH:?}, expected about {expected}", s.id));
+            let what = format!("p{} sending {kind}", s.id);
+            let rate = s.report.rate_while_together(&others(s.id), shared, None, kind, "frames");
+            let Some(rate) = together(rate, &what, &mut failures) else { continue };
+            report.push_str(&format!("{what}: {:.1}/s over {:.1} s\n", rate.per_second(), rate.seconds));
+            if !(0.95..=1.05).contains(&(rate.per_second() / fps)) {
+                failures.push(format!("{what}: {:.1} frames/s, expected {fps}", rate.per_second()));
             }
         }
     }
@@ -161,16 +183,23 @@ fn three_native_clients_exchange_real_media() {
         assert!(rx.received.iter().all(|t| t.0 != rx.id), "p{} received its own media", rx.id);
         for tx in summaries.iter().filter(|t| t.id != rx.id) {
             for (kind, sent) in &tx.sent {
-                let got = rx.frames_from(tx.id, kind);
-                let share = got as f64 / (*sent).max(1) as f64;
+                let what = format!("p{} <- p{} {kind}", rx.id, tx.id);
+                let got = rx.report.rate_while_together(&others(rx.id), shared, Some(tx.id), kind, "frames");
+                let put = tx.report.rate_while_together(&others(tx.id), shared, None, kind, "frames");
+                let (Some(got), Some(put)) = (together(got, &what, &mut failures), together(put, &what, &mut failures))
+                else {
+                    continue;
+                };
+                let share = got.per_second() / put.per_second().max(1e-3);
                 report.push_str(&format!(
-                    "p{} <- p{} {kind}: {got}/{sent} frames ({:.1}%)\n",
-                    rx.id,
-                    tx.id,
+                    "{what}: {}/{sent} frames in all; together {:.1}/s of {:.1}/s ({:.1}%)\n",
+                    rx.frames_from(tx.id, kind),
+                    got.per_second(),
+                    put.per_second(),
                     share * 100.0
                 ));
                 if share < MIN_SHARE {
-                    failures.push(format!("p{} received {got} of {sent} {kind} frames from p{}", rx.id, tx.id));
+                    failures.push(format!("{what}: {:.1} frames/s of {:.1}/s", got.per_second(), put.per_second()));
                 }
             }
         }
@@ -196,35 +225,6 @@ fn three_native_clients_exchange_real_media() {
     assert!(failures.is_empty(), "{}\n{report}\nserver log:\n{}", failures.join("\n"), server.log_text());
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Waits for a child, killing it after `limit`; returns its output.
-fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Output {
-    let deadline = Instant::now() + limit;
-    // Drain the pipes on threads so a chatty child cannot block on them.
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            break child.wait().expect("wait");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::process::Output { status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
 }
 
 /// `plenary join` exits non-zero, quickly, with a clear message when it
