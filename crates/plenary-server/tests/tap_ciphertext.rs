@@ -12,12 +12,12 @@
 
 mod common;
 
-use common::{free_port, media, new_secret};
+use common::{Server, media, new_secret, wait_with_timeout};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plenary_client::ivf::{IvfHeader, IvfReader, IvfWriter};
 
@@ -40,20 +40,9 @@ fn meeting(dir: &Path) -> (PathBuf, Vec<Run>) {
     // exactly one recording (same media made the sizes ambiguous).
     let videos = [media("carphone.ivf").expect("media"), media("bbb-360p.ivf").expect("media")];
     let tap = dir.join("tap.pcap");
-    let (http, rtc) = (free_port(), free_port());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_plenary"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{http}"), "--rtc-port", &rtc.to_string(), "--tap"])
-        .arg(&tap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let url = format!("http://127.0.0.1:{http}/m/tap-room#{}", new_secret());
+    // Killed on drop, also when an assertion below fails.
+    let server = Server::start(dir, &["--tap".as_ref(), tap.as_os_str()]);
+    let url = format!("http://{}/m/tap-room#{}", server.http, new_secret());
     let clients: Vec<_> = ["Tap-one", "Tap-two"]
         .iter()
         .zip(&videos)
@@ -64,15 +53,21 @@ fn meeting(dir: &Path) -> (PathBuf, Vec<Run>) {
                 .arg("--record")
                 .arg(dir.join(name))
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .expect("join")
         })
         .collect();
     let mut runs = Vec::new();
     for c in clients {
-        let out = c.wait_with_output().expect("join ends");
-        assert!(out.status.success(), "a participant failed");
+        let out = wait_with_timeout(c, Duration::from_secs(40));
+        assert!(
+            out.status.success(),
+            "a participant failed ({}): {}\nserver log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            server.log_text()
+        );
         let summary = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -87,8 +82,7 @@ fn meeting(dir: &Path) -> (PathBuf, Vec<Run>) {
             recording,
         });
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     (tap, runs)
 }
 
@@ -121,7 +115,11 @@ type Packet = (u8, u32, bool, Vec<u8>);
 fn rebuild_vp8(tap: &Path, dir: &Path) -> Vec<(PathBuf, Vec<usize>)> {
     let data = std::fs::read(tap).expect("tap file");
     let mut reader = pcap_file::pcap::PcapReader::new(&data[..]).expect("pcap");
-    let mut streams: BTreeMap<u32, BTreeMap<u16, Packet>> = BTreeMap::new();
+    // Per SSRC, packets by extended sequence number (RFC 3550 §A.1): the
+    // SFU starts each stream at a random number, so one in about a hundred
+    // runs wraps past 65535 within the meeting, and ordering by the 16-bit
+    // number would then put the stream's tail before its head.
+    let mut streams: BTreeMap<u32, (u64, BTreeMap<u64, Packet>)> = BTreeMap::new();
     let mut pt_count: BTreeMap<u8, usize> = BTreeMap::new();
     while let Some(Ok(pkt)) = reader.next_packet() {
         let rtp = &pkt.data[28..];
@@ -142,12 +140,16 @@ fn rebuild_vp8(tap: &Path, dir: &Path) -> Vec<(PathBuf, Vec<usize>)> {
         let seq = u16::from_be_bytes([rtp[2], rtp[3]]);
         let ts = u32::from_be_bytes([rtp[4], rtp[5], rtp[6], rtp[7]]);
         let ssrc = u32::from_be_bytes([rtp[8], rtp[9], rtp[10], rtp[11]]);
-        streams.entry(ssrc).or_default().insert(seq, (pt, ts, rtp[1] & 0x80 != 0, rtp[off..].to_vec()));
+        // Start one cycle up, so a packet reordered before the first still fits.
+        let (last, packets) = streams.entry(ssrc).or_insert((1 << 16 | u64::from(seq), BTreeMap::new()));
+        let ext = last.wrapping_add_signed(i64::from(seq.wrapping_sub(*last as u16) as i16));
+        *last = (*last).max(ext);
+        packets.insert(ext, (pt, ts, rtp[1] & 0x80 != 0, rtp[off..].to_vec()));
     }
     // Opus is 111 here; the video payload type is the busiest other one.
     let video_pt = pt_count.iter().filter(|(pt, _)| **pt != 111).max_by_key(|(_, n)| **n).map(|(pt, _)| *pt);
     let mut out = Vec::new();
-    for (ssrc, packets) in streams {
+    for (ssrc, (_, packets)) in streams {
         let path = dir.join(format!("tap-{ssrc:08x}.ivf"));
         let header = IvfHeader {
             fourcc: *b"VP80",
