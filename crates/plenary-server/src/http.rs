@@ -4,7 +4,7 @@ use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,6 +13,7 @@ use plenary_proto::{MAX_CLIENT_MESSAGE_BYTES, RoomId};
 use crate::assets::Assets;
 use crate::limits::PerAddress;
 use crate::media::MediaHandle;
+use crate::ws_socket::Upgrade;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -37,22 +38,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Initial read buffer of one signaling WebSocket, bytes. tungstenite's
-/// default (128 KiB) is zero-filled on the first read, so it was resident
-/// memory for every connected participant, more than the rest of an idle
-/// participant together (BENCHMARKS.md, idle subscribers). Signaling
-/// messages are small (an SDP offer is 1 to 6 KiB); tungstenite grows the
-/// buffer to the length a frame header announces, so a larger frame (an
-/// MLS commit of a big group) still arrives whole.
-const WS_READ_BUFFER: usize = 4 * 1024;
-
 /// Upgrades to a signaling session, or answers `429 Too Many Requests`
 /// when the client's address holds too many sessions already.
-async fn ws(
-    State(s): State<AppState>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+async fn ws(State(s): State<AppState>, ConnectInfo(remote): ConnectInfo<SocketAddr>, upgrade: Upgrade) -> Response {
     let slot = match s.sessions.acquire(remote.ip()) {
         Ok(slot) => slot,
         Err(e) => {
@@ -61,14 +49,10 @@ async fn ws(
     };
     // Frames up to 4x the protocol limit reach the decoder and get a typed
     // error; larger ones close the connection.
-    upgrade
-        .read_buffer_size(WS_READ_BUFFER)
-        .max_message_size(MAX_CLIENT_MESSAGE_BYTES * 4)
-        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES * 4)
-        .on_upgrade(move |socket| async move {
-            crate::ws::serve(socket, s.media).await;
-            drop(slot);
-        })
+    upgrade.accept(MAX_CLIENT_MESSAGE_BYTES * 4, move |socket| async move {
+        crate::ws::serve(socket, s.media).await;
+        drop(slot);
+    })
 }
 
 async fn meeting(State(s): State<AppState>, Path(room): Path<String>) -> Response {

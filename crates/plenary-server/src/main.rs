@@ -19,6 +19,7 @@ mod tap;
 mod tcp;
 mod udp_out;
 mod ws;
+mod ws_socket;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -5,13 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, RoomTag, ServerMsg, decode_client_msg, encode};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info};
 
 use crate::media::{CLIENT_QUEUE, Command, MediaHandle, ToClient};
+use crate::ws_socket::{Socket, send_text};
 
 /// What a `join` with a missing or malformed room tag is told.
 pub const INCOMPLETE_LINK: &str = "This link is incomplete: the part after # is missing or damaged";
@@ -55,7 +56,7 @@ fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> ToClient {
 }
 
 /// Serves one connection until it closes.
-pub async fn serve(socket: WebSocket, media: MediaHandle) {
+pub async fn serve(socket: Socket, media: MediaHandle) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<ToClient>(CLIENT_QUEUE);
     let mut writer = tokio::spawn(async move {
@@ -63,7 +64,7 @@ pub async fn serve(socket: WebSocket, media: MediaHandle) {
             match out {
                 ToClient::Msg(msg) => {
                     let fatal = matches!(*msg, ServerMsg::Error { fatal: true, .. });
-                    let sent = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(encode(&msg).into()))).await;
+                    let sent = tokio::time::timeout(SEND_TIMEOUT, send_text(&mut sink, encode(&msg))).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }

@@ -1,0 +1,241 @@
+//! The signaling WebSocket transport (RFC 6455): the opening handshake on
+//! an HTTP/1.1 upgrade, the socket's buffer sizes, and outgoing text
+//! messages split into fragments.
+//!
+//! Why not axum's `WebSocket`: tungstenite keeps its write buffer at the
+//! capacity of the largest frame it ever wrote, for the life of the
+//! connection. A signaling connection's largest message is its `joined`,
+//! which lists every other participant of the room, so with whole-message
+//! frames each participant kept a buffer that grew with the room size:
+//! about 70 bytes per other participant with empty profiles, 42 KB for the
+//! 600th of an idle room of 600 (BENCHMARKS.md, idle subscribers), and a
+//! big MLS Welcome or commit did the same. Sending large messages as
+//! fragments of at most [`FRAGMENT_BYTES`] (RFC 6455 §5.4; every browser
+//! and tungstenite reassemble them) bounds that buffer instead; axum's
+//! `Message` cannot express a fragment, so this module speaks to
+//! tokio-tungstenite directly.
+
+use std::ops::Range;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Sink, SinkExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Error, Message, handshake::derive_accept_key};
+use tracing::debug;
+
+/// A server-side signaling WebSocket.
+pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Largest payload of one outgoing frame, bytes. A message up to this size
+/// goes out as one frame, a larger one as several (a `joined` of a room of
+/// 600 in 21). The connection's write buffer stays below about twice this.
+pub const FRAGMENT_BYTES: usize = 2 * 1024;
+
+/// Initial read buffer of one signaling WebSocket, bytes. tungstenite's
+/// default (128 KiB) is zero-filled on the first read, so it was resident
+/// memory for every connected participant, more than the rest of an idle
+/// participant together (BENCHMARKS.md, idle subscribers). Signaling
+/// messages are small (an SDP offer is 1 to 6 KiB); tungstenite grows the
+/// buffer to the length a frame header announces, so a larger frame (an
+/// MLS commit of a big group) still arrives whole.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Why a request to `/ws` is not a WebSocket opening handshake
+/// (RFC 6455 §4.2.1). Answered with `400 Bad Request`, or `426 Upgrade
+/// Required` and the supported version for a wrong version (§4.4).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// The method is not GET.
+    #[error("a WebSocket handshake is a GET request")]
+    NotGet,
+    /// `Connection` does not contain `upgrade`.
+    #[error("the Connection header must contain \"upgrade\"")]
+    NoConnectionUpgrade,
+    /// `Upgrade` is not `websocket`.
+    #[error("the Upgrade header must be \"websocket\"")]
+    NotWebSocket,
+    /// `Sec-WebSocket-Version` is not 13.
+    #[error("only WebSocket version 13 is supported")]
+    Version,
+    /// `Sec-WebSocket-Key` is missing.
+    #[error("the Sec-WebSocket-Key header is missing")]
+    NoKey,
+    /// The HTTP connection cannot be upgraded (not HTTP/1.1 with upgrades).
+    #[error("this connection cannot be upgraded")]
+    NotUpgradable,
+}
+
+impl IntoResponse for UpgradeError {
+    fn into_response(self) -> Response {
+        match self {
+            UpgradeError::Version => {
+                (StatusCode::UPGRADE_REQUIRED, [(header::SEC_WEBSOCKET_VERSION, "13")], self.to_string())
+                    .into_response()
+            }
+            _ => (StatusCode::BAD_REQUEST, self.to_string()).into_response(),
+        }
+    }
+}
+
+/// A valid opening handshake, not yet answered.
+pub struct Upgrade {
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = UpgradeError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if parts.method != Method::GET {
+            return Err(UpgradeError::NotGet);
+        }
+        if !header_has_token(&parts.headers, header::CONNECTION, "upgrade") {
+            return Err(UpgradeError::NoConnectionUpgrade);
+        }
+        if !header_is(&parts.headers, header::UPGRADE, "websocket") {
+            return Err(UpgradeError::NotWebSocket);
+        }
+        if !header_is(&parts.headers, header::SEC_WEBSOCKET_VERSION, "13") {
+            return Err(UpgradeError::Version);
+        }
+        let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).ok_or(UpgradeError::NoKey)?.clone();
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(UpgradeError::NotUpgradable)?;
+        Ok(Upgrade { key, on_upgrade })
+    }
+}
+
+impl Upgrade {
+    /// Answers `101 Switching Protocols` and runs `session` on the socket
+    /// once hyper hands the connection over. Incoming messages and frames
+    /// are limited to `max_message` bytes.
+    pub fn accept<F, Fut>(self, max_message: usize, session: F) -> Response
+    where
+        F: FnOnce(Socket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            // Every frame is written out at once (under backpressure only
+            // the one waiting stays buffered).
+            .write_buffer_size(0)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        // Base64 (RFC 6455 §4.2.2), always a valid header value.
+        let Ok(accept) = HeaderValue::try_from(derive_accept_key(self.key.as_bytes())) else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let socket =
+                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                    session(socket).await;
+                }
+                Err(e) => debug!(error = %e, "WebSocket upgrade failed"),
+            }
+        });
+        (
+            StatusCode::SWITCHING_PROTOCOLS,
+            [
+                (header::CONNECTION, HeaderValue::from_static("upgrade")),
+                (header::UPGRADE, HeaderValue::from_static("websocket")),
+                (header::SEC_WEBSOCKET_ACCEPT, accept),
+            ],
+        )
+            .into_response()
+    }
+}
+
+fn header_is(headers: &HeaderMap, name: header::HeaderName, value: &str) -> bool {
+    headers.get(name).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+}
+
+/// Whether a comma-separated header contains `token` (case-insensitive).
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+}
+
+/// Sends `text` as one text message: one frame up to [`FRAGMENT_BYTES`],
+/// else a text frame and continuation frames of at most that many bytes
+/// each, split between characters, flushed once.
+///
+/// # Errors
+/// The socket's, for example when the peer is gone.
+pub async fn send_text<S>(sink: &mut S, text: String) -> Result<(), Error>
+where
+    S: Sink<Message, Error = Error> + Unpin,
+{
+    if text.len() <= FRAGMENT_BYTES {
+        return sink.send(Message::text(text)).await;
+    }
+    let ranges = fragments(&text, FRAGMENT_BYTES);
+    let last = ranges.len() - 1;
+    let bytes = Bytes::from(text);
+    for (i, range) in ranges.into_iter().enumerate() {
+        let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+        sink.feed(Message::Frame(Frame::message(bytes.slice(range), opcode, i == last))).await?;
+    }
+    sink.flush().await
+}
+
+/// Splits `text` into consecutive byte ranges of at most `max` bytes (at
+/// least one character each), ending on character boundaries.
+fn fragments(text: &str, max: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::with_capacity(text.len().div_ceil(max.max(1)));
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + max).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == start {
+            // `max` is smaller than this character: take the character.
+            end = start + text[start..].chars().next().map_or(1, char::len_utf8);
+        }
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fragments;
+
+    #[test]
+    fn fragments_cover_the_text_on_character_boundaries() {
+        // 'é' is 2 bytes and 'ü' 2: boundaries fall inside characters.
+        let text = "aé".repeat(1000) + "ü";
+        let ranges = fragments(&text, 100);
+        let mut joined = String::new();
+        for r in &ranges {
+            assert!(r.len() <= 100 && !r.is_empty());
+            joined.push_str(&text[r.clone()]);
+        }
+        assert_eq!(joined, text);
+        assert_eq!(ranges.first().map(|r| r.start), Some(0));
+        assert_eq!(ranges.last().map(|r| r.end), Some(text.len()));
+    }
+
+    #[test]
+    fn short_text_and_tiny_limit() {
+        assert_eq!(fragments("abc", 10), vec![0..3]);
+        assert!(fragments("", 10).is_empty());
+        // A limit below one character still makes progress.
+        assert_eq!(fragments("éé", 1), vec![0..2, 2..4]);
+    }
+}
