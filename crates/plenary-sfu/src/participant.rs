@@ -42,6 +42,10 @@ pub(crate) struct Participant {
     pub next_probe: Option<Instant>,
     /// The uplink is too weak for video (see `adaptive`).
     pub poor_uplink: bool,
+    /// The videos sent to this participant bypass str0m's pacer, because
+    /// the audio it sends unpaced leaves too little of the pacing rate
+    /// (see `adaptive::Sfu::pace_video`).
+    pub video_unpaced: bool,
 }
 
 impl Participant {
@@ -65,6 +69,7 @@ impl Participant {
             bwe_rates: (0, 0),
             next_probe: None,
             poor_uplink: false,
+            video_unpaced: false,
         }
     }
 

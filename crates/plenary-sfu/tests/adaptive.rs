@@ -7,13 +7,9 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{Received, World};
+use harness::{REALISTIC_LAYERS, Received, World};
 use plenary_proto::{MediaKind, ServerMsg};
 use str0m_netem::{Bitrate, DataSize, NetemConfig, Probability, RandomLoss};
-
-/// Simulcast layers of about 150 kbit/s, 500 kbit/s and 1.3 Mbit/s at 30
-/// frames a second, as a browser sends for 180p/360p/720p.
-const REALISTIC_LAYERS: [usize; 3] = [625, 2_080, 5_400];
 
 /// A link of `kbps` with a queue holding `queue_ms` of it and 20 ms delay.
 fn link(kbps: u64, queue_ms: u64, seed: u64) -> NetemConfig {

@@ -30,13 +30,19 @@
 // is `plenary join --json` publishing the same files, started at the moment
 // of "pressing Join"; steps, ms after its start: joined = server's answer,
 // connected = ICE + DTLS up, keys = its first `epoch` line read (MLS Welcome
-// processed; to the 20 ms poll, process start included), video = first
-// remote video frame decrypted (its `first_frame` event).
+// processed; to the 20 ms poll, process start included), members = every
+// fill client reported the joiner's epoch (they encrypt with its keys from
+// then on; same poll), video = first remote video frame decrypted (its
+// `first_frame` event). The joiner's
+// events of the last run are left in artifacts/bench-join-native-events.jsonl.
 //
 //   BENCH_JOINER=native node bench/join.mjs
 
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import {
+  ARTIFACTS,
   testMedia, startServer, openBrowser, startNative, newSecret, randomId, waitFor, sleep,
 } from '../lib/harness.mjs';
 
@@ -53,7 +59,7 @@ const RUNS = Number(process.env.BENCH_RUNS || 5);
 const FILL_ARGS = process.env.BENCH_FILL_VIDEO === '1' ? [] : ['--hide-video'];
 const JOINER = process.env.BENCH_JOINER || 'browser';
 const STEPS = JOINER === 'native'
-  ? ['joined', 'connected', 'keys', 'video']
+  ? ['joined', 'connected', 'keys', 'members', 'video']
   : ['wasm', 'ws', 'joined', 'offer', 'answer', 'server_offer', 'member', 'connected', 'tracks', 'seen', 'video', 'decoded'];
 
 const median = (xs) => {
@@ -151,10 +157,15 @@ async function nativeJoin(url, media, natives) {
   const spawned = Date.now();
   const n = startNative(url, 'Bench-native', { media });
   let keys = NaN;
+  let members = NaN;
   try {
     const first = await waitFor(() => {
       // Keys: when the first `epoch` line arrived (to the 20 ms poll).
       if (Number.isNaN(keys) && n.events.some((e) => e.event === 'epoch')) keys = Date.now() - spawned;
+      const epoch = lastEpoch(n);
+      if (Number.isNaN(members) && epoch !== null && natives.every((x) => lastEpoch(x) >= epoch)) {
+        members = Date.now() - spawned;
+      }
       return n.events.find((e) => e.event === 'first_frame');
     }, { ms: 60000, every: 20 });
     if (!first) {
@@ -171,12 +182,15 @@ async function nativeJoin(url, media, natives) {
       // connect_s counts from the offer, sent right after `joined`.
       connected: connected ? Math.round(joined + connected.connect_s * 1000) : NaN,
       keys,
+      members,
       video: Math.round(first.since_start_s * 1000),
     };
   } finally {
     n.child.kill('SIGINT');
     await Promise.race([n.done, sleep(5000)]);
     n.child.kill('SIGKILL');
+    // The joiner's `--json` events of the last run, for diagnosis.
+    fs.writeFileSync(path.join(ARTIFACTS, 'bench-join-native-events.jsonl'), n.events.map((e) => JSON.stringify(e)).join('\n'));
   }
 }
 

@@ -78,8 +78,15 @@ pub struct World {
     /// Bytes of one video frame of each simulcast layer (q, h, f); at 30
     /// frames a second 625 bytes are 150 kbit/s.
     pub layer_bytes: [usize; 3],
+    /// Bytes of one 20 ms audio frame (60: 24 kbit/s of Opus payload).
+    pub audio_bytes: usize,
     wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>, bool)>,
 }
+
+/// Bytes of one frame of each simulcast layer for about 150 kbit/s,
+/// 500 kbit/s and 1.3 Mbit/s at 30 frames a second, as a browser sends for
+/// 180p/360p/720p (for [`World::layer_bytes`]).
+pub const REALISTIC_LAYERS: [usize; 3] = [625, 2_080, 5_400];
 
 /// Layer sizes written in VP8 key frame headers: (rid, width, height, tag).
 pub const LAYERS: [(&str, u32, u32, u8); 3] = [("q", 160, 90, 1), ("h", 320, 180, 2), ("f", 640, 360, 3)];
@@ -97,6 +104,7 @@ impl World {
             peers: Vec::new(),
             blackout: None,
             layer_bytes: [200, 400, 600],
+            audio_bytes: 60,
             wire: VecDeque::new(),
         }
     }
@@ -104,6 +112,12 @@ impl World {
     /// A participant joins `room`, publishing audio and (simulcast) video
     /// when `publish` is set; returns its index.
     pub fn join(&mut self, room: &str, publish: bool, simulcast: bool) -> usize {
+        self.join_with(room, publish, publish, simulcast)
+    }
+
+    /// A participant joins `room`, publishing audio when `audio`, and
+    /// (simulcast) video when `video`; returns its index.
+    pub fn join_with(&mut self, room: &str, audio: bool, video: bool, simulcast: bool) -> usize {
         let n = self.peers.len() as u8 + 2;
         let addr = SocketAddr::from((Ipv4Addr::new(10, 0, 1, n), 6000));
         let id = self.sfu.join(self.now, room, format!("{{\"name\":\"peer{n}\"}}"), 1).expect("join");
@@ -112,7 +126,7 @@ impl World {
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut change = rtc.sdp_api();
         let mut video_mid = None;
-        let audio_mid = if publish {
+        if video {
             let sim = simulcast.then(|| {
                 let mut s = Simulcast::new();
                 for (rid, ..) in LAYERS {
@@ -121,7 +135,11 @@ impl World {
                 s
             });
             video_mid = Some(change.add_media(MediaKind::Video, Direction::SendOnly, None, None, sim));
+        }
+        let audio_mid = if audio {
             Some(change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None))
+        } else if video {
+            None
         } else {
             // A receive-only participant still needs a transport: offer an inactive audio line.
             change.add_media(MediaKind::Audio, Direction::Inactive, None, None, None);
@@ -412,6 +430,7 @@ impl World {
     fn send_audio(&mut self) {
         let now = self.now;
         let elapsed = now - self.start;
+        let len = self.audio_bytes;
         for p in &mut self.peers {
             let (Some(mid), true) = (p.audio_mid, p.connected) else { continue };
             let Some(pt) = p.rtc.codec_config().find(|c| c.spec().codec == Codec::Opus).map(|c| c.pt()) else {
@@ -420,7 +439,7 @@ impl World {
             let rtp = MediaTime::new(elapsed.as_micros() as u64 * 48 / 1000, Frequency::FORTY_EIGHT_KHZ);
             if let Some(w) = p.rtc.writer(mid) {
                 let _ =
-                    w.audio_level(-p.audio_level.abs(), p.audio_level.abs() < 60).write(pt, now, rtp, vec![0xfc; 60]);
+                    w.audio_level(-p.audio_level.abs(), p.audio_level.abs() < 60).write(pt, now, rtp, vec![0xfc; len]);
             }
         }
     }
