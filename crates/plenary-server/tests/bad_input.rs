@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, media, new_secret};
+use common::{free_port, media, new_secret, wait_with_timeout};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -115,7 +115,9 @@ fn spawn_native(server: &Server, link: &str, name: &str, video: &PathBuf, audio:
 
 /// Video frames received from the other participant, from the summary line.
 fn video_frames_received(child: Child) -> u64 {
-    let out = child.wait_with_output().expect("join finished");
+    // 14 s of media after connecting: a client still running long after
+    // that is a failure to report, not a CI job to hang.
+    let out = wait_with_timeout(child, Duration::from_secs(60));
     assert!(out.status.success(), "native client failed: {:?}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
     let summary = text

@@ -158,23 +158,22 @@ pub fn ffmpeg_decode(path: &Path) -> Option<usize> {
     Some(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count())
 }
 
-/// Waits for a child, killing it after `limit`; returns its output
-/// (stdout and stderr must be piped).
+/// Waits for a child, killing it after `limit`; returns its output (empty
+/// for a stream that was not piped).
 pub fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Output {
     let deadline = Instant::now() + limit;
     // Drain the pipes on threads so a chatty child cannot block on them.
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    }
+    let t_out = drain(child.stdout.take());
+    let t_err = drain(child.stderr.take());
     let status = loop {
         if let Ok(Some(status)) = child.try_wait() {
             break status;
