@@ -510,7 +510,11 @@ impl E2ee {
     /// (a replay is dropped silently, see [`Disposition`]).
     pub(crate) fn decrypt(&mut self, video: bool, frame: &[u8]) -> Result<Vec<u8>, Disposition> {
         let codec = if video { Codec::Vp8 } else { Codec::Opus };
-        self.media.decrypt(codec, frame, self.origin.elapsed()).map(|d| d.frame).map_err(|e| self.media.disposition(&e))
+        self.media.decrypt(codec, frame, self.origin.elapsed()).map(|d| d.frame).map_err(|e| {
+            // KIDs travel in clear; the reason says which keys were missing.
+            tracing::debug!(video, epoch = ?self.media.epoch(), error = %e, "frame not decrypted");
+            self.media.disposition(&e)
+        })
     }
 }
 
