@@ -229,7 +229,8 @@ impl Sfu {
         };
         let estimate_f = estimate as f64;
         let unpaced = (audio + video) as f64 > estimate_f * need_share && audio as f64 >= estimate_f * audio_share;
-        if unpaced != p.video_unpaced {
+        let changed = unpaced != p.video_unpaced;
+        if changed {
             tracing::debug!(
                 participant = %sub,
                 estimate_bps = estimate,
@@ -240,7 +241,11 @@ impl Sfu {
             );
             p.video_unpaced = unpaced;
         }
-        if let Some(rtc) = p.rtc.as_mut() {
+        // Video streams start paced: touch them (which makes str0m re-poll
+        // the session) only to unpace them, new ones included, or on a change.
+        if (unpaced || changed)
+            && let Some(rtc) = p.rtc.as_mut()
+        {
             let mut api = rtc.direct_api();
             for mid in p.tracks_out.iter().filter(|t| t.kind == MediaKind::Video).filter_map(|t| t.live_mid()) {
                 if let Some(stream) = api.stream_tx_by_mid(mid, None) {
