@@ -81,6 +81,9 @@ impl Sfu {
             self.judge_uplink(now, id);
             if report {
                 self.report_quality(now, id);
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    self.log_send_queue(now, id);
+                }
             }
         }
         self.process(work);
@@ -254,6 +257,28 @@ impl Sfu {
             }
         }
         unpaced
+    }
+
+    /// Logs (debug) what waits in str0m's send queues for `id`: packets,
+    /// bytes and the age of the oldest, in ms. Media that waits there for
+    /// long reaches the subscriber late (its pacer, or a session not
+    /// driven often enough).
+    fn log_send_queue(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else { return };
+        let Some(rtc) = p.rtc.as_mut() else { return };
+        let mut api = rtc.direct_api();
+        let (mut packets, mut bytes, mut oldest) = (0, 0, None::<Instant>);
+        for mid in p.tracks_out.iter().filter_map(|t| t.live_mid()) {
+            let Some(info) = api.stream_tx_by_mid(mid, None).and_then(|s| s.queue_info()) else { continue };
+            packets += info.packet_count();
+            bytes += info.byte_size();
+            oldest = match (oldest, info.first_unsent()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let oldest_ms = oldest.map(|t| now.saturating_duration_since(t).as_millis());
+        tracing::debug!(participant = %id, packets, bytes, ?oldest_ms, unpaced = p.video_unpaced, "send queue");
     }
 
     /// While `id` gets less than it asks for, re-arms an allocation probe
