@@ -47,6 +47,7 @@ mod alloc;
 mod config;
 mod drain;
 mod error;
+mod fanout;
 mod history;
 mod layer;
 mod participant;

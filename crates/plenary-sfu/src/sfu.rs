@@ -21,6 +21,7 @@ use crate::adaptive::{ADAPT_INTERVAL, QUALITY_REPORT_INTERVAL};
 use crate::config::SfuConfig;
 use crate::drain::Draining;
 use crate::error::SfuError;
+use crate::fanout::{packetize_vp8, write_packets};
 use crate::layer::Verdict;
 use crate::participant::Participant;
 use crate::speaker::SpeakerDetector;
@@ -678,6 +679,10 @@ impl Sfu {
         }
         let members: &[ParticipantId] = self.rooms.get(room).map(Vec::as_slice).unwrap_or(&[]);
         let mut pli_for: Vec<Option<String>> = Vec::new();
+        // VP8 video is packetized once, on the first subscriber that takes
+        // this frame, and the packets are shared by all (`fanout`).
+        let shared_vp8 = kind == MediaKind::Video && is_vp8;
+        let mut vp8_packets: Option<Vec<Arc<[u8]>>> = None;
         for &m in members {
             if m == source {
                 continue;
@@ -714,11 +719,20 @@ impl Sfu {
             };
             let time = MediaTime::new(rtp_time, data.time.frequency());
             let wallclock = t.wallclock_for(data.network_time);
-            let written = match sub.rtc.as_mut().and_then(|rtc| rtc.writer(out_mid)) {
-                None => Err(String::from("no writer for the m-line")),
-                Some(writer) => match writer.match_params(data.params) {
-                    None => Err(String::from("no matching payload type")),
-                    Some(pt) => writer.write(pt, wallclock, time, data.data.clone()).map_err(|e| e.to_string()),
+            let written = match sub.rtc.as_mut() {
+                None => Err(String::from("no session")),
+                Some(rtc) => match rtc.writer(out_mid).map(|w| w.match_params(data.params)) {
+                    None => Err(String::from("no writer for the m-line")),
+                    Some(None) => Err(String::from("no matching payload type")),
+                    Some(Some(pt)) if shared_vp8 => {
+                        let packets = vp8_packets.get_or_insert_with(|| packetize_vp8(&data.data));
+                        write_packets(rtc, out_mid, pt, &mut t.next_seq, time.numer() as u32, wallclock, packets)
+                            .map_err(|e| e.to_string())
+                    }
+                    Some(Some(pt)) => match rtc.writer(out_mid) {
+                        None => Err(String::from("no writer for the m-line")),
+                        Some(writer) => writer.write(pt, wallclock, time, data.data.clone()).map_err(|e| e.to_string()),
+                    },
                 },
             };
             match written {

@@ -173,6 +173,9 @@ pub(crate) struct TrackOut {
     /// Wall-clock instant given with the last frame written (see
     /// [`TrackOut::wallclock_for`]).
     last_wallclock: Option<Instant>,
+    /// Next RTP sequence number of a VP8 track written packet by packet
+    /// (`crate::fanout`); `None` before its first frame.
+    pub next_seq: Option<u64>,
 }
 
 impl TrackOut {
@@ -188,6 +191,7 @@ impl TrackOut {
             warm_until: None,
             pinned: false,
             last_wallclock: None,
+            next_seq: None,
         }
     }
 
