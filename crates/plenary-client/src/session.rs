@@ -871,7 +871,8 @@ impl Session {
             ServerMsg::ParticipantLeft { participant_id } => {
                 self.participants.retain(|p| *p != participant_id);
                 if let Some(e) = &mut self.e2ee {
-                    e.participant_left(participant_id, Instant::now());
+                    let outs = e.participant_left(participant_id, Instant::now());
+                    self.on_e2ee(ws, outs).await?;
                 }
                 self.reporter
                     .emit(&JsonEvent::ParticipantLeft { participant_id }, || Some(format!("{participant_id} left")));
@@ -894,7 +895,7 @@ impl Session {
             }
             ServerMsg::CreateGroup => {
                 if let Some(e) = &mut self.e2ee {
-                    let outs = e.on_create_group();
+                    let outs = e.on_create_group(Instant::now());
                     self.on_e2ee(ws, outs).await?;
                 }
             }
@@ -912,7 +913,8 @@ impl Session {
             }
             ServerMsg::CommitRejected { current_epoch, .. } => {
                 if let Some(e) = &mut self.e2ee {
-                    e.on_commit_rejected(current_epoch, Instant::now());
+                    let outs = e.on_commit_rejected(current_epoch, Instant::now());
+                    self.on_e2ee(ws, outs).await?;
                 }
             }
             // joined (again), participant_updated, pong, and messages this

@@ -8,6 +8,9 @@
 //! - [`group::Participant`]: one person in one meeting; creates or joins the
 //!   MLS group, commits batched adds and removes, processes what the server
 //!   relays, encrypts chat, profiles and hand raises.
+//! - [`membership::Membership`]: the sans-IO state machine around a
+//!   participant that both the native client and the browser run: server
+//!   messages and time in, actions out (send, install keys, rejoin).
 //! - [`media::MediaCrypto`]: SFrame encryption of encoded frames with per-sender
 //!   keys from the MLS exporter (RFC 9605 §5.2).
 //! - [`secret`]: the meeting secret from the link and join proofs.
@@ -45,6 +48,7 @@ pub mod envelope;
 pub mod group;
 pub mod identity;
 pub mod media;
+pub mod membership;
 pub mod secret;
 
 /// Any error of this crate, wrapping the error of the module it came from.
