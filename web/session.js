@@ -167,8 +167,6 @@ export class MeetingSession extends EventTarget {
       name: this.name,
       signaling: sig,
       media: this.media,
-      online: () => this.onlineLeaves(),
-      selfId: () => this.selfId,
     });
     this.group = group;
     group.addEventListener('change', () => {
@@ -250,7 +248,6 @@ export class MeetingSession extends EventTarget {
   upsert(p, emit = true) {
     if (!p || p.id === this.selfId) return;
     const leaf = Number.isInteger(p.leaf) ? p.leaf : null;
-    const before = this.participants.get(p.id);
     this.participants.set(p.id, {
       id: p.id,
       name: '',
@@ -259,22 +256,15 @@ export class MeetingSession extends EventTarget {
       audioMuted: !!p.audio_muted,
       videoMuted: !!p.video_muted,
     });
-    if (leaf !== null) this.group?.participantLeaf(p.id, before?.leaf !== leaf);
+    if (leaf !== null) this.group?.participantLeaf(p.id, leaf);
     this.refreshNames();
     if (emit) this.emitParticipants();
   }
 
   onLeft(id) {
     const p = this.participants.get(id);
-    if (p) this.group?.participantLeft(id, p.leaf);
+    if (p) this.group?.participantLeft(id);
     if (this.participants.delete(id)) this.emitParticipants();
-  }
-
-  /** Participant id -> leaf of the others who are group members. */
-  onlineLeaves() {
-    const out = new Map();
-    for (const p of this.participants.values()) if (p.leaf !== null) out.set(p.id, p.leaf);
-    return out;
   }
 
   /** Names and hands from the encrypted profiles, by leaf. */

@@ -1,11 +1,15 @@
 //! The browser face of [`plenary_e2ee`], through wasm-bindgen.
 //!
-//! Two classes, one for each JavaScript context:
+//! Three classes, for two JavaScript contexts:
 //!
-//! - [`Meeting`] for the page: the MLS group (create, join, commit, process
-//!   what the server relays), chat/profile/hand-raise messages, the roster
-//!   with decrypted display names, the security code, and the media keys of
-//!   the current epoch to post to the media worker.
+//! - [`Membership`] for the page: the membership state machine the native
+//!   client runs too ([`plenary_e2ee::membership`]): server messages and
+//!   the time in, actions out (messages to send, epoch keys to post to the
+//!   media worker, names, chat, rejoins).
+//! - [`Meeting`] for the page and tests: the bare MLS group (create, join,
+//!   commit, process what the server relays), chat/profile/hand-raise
+//!   messages, the roster with decrypted display names, the security code,
+//!   and the media keys of the current epoch.
 //! - [`FrameCrypto`] for the media worker (`RTCRtpScriptTransform`): SFrame
 //!   `encrypt_frame` / `decrypt_frame` of encoded frames, and `open_frame`,
 //!   which also says what to do with a refused one.
@@ -23,6 +27,7 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use plenary_e2ee::app::AppMessage;
 use plenary_e2ee::group::{CommitOutput, Event, Participant};
 use plenary_e2ee::media::{Codec, Disposition, EpochKeys, MediaCrypto, MediaError};
+use plenary_e2ee::membership::{self, Action, Input, Outgoing, RejoinReason};
 use plenary_e2ee::secret::MeetingSecret;
 use wasm_bindgen::prelude::*;
 
@@ -78,6 +83,22 @@ fn event_to_js(event: Event) -> JsValue {
         _ => set(&o, "type", "other"),
     }
     o.into()
+}
+
+fn roster_to_js(p: &Participant) -> Result<Array, JsError> {
+    let roster = p.roster().map_err(err)?;
+    Ok(roster
+        .into_iter()
+        .map(|r| {
+            let o = Object::new();
+            set(&o, "leaf", r.leaf);
+            set(&o, "credentialId", r.credential_id.to_string());
+            set(&o, "displayName", r.display_name.map_or(JsValue::NULL, JsValue::from));
+            set(&o, "handRaised", r.hand_raised);
+            set(&o, "isSelf", r.is_self);
+            JsValue::from(o)
+        })
+        .collect())
 }
 
 fn leaves(v: &[u32]) -> Array {
@@ -274,19 +295,7 @@ impl Meeting {
     /// Everyone in the group: array of `{leaf, credentialId, displayName:
     /// string|null, handRaised, isSelf}` ordered by leaf index.
     pub fn roster(&self) -> Result<Array, JsError> {
-        let roster = self.inner.roster().map_err(err)?;
-        Ok(roster
-            .into_iter()
-            .map(|r| {
-                let o = Object::new();
-                set(&o, "leaf", r.leaf);
-                set(&o, "credentialId", r.credential_id.to_string());
-                set(&o, "displayName", r.display_name.map_or(JsValue::NULL, JsValue::from));
-                set(&o, "handRaised", r.hand_raised);
-                set(&o, "isSelf", r.is_self);
-                JsValue::from(o)
-            })
-            .collect())
+        roster_to_js(&self.inner)
     }
 
     /// The security code of the current epoch: `"12345 67890 ..."`, 6 groups
@@ -301,6 +310,206 @@ impl Meeting {
     #[wasm_bindgen(js_name = epochKeys)]
     pub fn epoch_keys(&self) -> Result<Uint8Array, JsError> {
         Ok(bytes(&self.inner.epoch_keys().map_err(err)?.to_bytes()))
+    }
+}
+
+fn action_to_js(action: Action) -> JsValue {
+    let o = Object::new();
+    match action {
+        Action::Send(Outgoing::Mls { envelope, welcome }) => {
+            set(&o, "type", "mls");
+            set(&o, "envelope", bytes(&envelope));
+            set(&o, "welcome", welcome.as_deref().map_or(JsValue::NULL, |w| bytes(w).into()));
+        }
+        Action::Send(Outgoing::GroupMember { leaf }) => {
+            set(&o, "type", "group_member");
+            set(&o, "leaf", leaf);
+        }
+        Action::NewEpoch { epoch, keys, reset, security_code } => {
+            set(&o, "type", "epoch");
+            set(&o, "epoch", epoch as f64);
+            set(&o, "keys", bytes(&keys.to_bytes()));
+            set(&o, "reset", reset);
+            set(&o, "securityCode", security_code.to_string());
+        }
+        Action::Profile { leaf, participant, display_name } => {
+            set(&o, "type", "profile");
+            set(&o, "leaf", leaf);
+            set(&o, "participant", participant.map_or(JsValue::NULL, |p| JsValue::from(p as f64)));
+            set(&o, "displayName", display_name);
+        }
+        Action::HandRaise { leaf, raised } => {
+            set(&o, "type", "hand");
+            set(&o, "leaf", leaf);
+            set(&o, "raised", raised);
+        }
+        Action::Chat { leaf, text } => {
+            set(&o, "type", "chat");
+            set(&o, "leaf", leaf);
+            set(&o, "text", text);
+        }
+        Action::Rejoin(reason) => {
+            set(&o, "type", "rejoin");
+            let reason = match reason {
+                RejoinReason::MissedCommit { .. } => "missedCommit",
+                RejoinReason::LeftBehind { .. } => "leftBehind",
+                RejoinReason::Removed => "removed",
+                _ => "other",
+            };
+            set(&o, "reason", reason);
+        }
+        Action::Failed(e) => {
+            set(&o, "type", "failed");
+            set(&o, "error", e.to_string());
+        }
+        _ => set(&o, "type", "other"),
+    }
+    o.into()
+}
+
+fn id(v: f64) -> u64 {
+    if v.is_finite() && v >= 0.0 { v as u64 } else { u64::MAX }
+}
+
+/// One connection's membership in the meeting's MLS group, for the page:
+/// the state machine of [`plenary_e2ee::membership`]. Every method takes
+/// the time in ms (`performance.now()`) and returns an array of actions to
+/// carry out in order, each `{type, ...}`:
+///
+/// - `"mls"` {envelope: Uint8Array, welcome: Uint8Array|null}: send
+///   `{type:"mls", envelope, welcome}` (base64url) to the server;
+/// - `"group_member"` {leaf}: send `{type:"group_member", leaf}`;
+/// - `"epoch"` {epoch, keys: Uint8Array, reset, securityCode}: post `keys`
+///   to the media worker (`reset`: first keys of a new identity), show the code;
+/// - `"profile"` {leaf, participant, displayName}, `"hand"` {leaf, raised},
+///   `"chat"` {leaf, text}: what members sent;
+/// - `"rejoin"` {reason}: the group state was lost, a fresh identity asks
+///   to be added again;
+/// - `"failed"` {error}: an operation failed (count it; never content).
+///
+/// Call `timeout(now)` at `nextDeadline` (ms, or `undefined`).
+///
+/// ```js
+/// const m = new Membership(room, secret, name, selfId);
+/// for (const a of m.start(othersPresent, performance.now())) carryOut(a);
+/// ```
+#[wasm_bindgen]
+pub struct Membership {
+    inner: membership::Membership,
+}
+
+#[wasm_bindgen]
+impl Membership {
+    /// The membership of participant `self_id` (or `null` if not known yet)
+    /// in `room`, with the secret from the URL fragment and our display
+    /// name (sent only encrypted). Throws on a bad secret.
+    #[wasm_bindgen(constructor)]
+    pub fn new(room: &str, secret: &str, display_name: &str, self_id: Option<f64>) -> Result<Membership, JsError> {
+        let secret = MeetingSecret::from_base64url(secret).map_err(err)?;
+        let self_id = self_id.map_or(u64::MAX, id);
+        Ok(Membership { inner: membership::Membership::new(room, secret, display_name, self_id).map_err(err)? })
+    }
+
+    fn handle(&mut self, input: Input<'_>, now_ms: f64) -> Array {
+        self.inner.handle(input, ms(now_ms)).into_iter().map(action_to_js).collect()
+    }
+
+    /// After `joined`: ask to be added (others present) or wait for `create_group`.
+    pub fn start(&mut self, others_present: bool, now_ms: f64) -> Array {
+        self.handle(Input::Start { others_present }, now_ms)
+    }
+
+    /// `create_group` from the server.
+    #[wasm_bindgen(js_name = createGroup)]
+    pub fn create_group(&mut self, now_ms: f64) -> Array {
+        self.handle(Input::CreateGroup, now_ms)
+    }
+
+    /// `mls` from the server: the envelope (decoded bytes) from participant `from`.
+    pub fn mls(&mut self, from: f64, envelope: &[u8], now_ms: f64) -> Array {
+        self.handle(Input::Mls { from: id(from), envelope }, now_ms)
+    }
+
+    /// `commit_accepted` from the server.
+    #[wasm_bindgen(js_name = commitAccepted)]
+    pub fn commit_accepted(&mut self, now_ms: f64) -> Array {
+        self.handle(Input::CommitAccepted, now_ms)
+    }
+
+    /// `commit_rejected` from the server, with its `current_epoch`.
+    #[wasm_bindgen(js_name = commitRejected)]
+    pub fn commit_rejected(&mut self, current_epoch: f64, now_ms: f64) -> Array {
+        self.handle(Input::CommitRejected { current_epoch: id(current_epoch) }, now_ms)
+    }
+
+    /// Participant `id` is a member at `leaf` (from `joined`,
+    /// `participant_joined`, `participant_updated`).
+    #[wasm_bindgen(js_name = participantLeaf)]
+    pub fn participant_leaf(&mut self, participant: f64, leaf: u32, now_ms: f64) -> Array {
+        self.handle(Input::ParticipantLeaf { id: id(participant), leaf }, now_ms)
+    }
+
+    /// `participant_left`.
+    #[wasm_bindgen(js_name = participantLeft)]
+    pub fn participant_left(&mut self, participant: f64, now_ms: f64) -> Array {
+        self.handle(Input::ParticipantLeft { id: id(participant) }, now_ms)
+    }
+
+    /// Runs the timers due by `now_ms`.
+    pub fn timeout(&mut self, now_ms: f64) -> Array {
+        self.handle(Input::Timeout, now_ms)
+    }
+
+    /// Encrypts a chat line (an `"mls"` action, or `"failed"`).
+    pub fn chat(&mut self, text: &str, now_ms: f64) -> Array {
+        self.handle(Input::Chat { text }, now_ms)
+    }
+
+    /// Raises or lowers our hand (sent now if a member, and with our profile later).
+    #[wasm_bindgen(js_name = raiseHand)]
+    pub fn raise_hand(&mut self, raised: bool, now_ms: f64) -> Array {
+        self.handle(Input::RaiseHand { raised }, now_ms)
+    }
+
+    /// When to call `timeout`, in ms, or `undefined`.
+    #[wasm_bindgen(getter, js_name = nextDeadline)]
+    pub fn next_deadline(&self) -> Option<f64> {
+        self.inner.next_deadline().map(|d| d.as_secs_f64() * 1000.0)
+    }
+
+    /// Whether we are a member of the group.
+    #[wasm_bindgen(getter, js_name = isMember)]
+    pub fn is_member(&self) -> bool {
+        self.inner.participant().is_member()
+    }
+
+    /// Current epoch, or `undefined`.
+    #[wasm_bindgen(getter)]
+    pub fn epoch(&self) -> Option<f64> {
+        self.inner.participant().epoch().map(|e| e as f64)
+    }
+
+    /// Own leaf index, or `undefined`.
+    #[wasm_bindgen(getter, js_name = ownLeaf)]
+    pub fn own_leaf(&self) -> Option<u32> {
+        self.inner.participant().own_leaf()
+    }
+
+    /// Times the group state was lost and we asked to be added again.
+    #[wasm_bindgen(getter)]
+    pub fn rejoins(&self) -> f64 {
+        self.inner.rejoins() as f64
+    }
+
+    /// Whether our hand is raised.
+    #[wasm_bindgen(getter, js_name = handRaised)]
+    pub fn hand_raised(&self) -> bool {
+        self.inner.hand_raised()
+    }
+
+    /// Everyone in the group, as [`Meeting::roster`].
+    pub fn roster(&self) -> Result<Array, JsError> {
+        roster_to_js(self.inner.participant())
     }
 }
 

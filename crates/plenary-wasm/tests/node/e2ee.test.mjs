@@ -129,3 +129,38 @@ test('roomTag: the vector of plenary_e2ee::secret, and a bad secret throws', () 
   assert.notEqual(mod.roomTag('other', 'AAECAwQFBgcICQoLDA0ODw'), 'aS4mntnm_rIOjgEerx05EQ');
   assert.throws(() => mod.roomTag('standup', 'short'));
 });
+
+test('wasm Membership: the state machine the page runs, driven through its actions', () => {
+  const { Membership } = mod;
+  const secret = Meeting.generateSecret();
+  const alice = new Membership('room-m', secret, 'Alice', 1);
+  const bob = new Membership('room-m', secret, 'Bob', null);
+  const types = (actions) => actions.map((a) => a.type);
+  // The server asks Alice to create the group.
+  const created = alice.createGroup(0);
+  assert.deepEqual(types(created), ['group_member', 'epoch']);
+  assert.equal(created[1].reset, true);
+  assert.match(created[1].securityCode, /^\d{5}( \d{5}){5}$/);
+  // Bob asks to join; Alice batches the request and commits when her timer fires.
+  const [req] = bob.start(true, 0);
+  assert.equal(req.type, 'mls');
+  assert.deepEqual(alice.mls(2, req.envelope, 1), []);
+  assert.ok(alice.nextDeadline > 1);
+  const [commit] = alice.timeout(alice.nextDeadline);
+  assert.equal(commit.type, 'mls');
+  assert.ok(commit.welcome instanceof Uint8Array);
+  const accepted = alice.commitAccepted(200);
+  assert.ok(types(accepted).includes('epoch'));
+  const joined = bob.mls(1, commit.welcome, 200);
+  assert.deepEqual(types(joined).slice(0, 2), ['group_member', 'epoch']);
+  assert.equal(joined[1].securityCode, accepted.find((a) => a.type === 'epoch').securityCode);
+  assert.equal(bob.epoch, alice.epoch);
+  // Bob's profile (sent on joining) names him at Alice's.
+  const profile = joined.find((a) => a.type === 'mls');
+  const named = alice.mls(2, profile.envelope, 201);
+  assert.deepEqual({ ...named[0] }, { type: 'profile', leaf: 1, participant: null, displayName: 'Bob' });
+  // Garbage from the server is a typed failure, not an exception.
+  assert.equal(bob.mls(1, new Uint8Array([9, 9]), 202)[0].type, 'failed');
+  alice.free();
+  bob.free();
+});
