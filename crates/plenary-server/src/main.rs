@@ -6,6 +6,7 @@
 //! - `plenary load --target plenary,janus` measures SFUs under load.
 
 mod assets;
+mod client_queue;
 mod config;
 mod ds;
 mod http;

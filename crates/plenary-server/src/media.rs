@@ -13,35 +13,16 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::client_queue::{ClientTx, QueueError, ToClient};
 use crate::ds::{DeliveryService, Outbox};
 use crate::meeting_key::meeting_key;
 use crate::tap::Tap;
 use crate::tcp::{TcpEvent, TcpMux};
 use crate::udp_out::UdpOut;
 
-/// What a WebSocket connection receives from the media loop.
-#[derive(Debug)]
-pub enum ToClient {
-    /// A signaling message. Boxed: the queue stores its messages inline in
-    /// blocks of 32, and every connection keeps one or two blocks for good,
-    /// so the slot size is paid per participant (a `ServerMsg` is about
-    /// 90 bytes, 5 KiB per connection; a box is 8).
-    Msg(Box<ServerMsg>),
-    /// The participant's media session died; close the connection.
-    Close,
-}
-
-/// Most messages queued for one connection. A client that does not read
-/// its WebSocket is disconnected when its queue is full, so no connection
-/// can make the server hold unbounded memory.
-pub const CLIENT_QUEUE: usize = 1024;
-
 /// Most datagrams read from the media socket in one round of the media
 /// loop before the sessions they touched are driven (see [`run`]).
 const RECEIVE_BATCH: usize = 64;
-
-/// Where a connection's messages go.
-pub type ClientTx = mpsc::Sender<ToClient>;
 
 /// A request from a WebSocket connection to the media loop.
 #[derive(Debug)]
@@ -82,7 +63,7 @@ fn deliver(
     msg: ServerMsg,
 ) {
     if let Some(tx) = clients.get(&id)
-        && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ToClient::Msg(Box::new(msg)))
+        && let Err(QueueError::Full) = tx.try_send(ToClient::Msg(Box::new(msg)))
         && !overflowed.contains(&id)
     {
         overflowed.push(id);

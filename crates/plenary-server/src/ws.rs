@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, RoomTag, ServerMsg, decode_client_msg, encode};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info};
 
-use crate::media::{CLIENT_QUEUE, Command, MediaHandle, ToClient};
+use crate::client_queue::{ToClient, client_queue};
+use crate::media::{Command, MediaHandle};
 use crate::ws_socket::{Socket, send_text};
 
 /// What a `join` with a missing or malformed room tag is told.
@@ -58,7 +59,7 @@ fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> ToClient {
 /// Serves one connection until it closes.
 pub async fn serve(socket: Socket, media: MediaHandle) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<ToClient>(CLIENT_QUEUE);
+    let (tx, mut rx) = client_queue();
     let mut writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             match out {

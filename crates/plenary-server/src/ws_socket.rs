@@ -69,6 +69,10 @@ pub enum UpgradeError {
     /// `Sec-WebSocket-Key` is missing.
     #[error("the Sec-WebSocket-Key header is missing")]
     NoKey,
+    /// `Sec-WebSocket-Key` is repeated, or is not the base64 of 16 bytes
+    /// (RFC 6455 §4.1 item 7, §4.2.1 item 5).
+    #[error("the Sec-WebSocket-Key header must be one base64-encoded 16-byte value")]
+    BadKey,
     /// The HTTP connection cannot be upgraded (not HTTP/1.1 with upgrades).
     #[error("this connection cannot be upgraded")]
     NotUpgradable,
@@ -108,7 +112,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         if !header_is(&parts.headers, header::SEC_WEBSOCKET_VERSION, "13") {
             return Err(UpgradeError::Version);
         }
-        let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).ok_or(UpgradeError::NoKey)?.clone();
+        let mut keys = parts.headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+        let key = keys.next().ok_or(UpgradeError::NoKey)?.clone();
+        if keys.next().is_some() || !is_nonce(&key) {
+            return Err(UpgradeError::BadKey);
+        }
         let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(UpgradeError::NotUpgradable)?;
         Ok(Upgrade { key, on_upgrade })
     }
@@ -155,6 +163,12 @@ impl Upgrade {
         )
             .into_response()
     }
+}
+
+/// Whether `key` is the base64 of 16 bytes: 24 characters ending in `==`.
+fn is_nonce(key: &HeaderValue) -> bool {
+    use base64::Engine;
+    key.len() == 24 && base64::engine::general_purpose::STANDARD.decode(key.as_bytes()).is_ok_and(|n| n.len() == 16)
 }
 
 fn header_is(headers: &HeaderMap, name: header::HeaderName, value: &str) -> bool {

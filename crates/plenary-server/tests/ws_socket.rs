@@ -112,6 +112,26 @@ fn a_request_that_is_not_a_handshake_is_refused() {
          Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     );
     assert!(old.contains(" 426 "), "version 8: {old}");
+    // The key must be one base64-encoded 16-byte nonce (RFC 6455 §4.2.1).
+    let handshake = |key_lines: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\n{key_lines}\r\n"
+        )
+    };
+    for (what, keys) in [
+        ("empty key", "Sec-WebSocket-Key: \r\n".to_owned()),
+        ("huge key", format!("Sec-WebSocket-Key: {}\r\n", "A".repeat(8000))),
+        ("15-byte key", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n".to_owned()),
+        ("not base64", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j!!==\r\n".to_owned()),
+        (
+            "two keys",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n".to_owned(),
+        ),
+    ] {
+        let answer = status_line(&server, &handshake(&keys));
+        assert!(answer.contains(" 400 "), "{what}: {answer}");
+    }
     let ok = status_line(
         &server,
         "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
