@@ -145,12 +145,7 @@ impl DeliveryService {
             self.rooms.remove(&room);
             return out;
         }
-        if r.members.is_empty() && r.creator.is_none() {
-            // Every member is gone: the group is lost; start a new one.
-            r.epoch = None;
-            r.welcomed.clear();
-            r.ensure_creator(now, &mut out);
-        }
+        r.recreate_if_memberless(now, &mut out);
         out
     }
 
@@ -237,6 +232,9 @@ impl DeliveryService {
                     // a member until its next Welcome.
                     r.members.remove(&id);
                     r.welcomed.retain(|p| *p != id);
+                    // If it was the last member (the others left or lost
+                    // their state too), nobody is left to add anyone.
+                    r.recreate_if_memberless(now, &mut out);
                 } else if let Some(pos) = r.pending.iter().position(|p| p.from == id) {
                     // A retry: a commit made from the earlier request still
                     // reaches it.
@@ -318,6 +316,17 @@ fn decode_base64url(b64: &str) -> Result<Vec<u8>, DsError> {
 }
 
 impl GroupRoom {
+    /// When no member is left (all left or lost their group state) and
+    /// nobody is creating, the group is lost: asks a participant to start
+    /// a new one.
+    fn recreate_if_memberless(&mut self, now: Instant, out: &mut Outbox) {
+        if self.members.is_empty() && self.creator.is_none() {
+            self.epoch = None;
+            self.welcomed.clear();
+            self.ensure_creator(now, out);
+        }
+    }
+
     fn ensure_creator(&mut self, now: Instant, out: &mut Outbox) {
         if self.members.is_empty()
             && self.creator.is_none()

@@ -252,3 +252,35 @@ fn a_welcome_for_an_earlier_request_of_a_waiting_joiner_reaches_it() {
     assert_eq!(to(&out, B), vec![&ServerMsg::Mls { from: A, envelope: welcome(&[7]) }]);
     ds.group_member(B, 1).unwrap();
 }
+
+/// A member commits something the others cannot apply (a forged or broken
+/// commit: the server cannot tell, it sees only the epoch) and leaves. The
+/// others lose their group state and ask to be added anew; when the last
+/// member has asked, no member is left to add anyone: the longest-present
+/// participant must be asked to create a new group, as when every member
+/// leaves, or the room stays without a group until someone leaves.
+#[test]
+fn group_is_recreated_when_every_member_lost_its_group_state() {
+    let mut ds = DeliveryService::default();
+    for p in [A, B, C] {
+        ds.joined(t0(), "r", p);
+    }
+    ds.group_member(A, 0).unwrap();
+    ds.envelope(t0(), B, &join_request(2), None).unwrap();
+    ds.envelope(t0(), C, &join_request(3), None).unwrap();
+    ds.envelope(t0(), A, &commit(0), Some(&welcome(&[2, 3]))).unwrap();
+    ds.group_member(B, 1).unwrap();
+    ds.group_member(C, 2).unwrap();
+    // A's unusable commit is accepted (right epoch), then A leaves.
+    ds.envelope(t0(), A, &commit(1), None).unwrap();
+    assert!(ds.left(t0(), A).is_empty(), "B and C are still members");
+    let out = ds.envelope(t0(), B, &join_request(12), None).unwrap();
+    assert!(to(&out, B).is_empty(), "C is still a member and gets B's request");
+    let out = ds.envelope(t0(), C, &join_request(13), None).unwrap();
+    assert_eq!(to(&out, B), vec![&ServerMsg::CreateGroup], "the longest present participant creates");
+    let out = ds.group_member(B, 0).unwrap();
+    assert!(matches!(to(&out, B)[..], [ServerMsg::Mls { from, .. }] if *from == C), "C's request reaches B");
+    let out = ds.envelope(t0(), B, &commit(0), Some(&welcome(&[13]))).unwrap();
+    assert_eq!(to(&out, B), vec![&ServerMsg::CommitAccepted { epoch: 0 }], "the new group starts at epoch 0");
+    assert_eq!(to(&out, C), vec![&ServerMsg::Mls { from: B, envelope: welcome(&[13]) }]);
+}
