@@ -10,7 +10,7 @@ use str0m::bwe::Bitrate;
 use str0m::media::Mid;
 
 use crate::Sfu;
-use crate::alloc::{Demand, UPGRADE_SHARE, allocate, next_step};
+use crate::alloc::{Demand, UPGRADE_SHARE, allocate, next_step, upgrades};
 use crate::layer::{Allowance, LayerInfo};
 use crate::sfu::Output;
 
@@ -59,6 +59,33 @@ const CROWDING_AUDIO_SHARE: f64 = 0.5;
 const PACE_BELOW_SHARE: f64 = 0.8;
 /// See [`UNPACE_ABOVE_SHARE`].
 const CALM_AUDIO_SHARE: f64 = 0.4;
+/// A forwarded layer is kept by the allocation's hysteresis (while it fits
+/// `alloc::KEEP_SHARE` of the estimate, not `alloc::UPGRADE_SHARE`) for
+/// this long at most: long enough to ride out a noisy estimate, short
+/// enough that a link that really shrank steps down within 2 s although
+/// str0m's estimate falls slowly.
+const KEEP_FOR: Duration = Duration::from_millis(250);
+/// A video being forwarded that the estimate no longer fits is turned off
+/// only once the shortfall has lasted this long; until then it keeps its
+/// smallest layer. A receiver starved of CPU stamps arrivals late, which
+/// the delay-based estimator reads as congestion: its estimate collapses
+/// with no network cause and climbs back within seconds, and a client that
+/// publishes one layer has no smaller one to step down to, so its video
+/// went off for 1-3 s (e.g. when the warm-up ended while the estimate was
+/// still climbing from a bad start). On a link really too small the
+/// estimate keeps falling: below [`FALLING`] × its value when the
+/// shortfall began the video is turned off at once, as holding it fills
+/// str0m's pacer queue and delays the videos kept by seconds. (So a dip
+/// that falls that far is not ridden out either; telling it from a real
+/// drop needs a loss or RTT signal.)
+const OFF_AFTER: Duration = Duration::from_millis(1500);
+/// ... or this long while the estimate climbs back: at least
+/// [`RECOVERING`] × its value when the shortfall began.
+const OFF_AFTER_RECOVERING: Duration = Duration::from_secs(4);
+/// See [`OFF_AFTER_RECOVERING`].
+const RECOVERING: f64 = 1.15;
+/// See [`OFF_AFTER`].
+const FALLING: f64 = 0.75;
 /// A track must be this old before its uplink can be judged.
 const JUDGE_AFTER: Duration = Duration::from_secs(3);
 
@@ -113,6 +140,8 @@ impl Sfu {
         let mut videos: Vec<(ParticipantId, Mid, Vec<LayerInfo>)> = Vec::new();
         let mut demands = Vec::new();
         let mut warm = Vec::new();
+        let mut shortfalls = Vec::new();
+        let mut kept_since = Vec::new();
         for t in p.tracks_out.iter().filter(|t| t.live_mid().is_some()) {
             let Some(layers) = self.source_layers(t.source, t.source_mid) else { continue };
             if t.kind == MediaKind::Audio {
@@ -122,24 +151,52 @@ impl Sfu {
                     .map_or(AUDIO_FALLBACK_BPS, |l| l.bitrate_bps + u64::from(l.fps) * AUDIO_RTP_HEADER_BYTES * 8);
                 continue;
             }
-            let ladder: Vec<u64> = t.selector.ladder(layers, now).iter().map(|l| l.bitrate_or_guess()).collect();
+            let steps = t.selector.ladder(layers, now);
+            let ladder: Vec<u64> = steps.iter().map(|l| l.bitrate_or_guess()).collect();
             let current = match t.selector.allowance() {
                 Allowance::Unlimited => ladder.len().checked_sub(1),
-                Allowance::UpTo(max) => ladder.iter().rposition(|b| *b <= max),
+                // The layer allowed now, found by its RID: comparing the
+                // cap it was allowed under with its fresh rate would call
+                // it off whenever that rate crept up since, and lose the
+                // hysteresis that keeps it.
+                Allowance::UpTo(_) => [t.selector.target(), t.selector.current()]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|rid| steps.iter().position(|l| l.rid == *rid)),
                 Allowance::Off => None,
             };
+            kept_since.push(t.kept_since);
+            shortfalls
+                .push(t.selector.current().is_some().then_some(t.short_since).map(|s| s.unwrap_or((now, estimate))));
             let area = t.selector.preferred().map_or(0, |(w, h)| u64::from(w) * u64::from(h));
             warm.push(t.warm_until.is_some_and(|w| now < w));
             demands.push(Demand { pinned: t.pinned, speaker: speaker == Some(t.source), area, ladder, current });
             videos.push((t.source, t.source_mid, layers.to_vec()));
         }
+        let up = upgrades(estimate, audio_bps, &demands);
+        for ((d, up), since) in demands.iter_mut().zip(up).zip(&mut kept_since) {
+            *since = d.current.filter(|c| up < Some(*c)).map(|_| since.unwrap_or(now));
+            if since.is_some_and(|s| now - s >= KEEP_FOR) {
+                d.current = None;
+            }
+        }
         let mut chosen = allocate(estimate, audio_bps, &demands);
         let video_by_estimate: u64 = chosen.iter().zip(&demands).filter_map(|(c, d)| c.map(|i| d.ladder[i])).sum();
         let warming = p.estimate_since.is_some_and(|t| now < t + WARMUP);
         let unpaced = self.pace_video(sub, estimate, audio_wire_bps, video_by_estimate);
-        for ((pick, d), warm) in chosen.iter_mut().zip(&demands).zip(warm) {
+        for (((pick, d), warm), shortfall) in chosen.iter_mut().zip(&demands).zip(warm).zip(&mut shortfalls) {
             if (warming || warm) && pick.is_none() && !d.ladder.is_empty() {
                 *pick = Some(0);
+            }
+            // `shortfall` is set for the videos forwarded now: keep it for
+            // the ones the estimate no longer fits, clear it for the rest.
+            match shortfall {
+                Some((since, start)) if pick.is_none() && !d.ladder.is_empty() => {
+                    if keeps_on(now - *since, *start, estimate) {
+                        *pick = Some(0);
+                    }
+                }
+                _ => *shortfall = None,
             }
         }
         tracing::debug!(
@@ -151,12 +208,15 @@ impl Sfu {
             on = chosen.iter().filter(|c| c.is_some()).count(),
             speaker = ?speaker,
             video_unpaced = unpaced,
+            chosen = ?chosen,
             "allocation"
         );
         let wanted: u64 = demands.iter().filter_map(|d| d.ladder.last()).sum();
         let mut sent = audio_bps;
         let mut retarget = Vec::new();
-        for ((d, pick), (source, source_mid, layers)) in demands.iter().zip(&chosen).zip(videos) {
+        for ((((d, pick), (source, source_mid, layers)), shortfall), kept) in
+            demands.iter().zip(&chosen).zip(videos).zip(shortfalls).zip(kept_since)
+        {
             let allowance = match pick {
                 Some(i) => {
                     sent += d.ladder[*i];
@@ -172,6 +232,8 @@ impl Sfu {
             else {
                 continue;
             };
+            t.short_since = shortfall;
+            t.kept_since = kept;
             if t.selector.allowance() != allowance {
                 t.selector.set_allowance(allowance);
             }
@@ -413,9 +475,10 @@ impl Sfu {
             let limited = match t.selector.allowance() {
                 Allowance::Unlimited => false,
                 Allowance::Off => !matches!(t.selector.preferred(), Some((0, 0))),
-                Allowance::UpTo(max) => {
+                Allowance::UpTo(_) => {
+                    // Below the top of its ladder (by RID, as in `allocate`).
                     let layers = self.source_layers(t.source, t.source_mid).unwrap_or_default();
-                    t.selector.ladder(layers, now).last().is_some_and(|l| l.bitrate_or_guess() > max)
+                    t.selector.ladder(layers, now).last().is_some_and(|top| t.selector.target() != Some(&top.rid))
                 }
             };
             tracks.push(TrackQuality {
@@ -430,4 +493,15 @@ impl Sfu {
         let msg = ServerMsg::Quality { estimate_bps: p.estimate_bps, tracks };
         self.queue.push_back(Output::Signal(id, msg));
     }
+}
+
+/// Whether a video being forwarded that the estimate (bits per second) has
+/// not fitted for `short_for`, since it was `start`, stays on at its
+/// smallest layer: see [`OFF_AFTER`].
+fn keeps_on(short_for: Duration, start: u64, estimate: u64) -> bool {
+    let (estimate, start) = (estimate as f64, start as f64);
+    if estimate < start * FALLING {
+        return false;
+    }
+    short_for < OFF_AFTER || (short_for < OFF_AFTER_RECOVERING && estimate >= start * RECOVERING)
 }

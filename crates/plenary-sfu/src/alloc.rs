@@ -25,8 +25,11 @@
 //!
 //! Hysteresis: a layer already forwarded is kept while it fits
 //! [`KEEP_SHARE`] of the estimate; a higher layer is taken only when it fits
-//! [`UPGRADE_SHARE`]. So a drop in the estimate steps down at its next
-//! report, and a noisy estimate does not make layers flap.
+//! [`UPGRADE_SHARE`]. So a noisy estimate does not make layers flap. The
+//! caller limits how long a layer is kept that way (see
+//! [`Demand::current`]), as str0m's estimate falls slowly on a link that
+//! has really shrunk (from 880 to 550 kbit/s over 4 s on a 300 kbit/s
+//! link), and a drop must step down within a second or two.
 
 /// Share of the estimate that the forwarded layers may keep using.
 pub const KEEP_SHARE: f64 = 0.9;
@@ -46,7 +49,9 @@ pub struct Demand {
     /// second; the last one is what the rendered size asks for. Empty for a
     /// hidden video.
     pub ladder: Vec<u64>,
-    /// Index into `ladder` of the layer allowed now, if any.
+    /// Index into `ladder` of the layer allowed now, if any, to be kept
+    /// while it fits [`KEEP_SHARE`]; `None` also when that hysteresis no
+    /// longer applies.
     pub current: Option<usize>,
 }
 
@@ -55,7 +60,7 @@ pub struct Demand {
 /// audio takes, both in bits per second. See the module docs.
 pub fn allocate(estimate_bps: u64, audio_bps: u64, demands: &[Demand]) -> Vec<Option<usize>> {
     let keep = fill(share(estimate_bps, KEEP_SHARE), audio_bps, demands);
-    let up = fill(share(estimate_bps, UPGRADE_SHARE), audio_bps, demands);
+    let up = upgrades(estimate_bps, audio_bps, demands);
     demands
         .iter()
         .enumerate()
@@ -67,6 +72,12 @@ pub fn allocate(estimate_bps: u64, audio_bps: u64, demands: &[Demand]) -> Vec<Op
             up[i].max(kept)
         })
         .collect()
+}
+
+/// The layers [`allocate`] would choose without hysteresis: what fits
+/// [`UPGRADE_SHARE`] of the estimate.
+pub fn upgrades(estimate_bps: u64, audio_bps: u64, demands: &[Demand]) -> Vec<Option<usize>> {
+    fill(share(estimate_bps, UPGRADE_SHARE), audio_bps, demands)
 }
 
 /// Extra bits per second the next upgrade would need: the step to the next

@@ -176,6 +176,13 @@ impl LayerSelector {
         self.current.as_ref()
     }
 
+    /// The layer chosen at the last [`Self::retarget`] (`Some(None)` for a
+    /// non-simulcast track): what is forwarded, or will be from the next
+    /// key frame; `None` when nothing is.
+    pub fn target(&self) -> Option<&Option<String>> {
+        self.target.as_ref()
+    }
+
     /// The layer the selector is waiting to switch to, if it differs from
     /// the current one.
     pub fn pending_target(&self) -> Option<&Option<String>> {

@@ -167,6 +167,14 @@ pub(crate) struct TrackOut {
     /// track went live for the subscriber (its m-line negotiated), so a
     /// video starts at its first key frame.
     pub warm_until: Option<Instant>,
+    /// Since when the allocation has wanted this forwarded video off, and
+    /// the downlink estimate then (bits per second): see
+    /// `adaptive::OFF_AFTER`.
+    pub short_since: Option<(Instant, u64)>,
+    /// Since when the forwarded layer has been above what the upgrade
+    /// share of the estimate allows (kept by hysteresis only): see
+    /// `adaptive::KEEP_FOR`.
+    pub kept_since: Option<Instant>,
     /// The subscriber pinned this video (`layer_preference`): served first
     /// among videos when bandwidth is short.
     pub pinned: bool,
@@ -189,6 +197,8 @@ impl TrackOut {
             orphaned: false,
             selector: LayerSelector::new(clock),
             warm_until: None,
+            short_since: None,
+            kept_since: None,
             pinned: false,
             last_wallclock: None,
             next_seq: None,
