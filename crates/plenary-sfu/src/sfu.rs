@@ -838,6 +838,12 @@ fn new_rtc(
     let mut rtc = crate::history::configure(builder)
         .set_ice_lite(true)
         .set_crypto_provider(crypto)
+        // Video is VP8 only: SFrame's clear header bytes (plenary-e2ee
+        // media.rs), key frame detection and the shared packetizing of
+        // `fanout` know VP8 and Opus; a second video codec on one track
+        // would also give its SSRC two unrelated sequence counters.
+        .enable_vp9(false)
+        .enable_h264(false)
         .enable_h265(false)
         .enable_av1(false)
         .enable_raw_packets(config.tap)
