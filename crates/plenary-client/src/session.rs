@@ -641,7 +641,9 @@ impl Session {
                 let connect_s = self.offer_sent_at.map(|t| (now - t).as_secs_f64()).unwrap_or(0.0);
                 tracing::info!(participant = %self.participant_id, connect_s, "media connected");
                 self.reporter.emit(&JsonEvent::Connected { connect_s }, || {
-                    Some(format!("media connected after {connect_s:.2} s"))
+                    // In ms: on a LAN or loopback it takes a few, which
+                    // "0.00 s" hid.
+                    Some(format!("media connected {:.0} ms after the offer", connect_s * 1000.0))
                 });
                 // Publishing resumes where it paused, with a key frame.
                 self.pace_start = Some(match (self.pace_start, self.paused_at.take()) {
