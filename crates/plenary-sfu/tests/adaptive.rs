@@ -253,17 +253,17 @@ fn a_video_is_not_turned_off_while_the_estimate_is_still_climbing_after_a_bad_st
     // From a second after the link was freed, through the end of the
     // warm-up, both videos play: neither pauses for half a second.
     let from = free + Duration::from_secs(1);
+    let estimates: Vec<u64> = w.peers[s]
+        .signals
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Quality { estimate_bps, .. } => *estimate_bps,
+            _ => None,
+        })
+        .collect();
     for p in [a, b] {
         let mid = w.mid_of(s, p, MediaKind::Video).expect("video");
         let gap = longest_gap(&w.frames(s, mid), from, w.now);
-        let estimates: Vec<u64> = w.peers[s]
-            .signals
-            .iter()
-            .filter_map(|m| match m {
-                ServerMsg::Quality { estimate_bps, .. } => *estimate_bps,
-                _ => None,
-            })
-            .collect();
         assert!(
             gap < Duration::from_millis(500),
             "video of peer {p} paused {gap:?}; estimates every 2 s: {estimates:?}"
