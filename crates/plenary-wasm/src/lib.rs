@@ -1,15 +1,11 @@
 //! The browser face of [`plenary_e2ee`], through wasm-bindgen.
 //!
-//! Three classes, for two JavaScript contexts:
+//! Two classes, for two JavaScript contexts:
 //!
 //! - [`Membership`] for the page: the membership state machine the native
 //!   client runs too ([`plenary_e2ee::membership`]): server messages and
 //!   the time in, actions out (messages to send, epoch keys to post to the
 //!   media worker, names, chat, rejoins).
-//! - [`Meeting`] for the page and tests: the bare MLS group (create, join,
-//!   commit, process what the server relays), chat/profile/hand-raise
-//!   messages, the roster with decrypted display names, the security code,
-//!   and the media keys of the current epoch.
 //! - [`FrameCrypto`] for the media worker (`RTCRtpScriptTransform`): SFrame
 //!   `encrypt_frame` / `decrypt_frame` of encoded frames, and `open_frame`,
 //!   which also says what to do with a refused one.
@@ -24,8 +20,6 @@
 use std::time::Duration;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use plenary_e2ee::app::AppMessage;
-use plenary_e2ee::group::{CommitOutput, Event, Participant};
 use plenary_e2ee::media::{Codec, Disposition, EpochKeys, MediaCrypto, MediaError};
 use plenary_e2ee::membership::{self, Action, Input, Outgoing, RejoinReason};
 use plenary_e2ee::secret::MeetingSecret;
@@ -48,83 +42,6 @@ fn ms(now_ms: f64) -> Duration {
     if now_ms.is_finite() && now_ms > 0.0 { Duration::from_secs_f64(now_ms / 1000.0) } else { Duration::ZERO }
 }
 
-fn event_to_js(event: Event) -> JsValue {
-    let o = Object::new();
-    match event {
-        Event::Joined { epoch, own_leaf } => {
-            set(&o, "type", "joined");
-            set(&o, "epoch", epoch as f64);
-            set(&o, "ownLeaf", own_leaf);
-        }
-        Event::EpochChanged { epoch, added, removed, lost_own_commit } => {
-            set(&o, "type", "epoch");
-            set(&o, "epoch", epoch as f64);
-            set(&o, "added", leaves(&added));
-            set(&o, "removed", leaves(&removed));
-            set(&o, "lostOwnCommit", lost_own_commit);
-        }
-        Event::Removed => set(&o, "type", "removed"),
-        Event::Chat { sender, text } => {
-            set(&o, "type", "chat");
-            set(&o, "sender", sender);
-            set(&o, "text", text);
-        }
-        Event::Profile { sender, display_name } => {
-            set(&o, "type", "profile");
-            set(&o, "sender", sender);
-            set(&o, "displayName", display_name);
-        }
-        Event::HandRaise { sender, raised } => {
-            set(&o, "type", "hand");
-            set(&o, "sender", sender);
-            set(&o, "raised", raised);
-        }
-        Event::Echo => set(&o, "type", "echo"),
-        _ => set(&o, "type", "other"),
-    }
-    o.into()
-}
-
-fn roster_to_js(p: &Participant) -> Result<Array, JsError> {
-    let roster = p.roster().map_err(err)?;
-    Ok(roster
-        .into_iter()
-        .map(|r| {
-            let o = Object::new();
-            set(&o, "leaf", r.leaf);
-            set(&o, "credentialId", r.credential_id.to_string());
-            set(&o, "displayName", r.display_name.map_or(JsValue::NULL, JsValue::from));
-            set(&o, "handRaised", r.hand_raised);
-            set(&o, "isSelf", r.is_self);
-            JsValue::from(o)
-        })
-        .collect())
-}
-
-fn leaves(v: &[u32]) -> Array {
-    v.iter().map(|l| JsValue::from(*l)).collect()
-}
-
-fn commit_to_js(out: CommitOutput) -> JsValue {
-    let o = Object::new();
-    set(&o, "commit", bytes(&out.commit));
-    set(&o, "welcome", out.welcome.as_deref().map_or(JsValue::NULL, |w| bytes(w).into()));
-    set(&o, "epoch", out.epoch as f64);
-    set(&o, "added", out.added.iter().map(|i| JsValue::from(*i as u32)).collect::<Array>());
-    let rejected: Array = out
-        .rejected
-        .iter()
-        .map(|(i, e)| {
-            let r = Object::new();
-            set(&r, "index", *i as u32);
-            set(&r, "error", e.to_string());
-            JsValue::from(r)
-        })
-        .collect();
-    set(&o, "rejected", rejected);
-    o.into()
-}
-
 /// The room tag to send in `join` as `room_tag`: 22 base64url characters
 /// derived from the meeting secret (HKDF-SHA256, info "plenary room tag" ||
 /// room; see `plenary_e2ee::secret`). The server keeps meetings with the
@@ -136,181 +53,6 @@ fn commit_to_js(out: CommitOutput) -> JsValue {
 #[wasm_bindgen(js_name = roomTag)]
 pub fn room_tag(room: &str, secret: &str) -> Result<String, JsError> {
     Ok(MeetingSecret::from_base64url(secret).map_err(err)?.room_tag(room))
-}
-
-/// One participant of one meeting, for the page.
-///
-/// ```js
-/// const m = new Meeting(roomId, location.hash.slice(1));
-/// m.create();                       // first in the room
-/// ws.send(m.joinRequest());         // or: ask to be added
-/// const ev = m.process(bytes);      // every envelope from the server
-/// worker.postMessage(m.epochKeys()) // after "joined"/"epoch" events
-/// ```
-#[wasm_bindgen]
-pub struct Meeting {
-    inner: Participant,
-}
-
-#[wasm_bindgen]
-impl Meeting {
-    /// A participant of `room` with the meeting secret from the URL fragment
-    /// (unpadded base64url, a leading `#` is ignored). Throws on a bad secret.
-    #[wasm_bindgen(constructor)]
-    pub fn new(room: &str, secret: &str) -> Result<Meeting, JsError> {
-        let secret = MeetingSecret::from_base64url(secret).map_err(err)?;
-        Ok(Meeting { inner: Participant::new(room, secret).map_err(err)? })
-    }
-
-    /// A new random meeting secret (128 bits) as unpadded base64url, for a
-    /// new meeting link `/m/<room>#<secret>`.
-    #[wasm_bindgen(js_name = generateSecret)]
-    pub fn generate_secret() -> Result<String, JsError> {
-        Ok(MeetingSecret::random().map_err(err)?.to_base64url())
-    }
-
-    /// Pseudonymous credential id (32 hex digits).
-    #[wasm_bindgen(js_name = credentialId)]
-    pub fn credential_id(&self) -> String {
-        self.inner.credential_id().to_string()
-    }
-
-    /// Creates the group as its first member (epoch 0, leaf 0).
-    pub fn create(&mut self) -> Result<(), JsError> {
-        self.inner.create().map_err(err)
-    }
-
-    /// A JoinRequest envelope (KeyPackage + join proof) to send to the server.
-    #[wasm_bindgen(js_name = joinRequest)]
-    pub fn join_request(&mut self) -> Result<Uint8Array, JsError> {
-        Ok(bytes(&self.inner.join_request().map_err(err)?))
-    }
-
-    /// Whether this member is a member of the group.
-    #[wasm_bindgen(getter, js_name = isMember)]
-    pub fn is_member(&self) -> bool {
-        self.inner.is_member()
-    }
-
-    /// Current epoch, or `undefined` before joining.
-    #[wasm_bindgen(getter)]
-    pub fn epoch(&self) -> Option<f64> {
-        self.inner.epoch().map(|e| e as f64)
-    }
-
-    /// Own leaf index, or `undefined` before joining.
-    #[wasm_bindgen(getter, js_name = ownLeaf)]
-    pub fn own_leaf(&self) -> Option<u32> {
-        self.inner.own_leaf()
-    }
-
-    /// Whether a commit of ours awaits the server's verdict.
-    #[wasm_bindgen(getter, js_name = hasPendingCommit)]
-    pub fn has_pending_commit(&self) -> bool {
-        self.inner.has_pending_commit()
-    }
-
-    /// The committer among the online leaf indices (lowest member leaf), or
-    /// `undefined`.
-    pub fn committer(&self, online: Vec<u32>) -> Option<u32> {
-        self.inner.committer(&online)
-    }
-
-    /// Whether this member is the committer for the online leaf indices.
-    #[wasm_bindgen(js_name = isCommitter)]
-    pub fn is_committer(&self, online: Vec<u32>) -> bool {
-        self.inner.is_committer(&online)
-    }
-
-    /// Verifies a JoinRequest envelope; returns the joiner's credential id or
-    /// throws why it is refused (for example a forged join proof).
-    #[wasm_bindgen(js_name = verifyJoinRequest)]
-    pub fn verify_join_request(&self, request: &[u8]) -> Result<String, JsError> {
-        Ok(self.inner.verify_join_request(request).map_err(err)?.to_string())
-    }
-
-    /// One commit adding every valid JoinRequest in `joins` (array of
-    /// `Uint8Array`) and removing the leaf indices in `removes`. Returns
-    /// `{commit: Uint8Array, welcome: Uint8Array|null, epoch, added: number[],
-    /// rejected: {index, error}[]}`; the commit is pending until
-    /// `commitAccepted()` or `commitRejected()`.
-    pub fn commit(&mut self, joins: Array, removes: Vec<u32>) -> Result<JsValue, JsError> {
-        let joins: Vec<Vec<u8>> = joins.iter().map(|j| Uint8Array::new(&j).to_vec()).collect();
-        let refs: Vec<&[u8]> = joins.iter().map(Vec::as_slice).collect();
-        Ok(commit_to_js(self.inner.commit(&refs, &removes).map_err(err)?))
-    }
-
-    /// A commit refreshing only our own keys; same shape as `commit`.
-    #[wasm_bindgen(js_name = selfUpdate)]
-    pub fn self_update(&mut self) -> Result<JsValue, JsError> {
-        Ok(commit_to_js(self.inner.self_update().map_err(err)?))
-    }
-
-    /// The server accepted our pending commit; returns an `epoch` event.
-    #[wasm_bindgen(js_name = commitAccepted)]
-    pub fn commit_accepted(&mut self) -> Result<JsValue, JsError> {
-        Ok(event_to_js(self.inner.commit_accepted().map_err(err)?))
-    }
-
-    /// The server rejected our pending commit (stale epoch): drop it, process
-    /// the winner, retry.
-    #[wasm_bindgen(js_name = commitRejected)]
-    pub fn commit_rejected(&mut self) -> Result<(), JsError> {
-        self.inner.commit_rejected().map_err(err)
-    }
-
-    /// Processes one envelope from the server. Returns an event object with
-    /// `type`: `"joined"` {epoch, ownLeaf}, `"epoch"` {epoch, added, removed,
-    /// lostOwnCommit}, `"removed"`, `"chat"` {sender, text}, `"profile"`
-    /// {sender, displayName}, `"hand"` {sender, raised}, `"echo"`. Throws on
-    /// anything invalid (stale epoch, late Welcome, garbage); the group is then
-    /// unchanged.
-    pub fn process(&mut self, envelope: &[u8]) -> Result<JsValue, JsError> {
-        Ok(event_to_js(self.inner.process(envelope).map_err(err)?))
-    }
-
-    /// Encrypts a chat line; returns the envelope to send.
-    #[wasm_bindgen(js_name = sendChat)]
-    pub fn send_chat(&mut self, text: String) -> Result<Uint8Array, JsError> {
-        self.send(AppMessage::Chat { text })
-    }
-
-    /// Encrypts our profile (display name); returns the envelope to send.
-    /// Send it again after every `epoch` event with a non-empty `added`.
-    #[wasm_bindgen(js_name = setProfile)]
-    pub fn set_profile(&mut self, display_name: String) -> Result<Uint8Array, JsError> {
-        self.send(AppMessage::Profile { display_name })
-    }
-
-    /// Encrypts a hand raise or lower; returns the envelope to send.
-    #[wasm_bindgen(js_name = raiseHand)]
-    pub fn raise_hand(&mut self, raised: bool) -> Result<Uint8Array, JsError> {
-        self.send(AppMessage::HandRaise { raised })
-    }
-
-    fn send(&mut self, message: AppMessage) -> Result<Uint8Array, JsError> {
-        Ok(bytes(&self.inner.send(&message).map_err(err)?))
-    }
-
-    /// Everyone in the group: array of `{leaf, credentialId, displayName:
-    /// string|null, handRaised, isSelf}` ordered by leaf index.
-    pub fn roster(&self) -> Result<Array, JsError> {
-        roster_to_js(&self.inner)
-    }
-
-    /// The security code of the current epoch: `"12345 67890 ..."`, 6 groups
-    /// of 5 digits; equal for all members of the epoch.
-    #[wasm_bindgen(js_name = securityCode)]
-    pub fn security_code(&self) -> Result<String, JsError> {
-        Ok(self.inner.security_code().map_err(err)?.to_string())
-    }
-
-    /// The media keys of the current epoch, to post to the media worker's
-    /// `FrameCrypto.setEpochKeys`. Secret: never log or send them.
-    #[wasm_bindgen(js_name = epochKeys)]
-    pub fn epoch_keys(&self) -> Result<Uint8Array, JsError> {
-        Ok(bytes(&self.inner.epoch_keys().map_err(err)?.to_bytes()))
-    }
 }
 
 fn action_to_js(action: Action) -> JsValue {
@@ -507,9 +249,22 @@ impl Membership {
         self.inner.hand_raised()
     }
 
-    /// Everyone in the group, as [`Meeting::roster`].
+    /// Everyone in the group: array of `{leaf, credentialId, displayName:
+    /// string|null, handRaised, isSelf}` ordered by leaf index.
     pub fn roster(&self) -> Result<Array, JsError> {
-        roster_to_js(self.inner.participant())
+        let roster = self.inner.participant().roster().map_err(err)?;
+        Ok(roster
+            .into_iter()
+            .map(|r| {
+                let o = Object::new();
+                set(&o, "leaf", r.leaf);
+                set(&o, "credentialId", r.credential_id.to_string());
+                set(&o, "displayName", r.display_name.map_or(JsValue::NULL, JsValue::from));
+                set(&o, "handRaised", r.hand_raised);
+                set(&o, "isSelf", r.is_self);
+                JsValue::from(o)
+            })
+            .collect())
     }
 }
 
@@ -541,7 +296,7 @@ impl FrameCrypto {
         FrameCrypto { inner: MediaCrypto::new(grace_ms.map_or(plenary_e2ee::media::DEFAULT_GRACE, ms)) }
     }
 
-    /// Installs the keys from `Meeting.epochKeys()` at time `now_ms`.
+    /// Installs the keys of an `"epoch"` action of [`Membership`] at time `now_ms`.
     #[wasm_bindgen(js_name = setEpochKeys)]
     pub fn set_epoch_keys(&mut self, keys: &[u8], now_ms: f64) -> Result<(), JsError> {
         let keys = EpochKeys::from_bytes(keys).map_err(err)?;

@@ -11,7 +11,7 @@ const root = resolve(import.meta.dirname, '../../../..');
 const wasmDir = process.env.PLENARY_WASM_DIR ?? resolve(root, 'web/wasm');
 const mod = await import(resolve(wasmDir, 'plenary_e2ee.js'));
 mod.initSync({ module: readFileSync(resolve(wasmDir, 'plenary_e2ee_bg.wasm')) });
-const { Meeting, FrameCrypto } = mod;
+const { Membership, FrameCrypto } = mod;
 
 const hex = (b) => Buffer.from(b).toString('hex');
 const unhex = (s) => new Uint8Array(Buffer.from(s, 'hex'));
@@ -44,48 +44,82 @@ test('cross-build: native frames decrypt in wasm, wasm encrypts the same bytes',
   }
 });
 
-test('wasm: create, batched join, roster, profiles, security code, media', () => {
-  const secret = Meeting.generateSecret();
-  assert.match(secret, /^[A-Za-z0-9_-]{22}$/);
-  const alice = new Meeting('room-x', secret);
-  alice.create();
-  const bob = new Meeting('room-x', secret);
-  const carol = new Meeting('room-x', '#' + secret);
-  const mallory = new Meeting('room-x', Meeting.generateSecret());
-  const reqs = [bob.joinRequest(), carol.joinRequest(), mallory.joinRequest()];
-  assert.throws(() => alice.verifyJoinRequest(reqs[2]), /join proof/);
-  const out = alice.commit(reqs, []);
-  assert.deepEqual(out.added, [0, 1]);
-  assert.equal(out.rejected.length, 1);
-  assert.equal(out.rejected[0].index, 2);
-  assert.ok(out.welcome instanceof Uint8Array);
-  const ev = alice.commitAccepted();
-  assert.equal(ev.type, 'epoch');
-  assert.deepEqual(ev.added, [1, 2]);
-  assert.equal(bob.process(out.welcome).type, 'joined');
-  assert.equal(carol.process(out.welcome).type, 'joined');
-  assert.throws(() => mallory.process(out.welcome), /not for this participant/);
-  assert.throws(() => bob.process(out.welcome), /already a member/);
-  assert.equal(alice.securityCode(), bob.securityCode());
-  assert.equal(alice.securityCode(), carol.securityCode());
-  assert.match(alice.securityCode(), /^\d{5}( \d{5}){5}$/);
+// The page's own generator: its secrets must be ones the wasm build accepts.
+const { newSecret } = await import(resolve(root, 'web/room.js'));
+const types = (actions) => actions.map((a) => a.type);
+/** The single action of `type` among `actions`. */
+function only(actions, type) {
+  const found = actions.filter((a) => a.type === type);
+  assert.equal(found.length, 1, `one "${type}" in [${types(actions)}]`);
+  return found[0];
+}
 
-  const prof = bob.setProfile('Bob');
-  assert.deepEqual({ ...alice.process(prof) }, { type: 'profile', sender: 1, displayName: 'Bob' });
-  carol.process(prof);
+test('wasm Membership: batched join, wrong secret refused, names, chat, security code, media, leave rotates keys', () => {
+  const secret = newSecret();
+  assert.match(secret, /^[A-Za-z0-9_-]{22}$/);
+  // Participant ids as the server numbers them.
+  const alice = new Membership('room-x', secret, 'Alice', 1);
+  const bob = new Membership('room-x', secret, 'Bob', 2);
+  const carol = new Membership('room-x', '#' + secret, 'Carol', 3);
+  const mallory = new Membership('room-x', newSecret(), 'Mallory', 4);
+  assert.throws(() => new Membership('room-x', 'short', 'Eve', 5));
+
+  const created = only(alice.createGroup(0), 'epoch');
+  assert.equal(created.epoch, 0);
+  assert.equal(created.reset, true);
+  // Three ask to be added; the server relays their requests to the member.
+  // Alice batches them and commits when her timer fires; Mallory's join
+  // proof (another secret) is refused.
+  const requests = [bob, carol, mallory].map((m) => only(m.start(true, 0), 'mls'));
+  requests.forEach((r, i) => assert.deepEqual(alice.mls(2 + i, r.envelope, 1), []));
+  assert.ok(alice.nextDeadline > 1);
+  const commit = only(alice.timeout(alice.nextDeadline), 'mls');
+  assert.ok(commit.welcome instanceof Uint8Array);
+  const accepted = alice.commitAccepted(200);
+  const aliceEpoch1 = only(accepted, 'epoch');
+  assert.deepEqual([aliceEpoch1.epoch, aliceEpoch1.reset], [1, false]);
+  assert.equal(alice.roster().length, 3, 'Alice, Bob and Carol; not Mallory');
+
+  const bobJoined = bob.mls(1, commit.welcome, 200);
+  const carolJoined = carol.mls(1, commit.welcome, 200);
+  assert.deepEqual({ ...only(bobJoined, 'group_member') }, { type: 'group_member', leaf: 1 });
+  assert.deepEqual({ ...only(carolJoined, 'group_member') }, { type: 'group_member', leaf: 2 });
+  const bobEpoch1 = only(bobJoined, 'epoch');
+  const carolEpoch1 = only(carolJoined, 'epoch');
+  assert.equal(bobEpoch1.reset, true);
+  assert.equal(bob.epoch, 1);
+  assert.match(aliceEpoch1.securityCode, /^\d{5}( \d{5}){5}$/);
+  assert.equal(bobEpoch1.securityCode, aliceEpoch1.securityCode);
+  assert.equal(carolEpoch1.securityCode, aliceEpoch1.securityCode);
+  assert.notEqual(aliceEpoch1.securityCode, created.securityCode);
+  // The Welcome is not for Mallory, and a member ignores it when it comes again.
+  assert.match(only(mallory.mls(1, commit.welcome, 200), 'failed').error, /not for this participant/);
+  assert.equal(mallory.isMember, false);
+  assert.deepEqual(bob.mls(1, commit.welcome, 201), []);
+
+  // Names travel encrypted: the server announces Bob's leaf, then his profile names him.
+  alice.participantLeaf(2, 1, 201);
+  const named = alice.mls(2, only(bobJoined, 'mls').envelope, 201);
+  assert.deepEqual({ ...only(named, 'profile') }, { type: 'profile', leaf: 1, participant: 2, displayName: 'Bob' });
   const roster = alice.roster();
-  assert.equal(roster.length, 3);
   assert.equal(roster[1].displayName, 'Bob');
   assert.equal(roster[0].isSelf, true);
-  const chat = carol.sendChat('hello');
-  assert.equal(alice.process(chat).text, 'hello');
-  assert.equal(bob.process(carol.raiseHand(true)).raised, true);
+  const aliceProfile = only(accepted, 'mls');
+  assert.equal(only(bob.mls(1, aliceProfile.envelope, 202), 'profile').displayName, 'Alice');
+  // Once a member is announced, Alice sends her profile again (batched, by timer).
+  const again = only(alice.timeout(alice.nextDeadline), 'mls');
+  assert.equal(only(carol.mls(1, again.envelope, 302), 'profile').displayName, 'Alice');
+  const chat = only(carol.chat('hello', 203), 'mls');
+  assert.deepEqual({ ...only(alice.mls(3, chat.envelope, 203), 'chat') }, { type: 'chat', leaf: 2, text: 'hello' });
+  const hand = only(carol.raiseHand(true, 204), 'mls');
+  assert.deepEqual({ ...only(bob.mls(3, hand.envelope, 204), 'hand') }, { type: 'hand', leaf: 2, raised: true });
+  assert.equal(carol.handRaised, true);
 
-  // Media through the worker API.
+  // Media through the worker API, with the keys of the epoch actions.
   const tx = new FrameCrypto(2000);
-  tx.setEpochKeys(alice.epochKeys(), 0);
+  tx.setEpochKeys(aliceEpoch1.keys, 0);
   const rx = new FrameCrypto();
-  rx.setEpochKeys(bob.epochKeys(), 0);
+  rx.setEpochKeys(bobEpoch1.keys, 0);
   const key = new Uint8Array(500).fill(3); key[0] = 0x10; // VP8 key frame
   const sealed = tx.encryptFrame('video/VP8', key);
   assert.deepEqual(sealed.subarray(0, 10), key.subarray(0, 10)); // clear prefix
@@ -107,19 +141,34 @@ test('wasm: create, batched join, roster, profiles, security code, media', () =>
   assert.deepEqual(new FrameCrypto().openFrame('vp8', sealed3, 2), { refused: 'hold', reason: 'noKeys' });
   assert.deepEqual(rx.openFrame('vp8', sealed3, 2).data, key);
 
-  // Remove Bob: he can no longer decrypt new media.
-  const rm = alice.commit([], [1]);
-  alice.commitAccepted();
-  assert.equal(bob.process(rm.commit).type, 'removed');
-  assert.equal(carol.process(rm.commit).type, 'epoch');
-  tx.setEpochKeys(alice.epochKeys(), 10);
+  // Bob leaves: the committer removes his leaf in a commit of its own, the
+  // keys rotate, and Bob's last keys no longer decrypt new media.
+  assert.deepEqual(alice.participantLeft(2, 310), []);
+  const removal = only(alice.timeout(alice.nextDeadline), 'mls');
+  assert.equal(removal.welcome, null);
+  const aliceEpoch2 = only(alice.commitAccepted(400), 'epoch');
+  assert.equal(aliceEpoch2.epoch, 2);
+  assert.equal(alice.roster().length, 2);
+  const carolEpoch2 = only(carol.mls(1, removal.envelope, 400), 'epoch');
+  assert.equal(carolEpoch2.securityCode, aliceEpoch2.securityCode);
+  assert.notEqual(carolEpoch2.securityCode, aliceEpoch1.securityCode);
+  // Bob (had he stayed online) sees he was removed and asks again with a fresh identity.
+  const bobRemoved = bob.mls(1, removal.envelope, 400);
+  assert.equal(only(bobRemoved, 'rejoin').reason, 'removed');
+  assert.equal(bob.isMember, false);
+  assert.equal(bob.rejoins, 1);
+  tx.setEpochKeys(aliceEpoch2.keys, 10);
   const after = tx.encryptFrame('opus', new Uint8Array(80));
   assert.throws(() => rx.decryptFrame('opus', after, 11), /unknown KID/);
   // One epoch ahead of Bob's keys: it may still decrypt once he has the next ones.
   assert.deepEqual(rx.openFrame('opus', after, 11), { refused: 'hold', reason: 'unknownKey' });
   const rc = new FrameCrypto();
-  rc.setEpochKeys(carol.epochKeys(), 10);
+  rc.setEpochKeys(carolEpoch2.keys, 10);
   assert.equal(rc.decryptFrame('opus', after, 11).senderLeaf, 0);
+  // Garbage from the server is a typed failure, not an exception.
+  assert.match(only(carol.mls(1, new Uint8Array([9, 9]), 500), 'failed').error, /bad envelope/);
+  assert.equal(carol.epoch, 2);
+  for (const m of [alice, bob, carol, mallory]) m.free();
 });
 
 test('roomTag: the vector of plenary_e2ee::secret, and a bad secret throws', () => {
@@ -128,39 +177,4 @@ test('roomTag: the vector of plenary_e2ee::secret, and a bad secret throws', () 
   assert.equal(mod.roomTag('standup', '#AAECAwQFBgcICQoLDA0ODw'), 'aS4mntnm_rIOjgEerx05EQ');
   assert.notEqual(mod.roomTag('other', 'AAECAwQFBgcICQoLDA0ODw'), 'aS4mntnm_rIOjgEerx05EQ');
   assert.throws(() => mod.roomTag('standup', 'short'));
-});
-
-test('wasm Membership: the state machine the page runs, driven through its actions', () => {
-  const { Membership } = mod;
-  const secret = Meeting.generateSecret();
-  const alice = new Membership('room-m', secret, 'Alice', 1);
-  const bob = new Membership('room-m', secret, 'Bob', null);
-  const types = (actions) => actions.map((a) => a.type);
-  // The server asks Alice to create the group.
-  const created = alice.createGroup(0);
-  assert.deepEqual(types(created), ['group_member', 'epoch']);
-  assert.equal(created[1].reset, true);
-  assert.match(created[1].securityCode, /^\d{5}( \d{5}){5}$/);
-  // Bob asks to join; Alice batches the request and commits when her timer fires.
-  const [req] = bob.start(true, 0);
-  assert.equal(req.type, 'mls');
-  assert.deepEqual(alice.mls(2, req.envelope, 1), []);
-  assert.ok(alice.nextDeadline > 1);
-  const [commit] = alice.timeout(alice.nextDeadline);
-  assert.equal(commit.type, 'mls');
-  assert.ok(commit.welcome instanceof Uint8Array);
-  const accepted = alice.commitAccepted(200);
-  assert.ok(types(accepted).includes('epoch'));
-  const joined = bob.mls(1, commit.welcome, 200);
-  assert.deepEqual(types(joined).slice(0, 2), ['group_member', 'epoch']);
-  assert.equal(joined[1].securityCode, accepted.find((a) => a.type === 'epoch').securityCode);
-  assert.equal(bob.epoch, alice.epoch);
-  // Bob's profile (sent on joining) names him at Alice's.
-  const profile = joined.find((a) => a.type === 'mls');
-  const named = alice.mls(2, profile.envelope, 201);
-  assert.deepEqual({ ...named[0] }, { type: 'profile', leaf: 1, participant: null, displayName: 'Bob' });
-  // Garbage from the server is a typed failure, not an exception.
-  assert.equal(bob.mls(1, new Uint8Array([9, 9]), 202)[0].type, 'failed');
-  alice.free();
-  bob.free();
 });
