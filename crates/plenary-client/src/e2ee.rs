@@ -45,6 +45,10 @@ pub(crate) enum Out {
     Epoch { epoch: u64, security_code: String },
     /// A member's display name from its encrypted profile.
     Profile { leaf: u32, participant_id: Option<ParticipantId>, display_name: String },
+    /// A chat line from another member, with its display name if known.
+    Chat { leaf: u32, name: Option<String>, text: String },
+    /// A member raised or lowered its hand, with its display name if known.
+    Hand { leaf: u32, name: Option<String>, raised: bool },
 }
 
 pub(crate) struct E2ee {
@@ -101,11 +105,26 @@ impl E2ee {
                     self.errors += 1;
                     tracing::debug!("e2ee {e}");
                 }
-                // Chat and hand raises are not shown by the native client.
+                Action::Chat { leaf, text } => out.push(Out::Chat { leaf, name: self.name_of(leaf), text }),
+                Action::HandRaise { leaf, raised } => out.push(Out::Hand { leaf, name: self.name_of(leaf), raised }),
                 _ => {}
             }
         }
         out
+    }
+
+    /// The display name of the member at `leaf`, from its encrypted profile.
+    fn name_of(&self, leaf: u32) -> Option<String> {
+        let roster = self.membership.participant().roster().ok()?;
+        roster.into_iter().find(|e| e.leaf == leaf).and_then(|e| e.display_name)
+    }
+
+    /// Sends an encrypted chat line: our leaf index and what to send;
+    /// `None` (nothing sent) while not a member of the group yet.
+    pub(crate) fn chat(&mut self, text: &str, now: Instant) -> Option<(u32, Vec<Out>)> {
+        let leaf = self.membership.participant().own_leaf()?;
+        let outs = self.handle(Input::Chat { text }, now);
+        outs.iter().any(|o| matches!(o, Out::Send(_))).then_some((leaf, outs))
     }
 
     /// After `joined`: ask to be added (sent by the next [`E2ee::poll`]),

@@ -1,7 +1,7 @@
 //! What the client reports: JSON lines on stdout with `--json`, short
-//! human-readable lines otherwise. Never chat; display names only in the
-//! `--json` `profile` events of end-to-end encrypted meetings (learned from
-//! encrypted profiles, for the user's own tooling), never in logs.
+//! human-readable lines otherwise. Display names and chat (learned from
+//! encrypted profiles and messages) go only to this output, the user's own
+//! terminal or tooling, never to logs.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -176,6 +176,34 @@ pub enum JsonEvent<'a> {
         /// Display name.
         display_name: &'a str,
     },
+    /// End-to-end encrypted meetings: a chat line (human output:
+    /// `<name>: <text>`, incoming lines only).
+    Chat {
+        /// The sender's MLS leaf index.
+        leaf: u32,
+        /// The sender's display name, if its profile came.
+        name: Option<&'a str>,
+        /// Text.
+        text: &'a str,
+        /// We sent it (from `--chat-stdin`).
+        own: bool,
+    },
+    /// A chat line from stdin was not sent (`reason`: not a member of the
+    /// encrypted group yet, e.g. while joining or reconnecting).
+    ChatNotSent {
+        /// Why.
+        reason: &'a str,
+    },
+    /// End-to-end encrypted meetings: a member raised or lowered its hand
+    /// (human output: `<name>: raised a hand`).
+    Hand {
+        /// The member's MLS leaf index.
+        leaf: u32,
+        /// Its display name, if its profile came.
+        name: Option<&'a str>,
+        /// Raised.
+        raised: bool,
+    },
     /// The connection was lost (network drop, server restart, ICE or
     /// WebSocket failure); a fresh session is tried after `delay_s`.
     Reconnecting {
@@ -258,6 +286,15 @@ pub fn human_summary(s: &Summary) -> String {
     out
 }
 
+/// A chat line for a terminal: `<name>: <text>` ("Guest" without a name),
+/// with control characters (escape sequences a sender could use to rewrite
+/// the terminal) and line breaks shown as spaces.
+pub fn chat_line(name: Option<&str>, text: &str) -> String {
+    let name = name.filter(|n| !n.trim().is_empty()).unwrap_or("Guest");
+    let clean = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    format!("{}: {}", clean(name), clean(text))
+}
+
 /// `audio` or `video`.
 pub(crate) fn kind_str(kind: MediaKind) -> &'static str {
     match kind {
@@ -269,6 +306,15 @@ pub(crate) fn kind_str(kind: MediaKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sender cannot move the cursor or clear the terminal; a missing name reads "Guest".
+    #[test]
+    fn chat_lines_are_safe_for_a_terminal() {
+        assert_eq!(chat_line(Some("Ada"), "hello"), "Ada: hello");
+        assert_eq!(chat_line(None, "hi"), "Guest: hi");
+        assert_eq!(chat_line(Some(" "), "hi"), "Guest: hi");
+        assert_eq!(chat_line(Some("A\x1b[2Jb"), "x\ny\u{9b}z"), "A [2Jb: x y z");
+    }
 
     /// The JSON shapes that scripts and the browser end-to-end test read.
     #[test]
@@ -317,6 +363,10 @@ mod tests {
         assert_eq!(v["tracks"][0]["frames"], 10);
         assert_eq!(summary.frames_from(ParticipantId(3), MediaKind::Video), 10);
         assert_eq!(summary.frames_from(ParticipantId(3), MediaKind::Audio), 0);
+        let v = serde_json::to_value(JsonEvent::Chat { leaf: 2, name: Some("Ada"), text: "hi", own: false }).unwrap();
+        assert_eq!(v, serde_json::json!({"event": "chat", "leaf": 2, "name": "Ada", "text": "hi", "own": false}));
+        let v = serde_json::to_value(JsonEvent::Hand { leaf: 2, name: None, raised: true }).unwrap();
+        assert_eq!(v, serde_json::json!({"event": "hand", "leaf": 2, "name": null, "raised": true}));
         let v = serde_json::to_value(JsonEvent::Epoch { epoch: 2, security_code: "01234 56789" }).unwrap();
         assert_eq!(v, serde_json::json!({"event": "epoch", "epoch": 2, "security_code": "01234 56789"}));
         let v =

@@ -80,6 +80,9 @@ pub struct JoinOptions {
     /// it, only audio. Publishing is unchanged. Used to fill benchmark rooms
     /// without 30 clients each receiving 29 videos on one machine.
     pub hide_video: bool,
+    /// Read chat lines from stdin and send each, end-to-end encrypted, to
+    /// the meeting (incoming chat is printed either way).
+    pub chat_stdin: bool,
 }
 
 /// Why a session failed.

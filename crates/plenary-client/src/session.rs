@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::e2ee::{E2ee, Out};
-use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, human_summary, kind_str};
+use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, chat_line, human_summary, kind_str};
 use crate::meeting_url::MeetingUrl;
 use crate::reconnect::Backoff;
 use crate::record::{Pushed, RecordCodec, Recorder};
@@ -75,6 +75,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         std::fs::create_dir_all(dir).map_err(|source| ClientError::RecordDir { path: dir.clone(), source })?;
     }
     let reporter = Reporter { json: opts.json };
+    let mut chat_in = opts.chat_stdin.then(chat_input);
     let started = Instant::now();
     // The server learns no name: it travels encrypted in the group.
     let profile = "{}".to_owned();
@@ -120,7 +121,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
     };
     session.attach(joined)?;
     loop {
-        let result = session.run(&mut ws, opts.duration).await;
+        let result = session.run(&mut ws, opts.duration, &mut chat_in).await;
         let mut err = match result {
             Err(e) if session.first_connected.is_some() && crate::reconnect::is_transient(&e) => e,
             other => return session.finish(&mut ws, other).await,
@@ -163,6 +164,29 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
                 Err(e) => return session.finish(&mut ws, Err(e)).await,
             }
         }
+    }
+}
+
+/// Chat lines typed on stdin, read by a thread of their own (a blocking
+/// read would stall the session); the channel closes at end of input.
+fn chat_input() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next chat line from stdin; never ready without chat input.
+async fn next_chat_line(chat_in: &mut Option<tokio::sync::mpsc::UnboundedReceiver<String>>) -> Option<String> {
+    match chat_in {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -473,7 +497,12 @@ impl Session {
         end.is_some_and(|e| Instant::now() >= e).then_some(End::Duration)
     }
 
-    async fn run(&mut self, ws: &mut Ws, duration: Option<Duration>) -> Result<End, ClientError> {
+    async fn run(
+        &mut self,
+        ws: &mut Ws,
+        duration: Option<Duration>,
+        chat_in: &mut Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    ) -> Result<End, ClientError> {
         let candidate = Candidate::host(self.udp_addr, "udp").map_err(|e| ClientError::Rtc(e.to_string()))?;
         self.rtc.add_local_candidate(candidate);
         self.drain()?;
@@ -608,9 +637,34 @@ impl Session {
                         self.drain()?;
                     }
                 }
+                line = next_chat_line(chat_in) => match line {
+                    Some(line) => self.send_chat(ws, &line).await?,
+                    // End of input: no more chat to send, the session goes on.
+                    None => *chat_in = None,
+                },
                 _ = &mut ctrl_c => return Ok(End::Interrupted),
             }
         }
+    }
+
+    /// Sends a line typed on stdin as an encrypted chat message (at most
+    /// 2000 characters, as the browser). Names and text stay out of the log.
+    async fn send_chat(&mut self, ws: &mut Ws, line: &str) -> Result<(), ClientError> {
+        let text: String = line.trim().chars().take(2000).collect();
+        if text.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        match self.e2ee.as_mut().and_then(|e| e.chat(&text, now)) {
+            Some((leaf, outs)) => {
+                self.on_e2ee(ws, outs).await?;
+                self.reporter.emit(&JsonEvent::Chat { leaf, name: Some(&self.name), text: &text, own: true }, || None);
+            }
+            None => self.reporter.emit(&JsonEvent::ChatNotSent { reason: "not in the encrypted meeting yet" }, || {
+                Some("(message not sent: still joining the encrypted meeting)".to_owned())
+            }),
+        }
+        Ok(())
     }
 
     /// Polls the Rtc until it returns a timeout: sends datagrams, handles
@@ -946,6 +1000,19 @@ impl Session {
                     // Names go to our own --json output only, never to the log.
                     self.reporter
                         .emit(&JsonEvent::Profile { participant_id, leaf, display_name: &display_name }, || None);
+                }
+                // Chat and hands: to the user's own output only, never to the log.
+                Out::Chat { leaf, name, text } => {
+                    let name = name.as_deref();
+                    self.reporter.emit(&JsonEvent::Chat { leaf, name, text: &text, own: false }, || {
+                        Some(chat_line(name, &text))
+                    });
+                }
+                Out::Hand { leaf, name, raised } => {
+                    let name = name.as_deref();
+                    self.reporter.emit(&JsonEvent::Hand { leaf, name, raised }, || {
+                        Some(chat_line(name, if raised { "raised a hand" } else { "lowered their hand" }))
+                    });
                 }
             }
         }

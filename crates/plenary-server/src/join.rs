@@ -29,7 +29,7 @@ pub struct JoinArgs {
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
     /// Print JSON lines (joined, participants, tracks, per-second frame
-    /// counts, final summary) instead of text.
+    /// counts, epochs, names, chat, final summary) instead of text.
     #[arg(long)]
     pub json: bool,
     /// Receive no video: tell the server every video is hidden (as a client
@@ -37,6 +37,11 @@ pub struct JoinArgs {
     /// benchmark rooms cheaply.
     #[arg(long)]
     pub hide_video: bool,
+    /// Send each line typed on stdin as an end-to-end encrypted chat message
+    /// (on by itself when stdin is a terminal). Incoming chat and raised
+    /// hands are printed as `<name>: <text>` lines.
+    #[arg(long)]
+    pub chat_stdin: bool,
 }
 
 /// Runs the participant; an error ends the process non-zero with its message.
@@ -58,6 +63,7 @@ pub async fn run(args: JoinArgs) -> Result<()> {
         record: args.record,
         json: args.json,
         hide_video: args.hide_video,
+        chat_stdin: args.chat_stdin || std::io::IsTerminal::is_terminal(&std::io::stdin()),
     })
     .await?;
     Ok(())
