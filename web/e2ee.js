@@ -98,7 +98,9 @@ export class MediaE2ee extends EventTarget {
  * One connection's membership in the meeting's MLS group.
  *
  * Events: `change` (epoch, membership, security code, names or hands
- * changed), `chat` (detail: {leaf, text, self}).
+ * changed), `chat` (detail: {leaf, text, self}), `keys` (detail: {why}:
+ * the first keys of a new identity are installed: `why` is 'rejoin' after
+ * the membership lost its group state, else 'new').
  */
 export class GroupSession extends EventTarget {
   /**
@@ -117,6 +119,8 @@ export class GroupSession extends EventTarget {
     this.closed = false;
     this.securityCode = null;
     this.errors = 0;
+    /** Why the next first keys come: 'rejoin' after a Rejoin action. */
+    this.keysWhy = 'new';
     this.handlers = {
       create_group: () => this.apply((now) => this.sm.createGroup(now)),
       mls: (ev) => {
@@ -192,6 +196,10 @@ export class GroupSession extends EventTarget {
           this.media.setKeys(a.keys, a.reset);
           this.securityCode = a.securityCode;
           changed = true;
+          if (a.reset) {
+            this.dispatchEvent(new CustomEvent('keys', { detail: { why: this.keysWhy } }));
+            this.keysWhy = 'new';
+          }
           break;
         case 'profile':
         case 'hand':
@@ -203,6 +211,7 @@ export class GroupSession extends EventTarget {
         case 'rejoin':
           console.info(`plenary: end-to-end encryption: lost the group state (${a.reason}); rejoining the group`);
           this.securityCode = null;
+          this.keysWhy = 'rejoin';
           changed = true;
           break;
         case 'failed':

@@ -1,6 +1,8 @@
 // The participant grid: one tile per participant (own tile first, mirrored
 // and muted), laid out to use the stage as well as possible, plus one hidden
-// <audio> element per remote audio track.
+// <audio> element per remote audio track. Tiles are keyed by the
+// participant's `tileKey`, which survives a reconnect; a participant of a
+// lost connection (`away`) keeps its tile, greyed, marked "Reconnecting…".
 //
 // It reports the size at which each remote video is rendered, in device
 // pixels (0x0 when hidden), through `onRenderSize(mid, width, height)`, so the
@@ -68,7 +70,7 @@ export class Grid {
   /**
    * Brings the tiles in line with the meeting.
    * @param {{self: {name: string, track: MediaStreamTrack|null, micMuted: boolean, cameraOff: boolean},
-   *          remotes: Array<{id: number, name: string, audioMuted: boolean, videoMuted: boolean,
+   *          remotes: Array<{id: number|null, tileKey: string, away?: boolean, name: string, audioMuted: boolean, videoMuted: boolean,
    *                          video?: {mid: string, track: MediaStreamTrack}, audio?: {mid: string, track: MediaStreamTrack}}>}} view
    */
   update({ self, remotes }) {
@@ -84,7 +86,7 @@ export class Grid {
       handRaised: !!self.handRaised,
     });
     for (const p of remotes) {
-      const key = `p${p.id}`;
+      const key = p.tileKey;
       seen.add(key);
       this.renderTile(key, {
         name: p.name,
@@ -97,6 +99,7 @@ export class Grid {
         participantId: p.id,
         handRaised: !!p.handRaised,
         waitingKeys: !!p.waitingKeys,
+        away: !!p.away,
       });
     }
     for (const [key, tile] of this.tiles) {
@@ -133,8 +136,14 @@ export class Grid {
       this.gridEl.appendChild(el);
     }
     const { el, video } = tile;
-    el.dataset.participant = t.isSelf ? 'self' : String(t.participantId);
-    el.classList.toggle('video-off', t.videoMuted);
+    /** Participant id of the current connection (null: own tile, or away). */
+    tile.pid = t.isSelf ? null : t.participantId ?? null;
+    el.dataset.participant = t.isSelf ? 'self' : String(t.participantId ?? '');
+    el.classList.toggle('away', !!t.away);
+    const awayEl = el.querySelector('.tile-away');
+    if (awayEl) awayEl.hidden = !t.away;
+    // Away: the picture ended with the connection; the avatar shows, greyed.
+    el.classList.toggle('video-off', t.videoMuted || !!t.away);
     el.classList.toggle('audio-off', t.audioMuted);
     const nameEl = el.querySelector('.tile-name');
     nameEl.textContent = t.label;
@@ -197,7 +206,7 @@ export class Grid {
    */
   setWaiting(ids) {
     for (const [key, tile] of this.tiles) {
-      if (key !== 'self') this.setTileWaiting(tile, ids.has(Number(key.slice(1))));
+      if (key !== 'self') this.setTileWaiting(tile, tile.pid !== null && ids.has(tile.pid));
     }
   }
 
@@ -211,7 +220,7 @@ export class Grid {
   setSpeaking(levels) {
     for (const [key, tile] of this.tiles) {
       if (key === 'self') continue;
-      const level = levels.get(Number(key.slice(1))) ?? 0;
+      const level = levels.get(tile.pid) ?? 0;
       tile.el.classList.toggle('speaking', level > 0.04 && !tile.el.classList.contains('audio-off'));
     }
   }
@@ -231,7 +240,7 @@ export class Grid {
     const recent = this.recentSpeakers || [];
     for (const [key, tile] of this.tiles) {
       if (key === 'self') continue;
-      const rank = recent.indexOf(Number(key.slice(1)));
+      const rank = tile.pid === null ? -1 : recent.indexOf(tile.pid);
       tile.el.classList.toggle('active-speaker', rank === 0);
       tile.el.style.order = key === this.pinned ? '-1' : rank < 0 ? '100' : String(rank + 1);
     }
@@ -275,7 +284,7 @@ export class Grid {
   applyPoor() {
     for (const [key, tile] of this.tiles) {
       if (key === 'self') continue;
-      const poor = !!this.poor?.has(Number(key.slice(1)));
+      const poor = tile.pid !== null && !!this.poor?.has(tile.pid);
       tile.el.classList.toggle('poor-connection', poor);
       let badge = tile.el.querySelector('.tile-poor');
       if (poor && !badge) {
@@ -294,8 +303,9 @@ export class Grid {
   state() {
     const remote = [...this.tiles].filter(([k]) => k !== 'self');
     remote.sort((a, b) => Number(a[1].el.style.order || 100) - Number(b[1].el.style.order || 100));
-    return remote.map(([k, t]) => ({
-      id: Number(k.slice(1)),
+    return remote.map(([, t]) => ({
+      id: t.pid,
+      away: t.el.classList.contains('away'),
       activeSpeaker: t.el.classList.contains('active-speaker'),
       poorConnection: t.el.classList.contains('poor-connection'),
     }));

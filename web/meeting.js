@@ -17,7 +17,7 @@
 
 import { roomFromPath } from './room.js';
 import { LocalMedia } from './local-media.js';
-import { MeetingSession, cleanName, nowMs } from './session.js';
+import { MeetingSession, cleanName, nowMs, CODE_NOTE } from './session.js';
 import { PreJoin, fillSelect } from './prejoin.js';
 import { Grid } from './grid.js';
 import { renderPeople } from './people.js';
@@ -130,6 +130,13 @@ class MeetingPage {
     const showCode = (show) => {
       $('e2ee-info').hidden = !show;
       $('e2ee-badge').setAttribute('aria-expanded', String(show));
+      // A note about a new code stays until the user has seen it.
+      if (show && this.session?.codeNote) this.codeNoteSeen = true;
+      if (!show && this.codeNoteSeen) {
+        this.codeNoteSeen = false;
+        this.session?.clearCodeNote();
+        this.renderE2ee();
+      }
     };
     $('e2ee-badge').addEventListener('click', () => showCode($('e2ee-info').hidden));
     // Closes on Escape or a click elsewhere.
@@ -198,12 +205,16 @@ class MeetingPage {
       });
       return;
     }
-    const session = new MeetingSession({ room: this.room, name: this.name, local: this.local, secret: this.secret, media: this.media });
+    // Rejoining from the left or failed view: the chat so far stays, and
+    // new keys are news.
+    const session = new MeetingSession({
+      room: this.room, name: this.name, local: this.local, secret: this.secret, media: this.media, rejoined: !!this.joinedBefore,
+    });
+    this.joinedBefore = true;
     this.session = session;
     this.retryNote = null;
     session.addEventListener('e2ee', () => this.renderE2ee());
     session.addEventListener('chat', (ev) => this.onChat(ev.detail));
-    $('chat-list').replaceChildren();
     this.unreadChat = 0;
     this.renderE2ee();
     session.addEventListener('state', (ev) => this.onState(ev.detail));
@@ -263,6 +274,7 @@ class MeetingPage {
   }
 
   setConnState(state) {
+    $('reconnect-banner').hidden = state !== 'reconnecting';
     const el = $('conn-state');
     el.dataset.state = state;
     if (state !== 'connecting' && state !== 'reconnecting') this.retryNote = null;
@@ -329,6 +341,10 @@ class MeetingPage {
   renderE2ee() {
     const st = this.session?.e2eeState();
     $('security-code').textContent = st?.securityCode || 'Joining the encrypted meeting…';
+    const note = st?.securityCode && st.codeNote ? CODE_NOTE[st.codeNote] : null;
+    $('security-code-note').textContent = note ?? '';
+    $('security-code-note').hidden = !note;
+    $('e2ee-new-code').hidden = !note;
     const raised = !!this.session?.handRaised;
     const hand = $('hand-button');
     hand.setAttribute('aria-pressed', String(raised));
@@ -366,8 +382,18 @@ class MeetingPage {
     this.grid.layout();
   }
 
-  /** One chat line; written with textContent only. */
+  /** One chat line, or a note; written with textContent only. */
   onChat(line) {
+    const list = $('chat-list');
+    if (line.note) {
+      const li = document.createElement('li');
+      li.className = 'chat-note';
+      li.setAttribute('role', 'note');
+      li.textContent = line.note;
+      list.appendChild(li);
+      list.scrollTop = list.scrollHeight;
+      return;
+    }
     const li = document.createElement('li');
     li.className = 'chat-line';
     li.dataset.self = String(line.self);
@@ -378,7 +404,6 @@ class MeetingPage {
     text.className = 'chat-text';
     text.textContent = line.text;
     li.append(from, text);
-    const list = $('chat-list');
     list.appendChild(li);
     list.scrollTop = list.scrollHeight;
     if ($('chat-panel').hidden && !line.self) {
@@ -415,7 +440,7 @@ class MeetingPage {
     if (!s) return;
     const micMuted = this.local.micMuted || !this.local.audio;
     const cameraOff = this.local.cameraOff || !this.local.video;
-    const remotes = [...s.participants.values()].map((p) => ({ ...p, ...s.tracksOf(p.id), waitingKeys: s.waitingForKeys(p.id) }));
+    const remotes = s.remoteView();
     const self = { name: this.name, track: this.local.video, micMuted, cameraOff, handRaised: s.handRaised };
     this.grid.update({ self, remotes });
     renderPeople($('people-list'), self, remotes);

@@ -8,14 +8,15 @@ import { initials, hue } from './grid.js';
  * Renders the list into `ul`.
  * @param {HTMLUListElement} ul
  * @param {{name: string, micMuted: boolean, cameraOff: boolean}} self
- * @param {Array<{id: number, name: string, audioMuted: boolean, videoMuted: boolean}>} remotes
+ * @param {Array<{id: number|null, tileKey: string, away?: boolean, name: string, audioMuted: boolean, videoMuted: boolean}>} remotes
+ *   (`away`: of a lost connection, listed as reconnecting)
  */
 export function renderPeople(ul, self, remotes) {
   const rows = [
     row({ key: 'self', name: self.name, suffix: ' (You)', audioMuted: self.micMuted, videoMuted: self.cameraOff, handRaised: !!self.handRaised }),
     ...[...remotes]
       .sort((a, b) => a.name.localeCompare(b.name) || a.id - b.id)
-      .map((p) => row({ key: String(p.id), name: p.name || 'Guest', suffix: '', audioMuted: p.audioMuted, videoMuted: p.videoMuted, handRaised: !!p.handRaised })),
+      .map((p) => row({ key: String(p.id ?? p.tileKey), name: p.name || 'Guest', suffix: p.away ? ' (reconnecting)' : '', audioMuted: p.audioMuted, videoMuted: p.videoMuted, handRaised: !!p.handRaised })),
   ];
   ul.replaceChildren(...rows);
 }

@@ -11,9 +11,17 @@
 //   and `left` after leave().
 // `connected` means the WebSocket is open and the PeerConnection connected.
 //
+// While the connection is lost, the others stay listed as `away`
+// (remoteView: greyed tiles) until the same names are back in the group of
+// the new connection, or AWAY_KEEP_MS after it connected (they left).
+// When this tab's keys had to be set up anew (a reconnect re-forms or
+// rejoins the group, or the membership lost its state), `codeNote` says so
+// next to the security code and a note marks the point in the chat.
+//
 // Other events: `participants` (someone joined, left, changed, or got or lost
-// a track), `error` (detail: {code, message, fatal} from the server, or a
-// local failure with code 'client'), `retry` (detail: {attempt, delayMs,
+// a track), `chat` (detail: a line, or {note, at} for a note), `error`
+// (detail: {code, message, fatal} from the server, or a local failure with
+// code 'client'), `retry` (detail: {attempt, delayMs,
 // timedOut}: the next connection attempt is scheduled; `timedOut` when the
 // WebSocket did not open within CONNECT_TIMEOUT_MS).
 
@@ -39,6 +47,18 @@ const JOIN_TIMEOUT_MS = 10000;
 /** How long the PeerConnection may stay `disconnected` before a full rejoin. */
 const DISCONNECTED_GRACE_MS = 8000;
 
+/** How long the others of a lost connection stay listed after we are back, ms. */
+const AWAY_KEEP_MS = 20000;
+
+/** What the security code note says when this tab's keys were set up anew. */
+export const CODE_NOTE = {
+  reconnect: "New code: the meeting's keys were set up again after reconnecting. Compare it again.",
+  rejoin: "New code: this device had to rejoin the meeting's keys. Compare it again.",
+};
+
+/** The note in the chat where this tab's keys were set up anew. */
+export const CHAT_REJOIN_NOTE = 'Reconnected: messages sent while you were away cannot be shown; chat is end-to-end encrypted.';
+
 /** Wall-clock time in ms (performance.timeOrigin + now), comparable with the media worker's. */
 export function nowMs() {
   return performance.timeOrigin + performance.now();
@@ -57,9 +77,10 @@ export class MeetingSession extends EventTarget {
    * @param {{room: string, name: string, local: import('./local-media.js').LocalMedia,
    *          secret: string, media: import('./e2ee.js').MediaE2ee}} opts
    *   `secret`: the meeting secret from the URL fragment (secretFromHash);
-   *   `media`: the page's SFrame worker.
+   *   `media`: the page's SFrame worker; `rejoined`: this tab was in the
+   *   meeting before (its keys and chat start anew).
    */
-  constructor({ room, name, local, secret, media }) {
+  constructor({ room, name, local, secret, media, rejoined = false }) {
     super();
     if (!secret || !media) throw new Error('A meeting needs its secret and the media worker.');
     this.room = room;
@@ -71,8 +92,17 @@ export class MeetingSession extends EventTarget {
     this.media = media;
     /** @type {GroupSession|null} this connection's MLS membership. */
     this.group = null;
-    /** Chat lines of this meeting: {from, name, text, self, at}. */
+    /** Chat lines of this meeting: {from, name, text, self, at}, or {note, at}. */
     this.chat = [];
+    /** Whether this tab had keys in this meeting before (a new setup is news). */
+    this.hadKeys = !!rejoined;
+    /** Why the current security code comes from keys set up anew ('reconnect', 'rejoin'), or null. */
+    this.codeNote = null;
+    /** Connection number: tile keys of different connections never collide. */
+    this.gen = 0;
+    /** Participants of a lost connection, by tile key, until back or gone. */
+    this.away = new Map();
+    this.awayTimer = 0;
     this.state = 'idle';
     /** Our participant id in the current connection. */
     this.selfId = null;
@@ -146,6 +176,7 @@ export class MeetingSession extends EventTarget {
   /** One connection attempt: WebSocket, `join`, then the PeerConnection. */
   async connect() {
     this.teardown();
+    this.gen++;
     this.connJoined = false;
     const sig = new Signaling(signalingUrl());
     this.signaling = sig;
@@ -178,6 +209,9 @@ export class MeetingSession extends EventTarget {
     });
     group.addEventListener('chat', (ev) => {
       if (this.group === group) this.addChat(ev.detail);
+    });
+    group.addEventListener('keys', (ev) => {
+      if (this.group === group) this.onKeysSetUp(ev.detail.why);
     });
     sig.addEventListener('close', (ev) => {
       if (this.signaling !== sig || ev.detail.byUser) return;
@@ -236,6 +270,10 @@ export class MeetingSession extends EventTarget {
       this.mark('connected');
       this.attempt = 0;
       this.setState('connected');
+      if (this.away.size) {
+        window.clearTimeout(this.awayTimer);
+        this.awayTimer = window.setTimeout(() => this.dropAway(), AWAY_KEEP_MS);
+      }
     } else if (pcState === 'disconnected') {
       // ICE may recover by itself; rejoin if it does not.
       this.setState('reconnecting');
@@ -250,6 +288,7 @@ export class MeetingSession extends EventTarget {
     const leaf = Number.isInteger(p.leaf) ? p.leaf : null;
     this.participants.set(p.id, {
       id: p.id,
+      tileKey: this.participants.get(p.id)?.tileKey ?? `c${this.gen}-${p.id}`,
       name: '',
       leaf,
       handRaised: false,
@@ -276,6 +315,61 @@ export class MeetingSession extends EventTarget {
       p.name = r && !r.isSelf ? cleanName(r.displayName ?? '') : '';
       p.handRaised = !!(r && !r.isSelf && r.handRaised);
     }
+    this.matchAway();
+  }
+
+  /**
+   * Someone listed as away whose name is back in the group takes its old
+   * tile again (the picture resumes where it was).
+   */
+  matchAway() {
+    if (!this.away.size) return;
+    for (const p of this.participants.values()) {
+      if (!p.name || p.backFromAway) continue;
+      const a = [...this.away.values()].find((x) => x.name === p.name);
+      if (!a) continue;
+      this.away.delete(a.tileKey);
+      p.tileKey = a.tileKey;
+      p.backFromAway = true;
+    }
+    if (!this.away.size) window.clearTimeout(this.awayTimer);
+  }
+
+  /** Those still away once we have been back for AWAY_KEEP_MS left the meeting. */
+  dropAway() {
+    window.clearTimeout(this.awayTimer);
+    if (!this.away.size) return;
+    this.away.clear();
+    this.emitParticipants();
+  }
+
+  /**
+   * The remote participants to show: those of this connection with their
+   * tracks and `waitingKeys`, then those of a lost connection (`away`,
+   * id null, no tracks).
+   */
+  remoteView() {
+    const live = [...this.participants.values()].map((p) => ({ ...p, ...this.tracksOf(p.id), waitingKeys: this.waitingForKeys(p.id), away: false }));
+    return [...live, ...this.away.values()];
+  }
+
+  /**
+   * This connection's membership installed the first keys of a new
+   * identity (`why`: 'new', or 'rejoin' after it lost its group state).
+   * If this tab had keys before, the security code changed for that reason,
+   * not for a join or leave, and chat sent meanwhile is lost.
+   */
+  onKeysSetUp(why) {
+    if (this.hadKeys) {
+      this.codeNote = why === 'rejoin' ? 'rejoin' : 'reconnect';
+      this.addChatNote(CHAT_REJOIN_NOTE);
+    }
+    this.hadKeys = true;
+  }
+
+  /** The user has seen the security code note. */
+  clearCodeNote() {
+    this.codeNote = null;
   }
 
   /** The participant at `leaf`, if known. */
@@ -287,6 +381,14 @@ export class MeetingSession extends EventTarget {
   addChat({ leaf, text, self }) {
     const p = self ? null : this.participantAtLeaf(leaf);
     const line = { from: self ? this.selfId : p?.id ?? null, name: self ? this.name : p?.name || 'Guest', text: String(text), self: !!self, at: Date.now() };
+    this.chat.push(line);
+    if (this.chat.length > 500) this.chat.shift();
+    this.dispatchEvent(new CustomEvent('chat', { detail: line }));
+  }
+
+  /** A note in the chat (not a message: nobody sent it). */
+  addChatNote(text) {
+    const line = { note: text, at: Date.now() };
     this.chat.push(line);
     if (this.chat.length > 500) this.chat.shift();
     this.dispatchEvent(new CustomEvent('chat', { detail: line }));
@@ -339,6 +441,7 @@ export class MeetingSession extends EventTarget {
       epoch: g?.isMember ? g.epoch : null,
       leaf: g?.isMember ? g.ownLeaf : null,
       securityCode: g?.isMember ? g.securityCode : null,
+      codeNote: this.codeNote,
       workerEpoch: w.epoch,
       framesSent: w.sent,
       sendDropped: w.sendDropped,
@@ -385,6 +488,7 @@ export class MeetingSession extends EventTarget {
       this.fail();
       return;
     }
+    window.clearTimeout(this.awayTimer);
     const delay = RECONNECT_DELAYS_MS[this.attempt++];
     this.setState(this.selfId === null && this.state === 'connecting' ? 'connecting' : 'reconnecting');
     this.dispatchEvent(new CustomEvent('retry', { detail: { attempt: this.attempt, delayMs: delay, timedOut } }));
@@ -393,6 +497,8 @@ export class MeetingSession extends EventTarget {
 
   fail() {
     this.teardown();
+    this.away.clear();
+    window.clearTimeout(this.awayTimer);
     this.setState('failed');
   }
 
@@ -407,6 +513,14 @@ export class MeetingSession extends EventTarget {
     this.group = null;
     if (this.signaling) this.signaling.close();
     this.signaling = null;
+    // Until they are back (or known to be gone), the others stay listed.
+    // Their tracks ended with the connection: the tiles show avatars.
+    for (const p of this.participants.values()) {
+      this.away.set(p.tileKey, {
+        id: null, tileKey: p.tileKey, name: p.name, leaf: null, handRaised: false,
+        audioMuted: p.audioMuted, videoMuted: p.videoMuted, away: true, waitingKeys: false,
+      });
+    }
     if (this.remoteTracks.length || this.participants.size) {
       this.remoteTracks = [];
       this.participants.clear();
@@ -417,6 +531,8 @@ export class MeetingSession extends EventTarget {
   /** Leaves the meeting for good (the caller stops local media). */
   leave() {
     this.teardown();
+    this.away.clear();
+    window.clearTimeout(this.awayTimer);
     this.selfId = null;
     this.local.removeEventListener('tracks', this.onLocalTracks);
     this.setState('left');
