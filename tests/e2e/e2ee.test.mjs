@@ -305,6 +305,9 @@ test('a page that missed a commit, with no later commit coming, rejoins the grou
     assert.ok(healed, `the second page rejoined and everyone decodes everyone: ${JSON.stringify(now.map((x) => ({ member: x.member, epoch: x.epoch, rejoins: x.rejoins })))}`);
     assert.equal(healed[0].rejoins + healed[2].rejoins, 0, 'only the page that missed the commit rejoined');
     assert.deepEqual(healed.map((x) => x.members), [3, 3, 3], 'its new leaf replaced the old one: three members, not four');
+    // Its new code is explained (the others' changed for a join: nothing to explain), and its chat marks the gap.
+    assert.deepEqual(healed.map((x) => x.codeNote), [null, 'rejoin', null], 'only the page that rejoined explains its new code');
+    assert.deepEqual(await Promise.all(pages.map((b) => b.page.locator('#chat-list .chat-note').count())), [0, 1, 0], 'only its chat marks the rejoin');
     await m.close();
   });
 });
