@@ -50,6 +50,13 @@ const DISCONNECTED_GRACE_MS = 8000;
 /** How long the others of a lost connection stay listed after we are back, ms. */
 const AWAY_KEEP_MS = 20000;
 
+/**
+ * While some are away, how long a participant of the new connection whose
+ * name is not known yet stays hidden (it is most likely one of them, whose
+ * tile is still there; its name comes with the keys), ms.
+ */
+const NAME_WAIT_MS = 5000;
+
 /** What the security code note says when this tab's keys were set up anew. */
 export const CODE_NOTE = {
   reconnect: "New code: the meeting's keys were set up again after reconnecting. Compare it again.",
@@ -286,8 +293,11 @@ export class MeetingSession extends EventTarget {
   upsert(p, emit = true) {
     if (!p || p.id === this.selfId) return;
     const leaf = Number.isInteger(p.leaf) ? p.leaf : null;
+    const known = this.participants.get(p.id);
+    if (!known && this.away.size) window.setTimeout(() => this.emitParticipants(), NAME_WAIT_MS + 50);
     this.participants.set(p.id, {
       id: p.id,
+      since: known?.since ?? Date.now(),
       tileKey: this.participants.get(p.id)?.tileKey ?? `c${this.gen}-${p.id}`,
       name: '',
       leaf,
@@ -349,7 +359,12 @@ export class MeetingSession extends EventTarget {
    * id null, no tracks).
    */
   remoteView() {
-    const live = [...this.participants.values()].map((p) => ({ ...p, ...this.tracksOf(p.id), waitingKeys: this.waitingForKeys(p.id), away: false }));
+    // Newcomers without a name yet, no more of them than there are away
+    // tiles, stay hidden for a moment: no second tile for the same person.
+    let hide = this.away.size;
+    const now = Date.now();
+    const shown = [...this.participants.values()].filter((p) => p.name || hide <= 0 || now - p.since >= NAME_WAIT_MS || !hide--);
+    const live = shown.map((p) => ({ ...p, ...this.tracksOf(p.id), waitingKeys: this.waitingForKeys(p.id), away: false }));
     return [...live, ...this.away.values()];
   }
 

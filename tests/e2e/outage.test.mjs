@@ -3,7 +3,8 @@
 // - Server restart: three pages in one meeting; while the server is down
 //   page A shows a "Reconnecting…" banner and keeps the others' tiles,
 //   greyed and marked "Reconnecting…"; page C closes meanwhile. Once the
-//   server is back, B's picture resumes in the very tile it had, C's tile
+//   server is back, B's picture resumes in the very tile it had (never a
+//   second tile for B meanwhile), C's tile
 //   goes (C really left), the security code panel says the keys were set up
 //   again after reconnecting (a normal join said nothing), and the chat
 //   keeps what A showed, marks the point of rejoin, and goes on.
@@ -68,6 +69,15 @@ test('a server restart: banner, greyed tiles restored, new code explained, chat 
 
     await m.startAgain('outage-server-2');
     const up = Date.now();
+    // Meanwhile, nobody gets a second tile (B's new connection, nameless until the keys come).
+    let mostTiles = 0;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        mostTiles = Math.max(mostTiles, await a.page.locator('.tile:not(.tile-self)').count().catch(() => 0));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
     const back = await waitFor(async () => (await state(a)) === 'connected' && (await state(b)) === 'connected'
       && (await framesFrom(a, nameB)) > 10 && (await framesFrom(b, nameA)) > 10, { ms: 40_000, every: 250 });
     assert.ok(back, 'media flows again after the restart');
@@ -77,6 +87,9 @@ test('a server restart: banner, greyed tiles restored, new code explained, chat 
     assert.ok(await waitFor(async () => (await bTile.count()) === 1 && !(await bTile.evaluate((el) => el.classList.contains('away'))), { ms: 10_000, every: 200 }),
       "B's tile is live again");
     assert.equal(await bTile.getAttribute('data-test-mark'), 'b-tile', "B's picture resumes in the tile it had");
+    watching = false;
+    await watcher;
+    assert.equal(mostTiles, 2, 'B and C, never a second tile for B');
     await bTile.locator('.tile-video').evaluate((v) => new Promise((resolve) => (v.videoWidth > 0 ? resolve() : v.addEventListener('resize', resolve, { once: true }))));
     // C is not coming back: its tile goes once the others are back for a while.
     assert.ok(await waitFor(async () => (await tileOf(a, nameC).count()) === 0, { ms: 35_000, every: 500 }), "C's tile goes: C left");
