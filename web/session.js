@@ -12,8 +12,8 @@
 // `connected` means the WebSocket is open and the PeerConnection connected.
 //
 // While the connection is lost, the others stay listed as `away`
-// (remoteView: greyed tiles) until the same names are back in the group of
-// the new connection, or AWAY_KEEP_MS after it connected (they left).
+// (remoteView, away.js) until the same names are back in the group of the
+// new connection, or for a while after it connected (then they left).
 // When this tab's keys had to be set up anew (a reconnect re-forms or
 // rejoins the group, or the membership lost its state), `codeNote` says so
 // next to the security code and a note marks the point in the chat.
@@ -28,6 +28,7 @@
 import { Signaling, signalingUrl, ConnectTimeoutError } from './signaling.js';
 import { PeerSession } from './peer.js';
 import { GroupSession, meetingRoomTag } from './e2ee.js';
+import { AwayList } from './away.js';
 
 /** Longest display name, in characters. */
 export const MAX_NAME_CHARS = 64;
@@ -47,15 +48,6 @@ const JOIN_TIMEOUT_MS = 10000;
 /** How long the PeerConnection may stay `disconnected` before a full rejoin. */
 const DISCONNECTED_GRACE_MS = 8000;
 
-/** How long the others of a lost connection stay listed after we are back, ms. */
-const AWAY_KEEP_MS = 20000;
-
-/**
- * While some are away, how long a participant of the new connection whose
- * name is not known yet stays hidden (it is most likely one of them, whose
- * tile is still there; its name comes with the keys), ms.
- */
-const NAME_WAIT_MS = 5000;
 
 /** What the security code note says when this tab's keys were set up anew. */
 export const CODE_NOTE = {
@@ -108,8 +100,7 @@ export class MeetingSession extends EventTarget {
     /** Connection number: tile keys of different connections never collide. */
     this.gen = 0;
     /** Participants of a lost connection, by tile key, until back or gone. */
-    this.away = new Map();
-    this.awayTimer = 0;
+    this.away = new AwayList(() => this.emitParticipants());
     this.state = 'idle';
     /** Our participant id in the current connection. */
     this.selfId = null;
@@ -277,10 +268,7 @@ export class MeetingSession extends EventTarget {
       this.mark('connected');
       this.attempt = 0;
       this.setState('connected');
-      if (this.away.size) {
-        window.clearTimeout(this.awayTimer);
-        this.awayTimer = window.setTimeout(() => this.dropAway(), AWAY_KEEP_MS);
-      }
+      this.away.connected();
     } else if (pcState === 'disconnected') {
       // ICE may recover by itself; rejoin if it does not.
       this.setState('reconnecting');
@@ -294,7 +282,7 @@ export class MeetingSession extends EventTarget {
     if (!p || p.id === this.selfId) return;
     const leaf = Number.isInteger(p.leaf) ? p.leaf : null;
     const known = this.participants.get(p.id);
-    if (!known && this.away.size) window.setTimeout(() => this.emitParticipants(), NAME_WAIT_MS + 50);
+    if (!known) this.away.newcomer();
     this.participants.set(p.id, {
       id: p.id,
       since: known?.since ?? Date.now(),
@@ -325,32 +313,7 @@ export class MeetingSession extends EventTarget {
       p.name = r && !r.isSelf ? cleanName(r.displayName ?? '') : '';
       p.handRaised = !!(r && !r.isSelf && r.handRaised);
     }
-    this.matchAway();
-  }
-
-  /**
-   * Someone listed as away whose name is back in the group takes its old
-   * tile again (the picture resumes where it was).
-   */
-  matchAway() {
-    if (!this.away.size) return;
-    for (const p of this.participants.values()) {
-      if (!p.name || p.backFromAway) continue;
-      const a = [...this.away.values()].find((x) => x.name === p.name);
-      if (!a) continue;
-      this.away.delete(a.tileKey);
-      p.tileKey = a.tileKey;
-      p.backFromAway = true;
-    }
-    if (!this.away.size) window.clearTimeout(this.awayTimer);
-  }
-
-  /** Those still away once we have been back for AWAY_KEEP_MS left the meeting. */
-  dropAway() {
-    window.clearTimeout(this.awayTimer);
-    if (!this.away.size) return;
-    this.away.clear();
-    this.emitParticipants();
+    this.away.match(this.participants.values());
   }
 
   /**
@@ -359,12 +322,7 @@ export class MeetingSession extends EventTarget {
    * id null, no tracks).
    */
   remoteView() {
-    // Newcomers without a name yet, no more of them than there are away
-    // tiles, stay hidden for a moment: no second tile for the same person.
-    let hide = this.away.size;
-    const now = Date.now();
-    const shown = [...this.participants.values()].filter((p) => p.name || hide <= 0 || now - p.since >= NAME_WAIT_MS || !hide--);
-    const live = shown.map((p) => ({ ...p, ...this.tracksOf(p.id), waitingKeys: this.waitingForKeys(p.id), away: false }));
+    const live = this.away.visible([...this.participants.values()]).map((p) => ({ ...p, ...this.tracksOf(p.id), waitingKeys: this.waitingForKeys(p.id), away: false }));
     return [...live, ...this.away.values()];
   }
 
@@ -503,7 +461,7 @@ export class MeetingSession extends EventTarget {
       this.fail();
       return;
     }
-    window.clearTimeout(this.awayTimer);
+    this.away.lost();
     const delay = RECONNECT_DELAYS_MS[this.attempt++];
     this.setState(this.selfId === null && this.state === 'connecting' ? 'connecting' : 'reconnecting');
     this.dispatchEvent(new CustomEvent('retry', { detail: { attempt: this.attempt, delayMs: delay, timedOut } }));
@@ -512,8 +470,7 @@ export class MeetingSession extends EventTarget {
 
   fail() {
     this.teardown();
-    this.away.clear();
-    window.clearTimeout(this.awayTimer);
+    this.away.forget();
     this.setState('failed');
   }
 
@@ -529,13 +486,7 @@ export class MeetingSession extends EventTarget {
     if (this.signaling) this.signaling.close();
     this.signaling = null;
     // Until they are back (or known to be gone), the others stay listed.
-    // Their tracks ended with the connection: the tiles show avatars.
-    for (const p of this.participants.values()) {
-      this.away.set(p.tileKey, {
-        id: null, tileKey: p.tileKey, name: p.name, leaf: null, handRaised: false,
-        audioMuted: p.audioMuted, videoMuted: p.videoMuted, away: true, waitingKeys: false,
-      });
-    }
+    this.away.remember(this.participants.values());
     if (this.remoteTracks.length || this.participants.size) {
       this.remoteTracks = [];
       this.participants.clear();
@@ -546,8 +497,7 @@ export class MeetingSession extends EventTarget {
   /** Leaves the meeting for good (the caller stops local media). */
   leave() {
     this.teardown();
-    this.away.clear();
-    window.clearTimeout(this.awayTimer);
+    this.away.forget();
     this.selfId = null;
     this.local.removeEventListener('tracks', this.onLocalTracks);
     this.setState('left');

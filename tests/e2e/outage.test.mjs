@@ -167,3 +167,32 @@ test('a tile whose frames cannot be decrypted after a reconnect shows "Waiting f
       "A's tile is back, once");
   });
 });
+
+test('the away list: names back take their old tiles, nameless newcomers wait, the rest goes (module in the browser)', { timeout: 30_000 }, async (t) => {
+  await explained(t, m.ctx, async () => {
+    const d = await m.open();
+    await d.page.goto(m.server.url('/'));
+    const r = await d.page.evaluate(async () => {
+      const { AwayList, NAME_WAIT_MS } = await import('/away.js');
+      let changes = 0;
+      const away = new AwayList(() => changes++);
+      const p = (id, name, tileKey, since = 0) => ({ id, name, tileKey, since, audioMuted: false, videoMuted: false });
+      away.remember([p(1, 'Sam', 'c1-1'), p(2, 'Sam', 'c1-2'), p(3, 'Kim', 'c1-3')]);
+      const now = 100_000;
+      const fresh = [p(7, '', 'c2-7', now), p(8, '', 'c2-8', now), p(9, '', 'c2-9', now), p(10, '', 'c2-10', now)];
+      const hiddenAtFirst = away.visible(fresh, now).map((x) => x.id);
+      const shownLater = away.visible(fresh, now + NAME_WAIT_MS).map((x) => x.id);
+      const back = [p(7, 'Sam', 'c2-7', now), p(8, 'Sam', 'c2-8', now), p(9, 'Lee', 'c2-9', now)];
+      away.match(back);
+      const left = away.values().map((x) => [x.tileKey, x.name, x.away, x.id]);
+      away.forget();
+      return { hiddenAtFirst, shownLater, keys: back.map((x) => x.tileKey), left, size: away.size, changes };
+    });
+    assert.deepEqual(r.hiddenAtFirst, [10], 'as many nameless newcomers hidden as there are away');
+    assert.deepEqual(r.shownLater, [7, 8, 9, 10], 'all shown once the name wait is over');
+    assert.deepEqual(r.keys, ['c1-1', 'c1-2', 'c2-9'], 'each name back takes one old tile; a new name keeps its own');
+    assert.deepEqual(r.left, [['c1-3', 'Kim', true, null]], 'who is not back stays away');
+    assert.equal(r.size, 0);
+    assert.equal(r.changes, 1, 'forgetting redraws once');
+  });
+});
