@@ -47,10 +47,11 @@ async fn ws(State(s): State<AppState>, ConnectInfo(remote): ConnectInfo<SocketAd
             return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "10")], e.to_string()).into_response();
         }
     };
-    // Frames up to 4x the protocol limit reach the decoder and get a typed
-    // error; larger ones close the connection.
-    upgrade.accept(MAX_CLIENT_MESSAGE_BYTES * 4, move |socket| async move {
-        crate::ws::serve(socket, s.media).await;
+    // Once joined, frames up to 4x the protocol limit reach the decoder
+    // and get a typed error; larger ones close the connection. Before
+    // joining, messages over PRE_JOIN_MESSAGE_BYTES close it.
+    upgrade.accept(MAX_CLIENT_MESSAGE_BYTES * 4, crate::ws::PRE_JOIN_MESSAGE_BYTES, move |socket, limit| async move {
+        crate::ws::serve(socket, limit, s.media).await;
         drop(slot);
     })
 }

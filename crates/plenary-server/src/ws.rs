@@ -1,7 +1,9 @@
 //! One WebSocket signaling connection: decodes client messages, enforces
 //! size and rate limits, forwards them to the media loop and writes the
 //! loop's messages back. Bad input gets an `error` message; the connection
-//! and everyone else carry on.
+//! and everyone else carry on. A message over the size limit of the socket
+//! (of [`PRE_JOIN_MESSAGE_BYTES`] until the connection has joined) ends
+//! only this connection, with a fatal `too_large` error and a close 1009.
 
 use std::time::{Duration, Instant};
 
@@ -9,14 +11,26 @@ use futures_util::{SinkExt, StreamExt};
 use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, RoomTag, ServerMsg, decode_client_msg, encode};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{debug, info};
 
 use crate::client_queue::{ToClient, client_queue};
 use crate::media::{Command, MediaHandle};
-use crate::ws_socket::{Socket, send_text};
+use crate::ws_socket::{MessageLimit, Socket, send_text, too_large};
 
 /// What a `join` with a missing or malformed room tag is told.
 pub const INCOMPLETE_LINK: &str = "This link is incomplete: the part after # is missing or damaged";
+
+/// Largest message a connection may send before it has joined a room,
+/// bytes: a `join` (room id, room tag, profile) or a `ping`. The largest
+/// `join` a client can send, with a profile of [`plenary_proto::MAX_PROFILE_BYTES`]
+/// that JSON writes entirely as 6-byte escapes, is 24,662 bytes
+/// (tests/prejoin_limit.rs); browsers and the native client send about
+/// 150. A larger message is refused after this many bytes of it were read,
+/// so the 128 connections an address may hold before joining make the
+/// server keep at most about 8 MiB for them, not 512 MiB (BENCHMARKS.md).
+pub const PRE_JOIN_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// A connection must join within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -56,27 +70,36 @@ fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> ToClient {
     ToClient::Msg(Box::new(ServerMsg::Error { code, message: message.into(), fatal }))
 }
 
-/// Serves one connection until it closes.
-pub async fn serve(socket: Socket, media: MediaHandle) {
+/// Serves one connection until it closes. `size` is the socket's
+/// per-message limit before joining ([`PRE_JOIN_MESSAGE_BYTES`]), lifted
+/// once the connection has joined.
+pub async fn serve(socket: Socket, size: MessageLimit, media: MediaHandle) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = client_queue();
     let mut writer = tokio::spawn(async move {
+        let mut close = None;
         while let Some(out) = rx.recv().await {
             match out {
                 ToClient::Msg(msg) => {
-                    let fatal = matches!(*msg, ServerMsg::Error { fatal: true, .. });
+                    let fatal = match &*msg {
+                        ServerMsg::Error { fatal: true, code, .. } => Some(*code),
+                        _ => None,
+                    };
                     let sent = tokio::time::timeout(SEND_TIMEOUT, send_text(&mut sink, encode(&msg))).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
-                    if fatal {
+                    if let Some(code) = fatal {
+                        // RFC 6455 §7.4.1: 1009, "Message Too Big".
+                        close = (code == ErrorCode::TooLarge)
+                            .then(|| CloseFrame { code: CloseCode::Size, reason: "message too big".into() });
                         break;
                     }
                 }
                 ToClient::Close => break,
             }
         }
-        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(None))).await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(close))).await;
     });
 
     let mut me: Option<ParticipantId> = None;
@@ -98,6 +121,9 @@ pub async fn serve(socket: Socket, media: MediaHandle) {
             _ = &mut writer => break,
         };
         let now = Instant::now();
+        if frame.is_ok() {
+            size.message_done();
+        }
         if !matches!(frame, Ok(Message::Close(_)) | Err(_)) && !limit.allow(now) {
             if last_limit_error.is_none_or(|t| now.duration_since(t) > Duration::from_secs(1)) {
                 last_limit_error = Some(now);
@@ -116,6 +142,14 @@ pub async fn serve(socket: Socket, media: MediaHandle) {
             Ok(Message::Close(_)) => break,
             Ok(_) => continue,
             Err(e) => {
+                if let Some(max) = too_large(&e) {
+                    let when = if me.is_none() { " before join" } else { "" };
+                    let _ = tx.try_send(error(
+                        ErrorCode::TooLarge,
+                        format!("a message of more than {max} bytes{when}; closing"),
+                        true,
+                    ));
+                }
                 debug!(error = %e, "WebSocket read error");
                 break;
             }
@@ -145,7 +179,10 @@ pub async fn serve(socket: Socket, media: MediaHandle) {
                     break;
                 }
                 match reply_rx.await {
-                    Ok(Ok(id)) => me = Some(id),
+                    Ok(Ok(id)) => {
+                        me = Some(id);
+                        size.lift();
+                    }
                     Ok(Err(e)) => {
                         let _ = tx.try_send(error(e.code(), e.to_string(), false));
                     }

@@ -14,8 +14,18 @@
 //! and tungstenite reassemble them) bounds that buffer instead; axum's
 //! `Message` cannot express a fragment, so this module speaks to
 //! tokio-tungstenite directly.
+//!
+//! The socket also enforces how large a message may be while its
+//! connection has not joined a room ([`MessageLimit`]): tungstenite's own
+//! limit is fixed when the socket is made, so a smaller one until `join`
+//! is enforced below it, on the bytes read from the connection.
 
+use std::io;
 use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -24,7 +34,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -32,7 +44,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Error, Message, handshake::derive_ac
 use tracing::debug;
 
 /// A server-side signaling WebSocket.
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub type Socket = WebSocketStream<LimitedIo>;
 
 /// Largest payload of one outgoing frame, bytes. A message up to this size
 /// goes out as one frame, a larger one as several (a `joined` of a room of
@@ -125,10 +137,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 impl Upgrade {
     /// Answers `101 Switching Protocols` and runs `session` on the socket
     /// once hyper hands the connection over. Incoming messages and frames
-    /// are limited to `max_message` bytes.
-    pub fn accept<F, Fut>(self, max_message: usize, session: F) -> Response
+    /// are limited to `max_message` bytes, and to `first_limit` bytes each
+    /// until the session lifts that with [`MessageLimit::lift`].
+    pub fn accept<F, Fut>(self, max_message: usize, first_limit: usize, session: F) -> Response
     where
-        F: FnOnce(Socket) -> Fut + Send + 'static,
+        F: FnOnce(Socket, MessageLimit) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let config = WebSocketConfig::default()
@@ -146,9 +159,13 @@ impl Upgrade {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let socket =
-                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                    session(socket).await;
+                    let limit = MessageLimit(Arc::new(LimitState {
+                        max: AtomicUsize::new(first_limit),
+                        read: AtomicUsize::new(0),
+                    }));
+                    let io = LimitedIo { io: TokioIo::new(upgraded), limit: limit.0.clone() };
+                    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                    session(socket, limit).await;
                 }
                 Err(e) => debug!(error = %e, "WebSocket upgrade failed"),
             }
@@ -162,6 +179,113 @@ impl Upgrade {
             ],
         )
             .into_response()
+    }
+}
+
+/// A message larger than the connection's current [`MessageLimit`]: the
+/// error the socket's reader returns (inside an `io::Error` of kind
+/// `InvalidData`) once the bytes read since the last whole message pass it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a message of more than {max} bytes")]
+pub struct OverLimit {
+    /// The limit, bytes.
+    pub max: usize,
+}
+
+/// How large a message may be, in bytes, if `e` (from reading the socket)
+/// says a message was too large: over tungstenite's limit or over the
+/// [`MessageLimit`].
+pub fn too_large(e: &Error) -> Option<usize> {
+    match e {
+        Error::Capacity(CapacityError::MessageTooLong { max_size, .. }) => Some(*max_size),
+        Error::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<OverLimit>()).map(|o| o.max),
+        _ => None,
+    }
+}
+
+struct LimitState {
+    /// Bytes a message may take, `usize::MAX` once lifted.
+    max: AtomicUsize,
+    /// Bytes read since the last whole message.
+    read: AtomicUsize,
+}
+
+/// The per-message limit of one connection until it is lifted, shared
+/// between the session and its socket's reader. The reader counts the
+/// bytes it takes from the connection; the session calls
+/// [`MessageLimit::message_done`] after each message it receives. Once the
+/// count passes the limit, the reader takes no more bytes and fails with
+/// [`OverLimit`], so a larger message is refused after at most `max` bytes
+/// of it were read, however large its frame header says it is. The count
+/// may include the start of the next message read along with a message
+/// (at most a read buffer, 4 KiB).
+#[derive(Clone)]
+pub struct MessageLimit(Arc<LimitState>);
+
+impl MessageLimit {
+    /// A whole message was received: the next one may take `max` bytes again.
+    pub fn message_done(&self) {
+        self.0.read.store(0, Ordering::Relaxed);
+    }
+
+    /// No limit from here on but the socket's own (`max_message` of
+    /// [`Upgrade::accept`]).
+    pub fn lift(&self) {
+        self.0.max.store(usize::MAX, Ordering::Relaxed);
+    }
+}
+
+/// The upgraded connection, reading at most what its [`MessageLimit`] allows.
+pub struct LimitedIo {
+    io: TokioIo<Upgraded>,
+    limit: Arc<LimitState>,
+}
+
+impl AsyncRead for LimitedIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let max = self.limit.max.load(Ordering::Relaxed);
+        if max == usize::MAX {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let allowed = max.saturating_sub(self.limit.read.load(Ordering::Relaxed));
+        if allowed == 0 {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, OverLimit { max })));
+        }
+        // Read at most `allowed` bytes: the rest stays in the kernel.
+        let mut part = ReadBuf::new(buf.initialize_unfilled_to(allowed.min(buf.remaining())));
+        let polled = Pin::new(&mut self.io).poll_read(cx, &mut part);
+        let n = part.filled().len();
+        if let Poll::Ready(Ok(())) = polled {
+            self.limit.read.fetch_add(n, Ordering::Relaxed);
+            buf.advance(n);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for LimitedIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
