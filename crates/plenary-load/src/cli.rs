@@ -44,6 +44,14 @@ pub struct LoadArgs {
     /// Audio bitrate, kbit/s (one packet per 20 ms).
     #[arg(long, default_value_t = 32)]
     pub audio_kbps: u32,
+    /// Pace each publisher's video at this rate, kbit/s (leaky bucket, see
+    /// `pacing`); 0 writes a frame's packets back to back, as libwebrtc's
+    /// and str0m's pacers do at the default 1 Mbit/s (40 ms burst allowance).
+    #[arg(long, default_value_t = 0)]
+    pub pace_kbps: u32,
+    /// Burst allowance of `--pace-kbps`, ms of debt sent at once (libwebrtc: 40).
+    #[arg(long, default_value_t = 0)]
+    pub pace_burst_ms: u32,
     /// Decrypt one in this many frames per subscriber for latency.
     #[arg(long, default_value_t = 50)]
     pub sample: u32,
@@ -116,6 +124,8 @@ pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
         width: 1280,
         height: 720,
         audio_bps: args.audio_kbps * 1000,
+        pace_bps: args.pace_kbps.saturating_mul(1000),
+        pace_burst_ms: args.pace_burst_ms,
     };
     let plenary_bin = match &args.plenary_bin {
         Some(p) => p.clone(),

@@ -50,6 +50,7 @@ pub mod cli;
 pub mod idle;
 pub mod janus;
 pub mod measure;
+pub mod pacing;
 pub mod peer;
 pub mod plenary;
 pub mod process;

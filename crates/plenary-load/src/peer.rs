@@ -3,7 +3,7 @@
 //! peer for the relay baselines. Both count received packets with
 //! [`Counter`], the light subscriber described in the crate docs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use crate::synth::{AUDIO_FRAME, AudioSource, Clock, MediaSpec, RtpHead, Stamp, VideoSource};
+use crate::pacing::Pacer;
+use crate::synth::{AUDIO_FRAME, AudioSource, Clock, MediaSpec, Packet, RtpHead, Stamp, VideoSource};
 use crate::target::{ClientSignal, PacketCrypto, Role, ServerSignal, Signaling, UdpLink};
 
 /// How long ICE + DTLS (or a relay's first packet) may take.
@@ -179,6 +180,18 @@ fn record_latency(stats: &PeerStats, clock: &Clock, now: Instant, payload: &[u8]
     }
 }
 
+/// A video packet waiting for its departure time ([`crate::pacing`]).
+struct Queued {
+    /// When it may leave.
+    at: Instant,
+    packet: Packet,
+    seq: u64,
+    /// RTP time of its frame.
+    ts: u32,
+    /// When its frame was due.
+    due: Instant,
+}
+
 /// Sending side of a publishing peer.
 struct Sender {
     video: VideoSource,
@@ -189,6 +202,11 @@ struct Sender {
     video_ts: u32,
     audio_ts: u32,
     frame_interval: Duration,
+    /// RTP time per video frame (90 kHz clock).
+    ts_per_frame: u32,
+    pacer: Pacer,
+    /// Video packets made, not yet written, in departure order.
+    queued: VecDeque<Queued>,
 }
 
 impl Sender {
@@ -202,6 +220,9 @@ impl Sender {
             video_ts: rand::random(),
             audio_ts: rand::random(),
             frame_interval: spec.frame_interval(),
+            ts_per_frame: 90_000 / spec.fps.max(1),
+            pacer: spec.video_pacer(),
+            queued: VecDeque::new(),
         }
     }
 
@@ -211,6 +232,42 @@ impl Sender {
 
     fn next_audio_due(&self, audio_frames: u64) -> Instant {
         self.start + AUDIO_FRAME * audio_frames as u32
+    }
+
+    /// When there is next something to send.
+    fn next_wake(&self, audio_frames: u64) -> Instant {
+        let wake = self.next_video_due().min(self.next_audio_due(audio_frames));
+        self.queued.front().map_or(wake, |q| wake.min(q.at))
+    }
+
+    /// Makes the video frames due by `now` and queues their packets, each
+    /// at its departure time from the pacer (all at once when it is off).
+    fn make_due_frames(&mut self, now: Instant, stats: &PeerStats) {
+        while self.next_video_due() <= now {
+            let due = self.next_video_due();
+            // The stamp is rewritten when the packet is written (`pop_video`);
+            // the first packet may leave at once (`now`, as `pop_video` sees it).
+            let packets = self.video.next_frame(0);
+            let times = self.pacer.schedule(now, packets.iter().map(|p| p.payload.len()));
+            for (at, packet) in times.into_iter().zip(packets) {
+                self.queued.push_back(Queued { at, packet, seq: self.video_seq, ts: self.video_ts, due });
+                self.video_seq += 1;
+            }
+            self.video_ts = self.video_ts.wrapping_add(self.ts_per_frame);
+            stats.video_frames_tx.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The next queued video packet whose time has come, its stamp set to
+    /// now: a publisher that wakes late delays the frame before it is
+    /// sent, which is not forwarding latency.
+    fn pop_video(&mut self, now: Instant, clock: &Clock) -> Option<Queued> {
+        if self.queued.front()?.at > now {
+            return None;
+        }
+        let mut q = self.queued.pop_front()?;
+        q.packet.restamp(clock.us(Instant::now()));
+        Some(q)
     }
 }
 
@@ -291,22 +348,15 @@ async fn webrtc(
         }
         if let (Some(s), Some((audio_mid, video_mid)), Some((apt, vpt))) = (sender.as_mut(), mids, pts) {
             let mut wrote = false;
-            while s.next_video_due() <= now {
-                let due = s.next_video_due();
-                // Stamped with the time it is written, not the time it was due:
-                // a publisher that wakes late delays the frame before it is
-                // sent, which is not forwarding latency.
-                let packets = s.video.next_frame(ctx.clock.us(Instant::now()));
-                let mut api = rtc.direct_api();
-                let Some(tx) = api.stream_tx_by_mid(video_mid, None) else { break };
-                for p in packets {
-                    tx.write_rtp(RtpWrite::new(vpt, s.video_seq.into(), s.video_ts, due, p.payload).marker(p.marker));
-                    s.video_seq += 1;
+            s.make_due_frames(now, stats);
+            let mut api = rtc.direct_api();
+            if let Some(tx) = api.stream_tx_by_mid(video_mid, None) {
+                while let Some(q) = s.pop_video(now, &ctx.clock) {
+                    let write = RtpWrite::new(vpt, q.seq.into(), q.ts, q.due, q.packet.payload);
+                    tx.write_rtp(write.marker(q.packet.marker));
                     stats.packets_tx.fetch_add(1, Ordering::Relaxed);
+                    wrote = true;
                 }
-                s.video_ts = s.video_ts.wrapping_add(90_000 / ctx.spec.fps.max(1));
-                stats.video_frames_tx.fetch_add(1, Ordering::Relaxed);
-                wrote = true;
             }
             loop {
                 let n = stats.audio_frames_tx.load(Ordering::Relaxed);
@@ -335,7 +385,7 @@ async fn webrtc(
         }
         let mut wake = timeout;
         if let Some(s) = &sender {
-            wake = wake.min(s.next_video_due()).min(s.next_audio_due(stats.audio_frames_tx.load(Ordering::Relaxed)));
+            wake = wake.min(s.next_wake(stats.audio_frames_tx.load(Ordering::Relaxed)));
         }
         if !connected {
             wake = wake.min(connect_deadline);
@@ -513,16 +563,11 @@ async fn udp(link: UdpLink, role: Role, mut ctx: PeerCtx, stats: &PeerStats, ope
             wake = wake.min(next_hello);
         }
         if let Some(s) = sender.as_mut() {
-            while s.next_video_due() <= now {
-                for p in s.video.next_frame(ctx.clock.us(Instant::now())) {
-                    let head =
-                        RtpHead { pt: UDP_VIDEO_PT, marker: p.marker, seq: s.video_seq as u16, ssrc: video_ssrc };
-                    send(&socket, head, s.video_ts, &p.payload);
-                    s.video_seq += 1;
-                    stats.packets_tx.fetch_add(1, Ordering::Relaxed);
-                }
-                s.video_ts = s.video_ts.wrapping_add(90_000 / ctx.spec.fps.max(1));
-                stats.video_frames_tx.fetch_add(1, Ordering::Relaxed);
+            s.make_due_frames(now, stats);
+            while let Some(q) = s.pop_video(now, &ctx.clock) {
+                let head = RtpHead { pt: UDP_VIDEO_PT, marker: q.packet.marker, seq: q.seq as u16, ssrc: video_ssrc };
+                send(&socket, head, q.ts, &q.packet.payload);
+                stats.packets_tx.fetch_add(1, Ordering::Relaxed);
             }
             loop {
                 let due = s.next_audio_due(stats.audio_frames_tx.load(Ordering::Relaxed));
@@ -537,7 +582,7 @@ async fn udp(link: UdpLink, role: Role, mut ctx: PeerCtx, stats: &PeerStats, ope
                 stats.audio_frames_tx.fetch_add(1, Ordering::Relaxed);
                 stats.packets_tx.fetch_add(1, Ordering::Relaxed);
             }
-            wake = wake.min(s.next_video_due()).min(s.next_audio_due(stats.audio_frames_tx.load(Ordering::Relaxed)));
+            wake = wake.min(s.next_wake(stats.audio_frames_tx.load(Ordering::Relaxed)));
         }
         tokio::select! {
             r = socket.recv_from(&mut buf) => {

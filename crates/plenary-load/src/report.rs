@@ -185,7 +185,16 @@ mod tests {
 
     #[test]
     fn table_and_chart_have_every_step() {
-        let spec = MediaSpec { video_bps: 1, fps: 1, keyframe_interval: 1, width: 1, height: 1, audio_bps: 1 };
+        let spec = MediaSpec {
+            video_bps: 1,
+            fps: 1,
+            keyframe_interval: 1,
+            width: 1,
+            height: 1,
+            audio_bps: 1,
+            pace_bps: 0,
+            pace_burst_ms: 0,
+        };
         let runs = vec![RunReport {
             target: "plenary",
             scenario: Scenario::Fanout,

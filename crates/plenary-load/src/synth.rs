@@ -91,6 +91,11 @@ pub struct MediaSpec {
     pub height: u16,
     /// Audio bitrate, bits per second (one packet per 20 ms).
     pub audio_bps: u32,
+    /// Video pacing rate, bits per second; 0 writes a frame's packets back
+    /// to back (see [`crate::pacing`]).
+    pub pace_bps: u32,
+    /// Video pacing burst allowance, ms of debt at `pace_bps`.
+    pub pace_burst_ms: u32,
 }
 
 impl MediaSpec {
@@ -109,6 +114,11 @@ impl MediaSpec {
         (delta as usize, (delta * 3) as usize)
     }
 
+    /// The pacer for this spec's video.
+    pub fn video_pacer(&self) -> crate::pacing::Pacer {
+        crate::pacing::Pacer::new(self.pace_bps, Duration::from_millis(u64::from(self.pace_burst_ms)))
+    }
+
     /// Audio payload bytes per 20 ms packet.
     pub fn audio_size(&self) -> usize {
         ((u64::from(self.audio_bps) / 8 / 50) as usize).max(STAMP_LEN + 4)
@@ -122,6 +132,18 @@ pub struct Packet {
     pub payload: Vec<u8>,
     /// RTP marker bit: the last packet of a video frame.
     pub marker: bool,
+}
+
+impl Packet {
+    /// Rewrites the send time of the stamp this payload carries, if any
+    /// (a paced packet leaves after its frame was made).
+    pub fn restamp(&mut self, sent_us: u64) {
+        let end = self.payload.len().min(STAMP_SEARCH + STAMP_LEN);
+        let Some(at) = self.payload[..end].windows(4).position(|w| w == STAMP_MAGIC) else { return };
+        if let Some(t) = self.payload.get_mut(at + 8..at + STAMP_LEN) {
+            t.copy_from_slice(&sent_us.to_be_bytes());
+        }
+    }
 }
 
 /// Produces the frames of one synthetic video track, packetized.
@@ -261,7 +283,16 @@ mod tests {
     use super::*;
 
     fn spec() -> MediaSpec {
-        MediaSpec { video_bps: 1_000_000, fps: 30, keyframe_interval: 60, width: 1280, height: 720, audio_bps: 32_000 }
+        MediaSpec {
+            video_bps: 1_000_000,
+            fps: 30,
+            keyframe_interval: 60,
+            width: 1280,
+            height: 720,
+            audio_bps: 32_000,
+            pace_bps: 0,
+            pace_burst_ms: 0,
+        }
     }
 
     #[test]
