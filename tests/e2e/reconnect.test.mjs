@@ -99,6 +99,11 @@ test('pages and a native client reconnect by themselves after the server restart
       return s.every((x) => x.member && x.epoch === last?.epoch && x.securityCode === last?.security_code);
     }, { ms: 10_000 });
     assert.ok(agreed, 'pages and native client share one epoch and security code after the restart');
+    // The native client, like the pages, says why its code changed: keys set up anew, not a join.
+    const epochs = native.events.filter((e) => e.event === 'epoch');
+    const beforeRestart = native.events.slice(0, eventsBefore).filter((e) => e.event === 'epoch');
+    assert.ok(beforeRestart.length >= 1 && beforeRestart.every((e) => e.keys_set_up_again === undefined), 'joins before the restart: nothing to explain');
+    assert.equal(epochs.slice(beforeRestart.length).filter((e) => e.keys_set_up_again === 'reconnect').length, 1, 'the first keys after the restart are explained once');
     native.child.kill('SIGINT');
     assert.equal((await native.done).code, 0, `plenary join ends cleanly: ${native.stderr.slice(-1500)}`);
   });

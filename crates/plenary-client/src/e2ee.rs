@@ -41,8 +41,10 @@ pub(crate) fn secret_from_link(link: &str) -> Result<MeetingSecret, ()> {
 pub(crate) enum Out {
     /// Send this to the server.
     Send(ClientMsg),
-    /// A new epoch: keys are installed.
-    Epoch { epoch: u64, security_code: String },
+    /// A new epoch: keys are installed. `first_keys`: the first of a new
+    /// identity, `"rejoin"` after the membership lost its group state, else
+    /// `"new"`; `None` for a commit (a join or leave).
+    Epoch { epoch: u64, security_code: String, first_keys: Option<&'static str> },
     /// A member's display name from its encrypted profile.
     Profile { leaf: u32, participant_id: Option<ParticipantId>, display_name: String },
     /// A chat line from another member, with its display name if known.
@@ -60,12 +62,21 @@ pub(crate) struct E2ee {
     queued: Vec<Out>,
     /// MLS operations that failed (reasons logged at debug, never content).
     pub errors: u64,
+    /// The membership lost its group state; the next first keys are a rejoin.
+    rejoining: bool,
 }
 
 impl E2ee {
     pub(crate) fn new(room: &str, secret: MeetingSecret, name: &str, self_id: ParticipantId) -> Result<E2ee, String> {
         let membership = Membership::new(room, secret, name, self_id.0).map_err(|e| e.to_string())?;
-        Ok(E2ee { membership, media: MediaCrypto::new(GRACE), origin: Instant::now(), queued: Vec::new(), errors: 0 })
+        Ok(E2ee {
+            membership,
+            media: MediaCrypto::new(GRACE),
+            origin: Instant::now(),
+            queued: Vec::new(),
+            errors: 0,
+            rejoining: false,
+        })
     }
 
     fn at(&self, now: Instant) -> Duration {
@@ -89,7 +100,8 @@ impl E2ee {
                         self.media = MediaCrypto::new(GRACE);
                     }
                     self.media.set_epoch_keys(keys, now);
-                    out.push(Out::Epoch { epoch, security_code: security_code.to_string() });
+                    let first_keys = reset.then(|| if std::mem::take(&mut self.rejoining) { "rejoin" } else { "new" });
+                    out.push(Out::Epoch { epoch, security_code: security_code.to_string(), first_keys });
                 }
                 Action::Profile { leaf, participant, display_name } => {
                     out.push(Out::Profile { leaf, participant_id: participant.map(ParticipantId), display_name });
@@ -100,6 +112,7 @@ impl E2ee {
                     }
                     // No keys until added again: frames wait, none leaves in clear.
                     self.media = MediaCrypto::new(GRACE);
+                    self.rejoining = true;
                 }
                 Action::Failed(e) => {
                     self.errors += 1;

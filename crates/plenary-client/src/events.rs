@@ -165,6 +165,12 @@ pub enum JsonEvent<'a> {
         epoch: u64,
         /// The security code participants compare aloud.
         security_code: &'a str,
+        /// Present when this client's keys were set up anew, not for a join
+        /// or leave, after it had keys before: `"reconnect"` (a new
+        /// connection re-formed or rejoined the group) or `"rejoin"` (the
+        /// membership lost its group state): the code must be compared again.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        keys_set_up_again: Option<&'a str>,
     },
     /// End-to-end encrypted meetings: a member's display name from its
     /// encrypted profile (only in `--json` output, never logged).
@@ -367,8 +373,17 @@ mod tests {
         assert_eq!(v, serde_json::json!({"event": "chat", "leaf": 2, "name": "Ada", "text": "hi", "own": false}));
         let v = serde_json::to_value(JsonEvent::Hand { leaf: 2, name: None, raised: true }).unwrap();
         assert_eq!(v, serde_json::json!({"event": "hand", "leaf": 2, "name": null, "raised": true}));
-        let v = serde_json::to_value(JsonEvent::Epoch { epoch: 2, security_code: "01234 56789" }).unwrap();
+        let v =
+            serde_json::to_value(JsonEvent::Epoch { epoch: 2, security_code: "01234 56789", keys_set_up_again: None })
+                .unwrap();
         assert_eq!(v, serde_json::json!({"event": "epoch", "epoch": 2, "security_code": "01234 56789"}));
+        let v = serde_json::to_value(JsonEvent::Epoch {
+            epoch: 0,
+            security_code: "1",
+            keys_set_up_again: Some("reconnect"),
+        })
+        .unwrap();
+        assert_eq!(v["keys_set_up_again"], "reconnect");
         let v =
             serde_json::to_value(JsonEvent::Reconnecting { attempt: 2, reason: "media connection lost", delay_s: 1.0 })
                 .unwrap();

@@ -117,6 +117,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         rtp_base: (u64::from(rand::random::<u32>()), u64::from(rand::random::<u32>())),
         timeout: Instant::now(),
         e2ee: None,
+        had_keys: false,
         backoff: Backoff::default(),
     };
     session.attach(joined)?;
@@ -420,6 +421,8 @@ struct Session {
     /// End-to-end encryption of the current connection; `None` only
     /// between connections (nothing is sent or accepted in clear).
     e2ee: Option<E2ee>,
+    /// Keys were installed before, in this or an earlier connection.
+    had_keys: bool,
     /// Reconnection attempts since the connection was lost.
     backoff: Backoff,
 }
@@ -985,15 +988,31 @@ impl Session {
         for out in outs {
             match out {
                 Out::Send(msg) => send(ws, &msg).await?,
-                Out::Epoch { epoch, security_code } => {
+                Out::Epoch { epoch, security_code, first_keys } => {
                     tracing::info!(epoch, "end-to-end encryption: new epoch");
                     // As the browser does on new keys: a key frame, so that
                     // newcomers get a picture at once.
                     if let Some(v) = &mut self.video {
                         v.source.rewind_to_key_frame();
                     }
-                    self.reporter.emit(&JsonEvent::Epoch { epoch, security_code: &security_code }, || {
-                        Some(format!("end-to-end encrypted, epoch {epoch}; security code {security_code}"))
+                    // Keys set up anew after we had some: the code changed
+                    // for that, not for a join or leave (as the browser says).
+                    let again = first_keys
+                        .filter(|_| self.had_keys)
+                        .map(|w| if w == "rejoin" { "rejoin" } else { "reconnect" });
+                    self.had_keys = true;
+                    let event = JsonEvent::Epoch { epoch, security_code: &security_code, keys_set_up_again: again };
+                    self.reporter.emit(&event, || {
+                        let mut line = format!("end-to-end encrypted, epoch {epoch}; security code {security_code}");
+                        match again {
+                            Some("rejoin") => line
+                                .push_str("\nnew code: this device had to rejoin the meeting's keys; compare it again"),
+                            Some(_) => line.push_str(
+                                "\nnew code: the meeting's keys were set up again after reconnecting; compare it again",
+                            ),
+                            None => {}
+                        }
+                        Some(line)
                     });
                 }
                 Out::Profile { leaf, participant_id, display_name } => {
