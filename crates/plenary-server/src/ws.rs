@@ -121,7 +121,10 @@ pub async fn serve(socket: Socket, size: MessageLimit, media: MediaHandle) {
             _ = &mut writer => break,
         };
         let now = Instant::now();
-        if frame.is_ok() {
+        // Only a whole data message ends one: a ping or pong may come
+        // between the fragments of a message (RFC 6455 §5.4), and must not
+        // let the fragments after it count from zero.
+        if matches!(frame, Ok(Message::Text(_) | Message::Binary(_))) {
             size.message_done();
         }
         if !matches!(frame, Ok(Message::Close(_)) | Err(_)) && !limit.allow(now) {

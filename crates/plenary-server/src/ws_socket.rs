@@ -213,8 +213,9 @@ struct LimitState {
 /// The per-message limit of one connection until it is lifted, shared
 /// between the session and its socket's reader. The reader counts the
 /// bytes it takes from the connection; the session calls
-/// [`MessageLimit::message_done`] after each message it receives. Once the
-/// count passes the limit, the reader takes no more bytes and fails with
+/// [`MessageLimit::message_done`] after each data message it receives (not
+/// after a ping or pong, which may come between the fragments of one, so
+/// the bytes of pings and pongs count too). Once the count passes the limit, the reader takes no more bytes and fails with
 /// [`OverLimit`], so a larger message is refused after at most `max` bytes
 /// of it were read, however large its frame header says it is. The count
 /// may include the start of the next message read along with a message
@@ -223,7 +224,8 @@ struct LimitState {
 pub struct MessageLimit(Arc<LimitState>);
 
 impl MessageLimit {
-    /// A whole message was received: the next one may take `max` bytes again.
+    /// A whole data message (text or binary) was received: the next one may
+    /// take `max` bytes again.
     pub fn message_done(&self) {
         self.0.read.store(0, Ordering::Relaxed);
     }

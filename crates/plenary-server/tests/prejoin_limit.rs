@@ -247,6 +247,71 @@ async fn a_big_first_message_is_refused_before_it_is_sent_whole() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A masked client frame (RFC 6455 §5.2) with an all-zero masking key:
+/// `opcode` with FIN set or not.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![if fin { 0x80 | opcode } else { opcode }];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_and_pongs_between_fragments_do_not_restart_the_count() {
+    // Found by the breaker: a ping or pong between the fragments of one
+    // message used to count as a whole message, so 60 KiB fragments with
+    // a ping after each made one unjoined connection hold 3.7 MB.
+    let dir = temp_dir("prejoin-fragments");
+    let server = Server::start(&dir, &[]);
+    for control in [0x9, 0xA] {
+        let mut s = raw_ws(server.http).await;
+        let part = vec![b'x'; 16 * 1024];
+        let mut sent = 0;
+        let mut first = true;
+        // 256 KiB in fragments, four times the limit.
+        while sent < 16 * part.len() {
+            let f = frame(false, if first { 0x1 } else { 0x0 }, &part);
+            first = false;
+            let ping = frame(true, control, b"p");
+            let wrote = tokio::time::timeout(Duration::from_secs(5), async {
+                s.write_all(&f).await?;
+                s.write_all(&ping).await
+            })
+            .await;
+            if !matches!(wrote, Ok(Ok(()))) {
+                break;
+            }
+            sent += part.len();
+        }
+        let (texts, close) = answers(&mut s).await;
+        let error = texts
+            .iter()
+            .map(|t| serde_json::from_str::<serde_json::Value>(t).expect("JSON"))
+            .find(|v| v["type"] == "error")
+            .unwrap_or_else(|| panic!("no error after {sent} bytes in fragments with control frame {control:#x}"));
+        assert_eq!((&error["code"], &error["fatal"]), (&"too_large".into(), &true.into()), "{error}");
+        assert_eq!(close, Some(1009), "close code after fragments with control frame {control:#x}");
+    }
+    // The server still serves a join.
+    let secret = MeetingSecret::random().expect("secret");
+    let mut ws = ws_from(IpAddr::V4(Ipv4Addr::LOCALHOST), server.http).await;
+    ws.send(join_msg("after-fragments", &secret, "{}")).await.expect("join");
+    wait_for(&mut ws, "joined").await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Sends `msg` as `{"type":"mls"}` with an optional Welcome, base64url.
 fn mls_msg(envelope: &[u8], welcome: Option<&[u8]>) -> Message {
     let mut m = serde_json::json!({"type": "mls", "envelope": URL_SAFE_NO_PAD.encode(envelope)});
