@@ -59,6 +59,6 @@ mod track;
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use layer::{Allowance, LayerInfo, LayerSelector, Verdict};
-pub use sfu::{Output, Sfu, SfuStats};
+pub use sfu::{MAX_AUDIO_QUEUE_AGE, Output, Sfu, SfuStats};
 pub use speaker::SpeakerDetector;
 pub use track::vp8_keyframe_size;

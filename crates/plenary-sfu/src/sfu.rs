@@ -65,6 +65,9 @@ pub struct SfuStats {
     pub keyframe_requests: u64,
     /// Simulcast layer switches.
     pub layer_switches: u64,
+    /// Audio frames not forwarded to a subscriber whose send queue already
+    /// held audio older than [`MAX_AUDIO_QUEUE_AGE`] (frame × subscriber).
+    pub audio_frames_shed: u64,
 }
 
 /// The sans-IO SFU. See the crate docs.
@@ -109,6 +112,15 @@ const AUDIO_REORDER_WAIT: Duration = Duration::from_millis(20);
 
 /// How often active speakers are re-evaluated.
 const SPEAKER_EVAL_INTERVAL: Duration = Duration::from_millis(100);
+/// A subscriber whose str0m send queue holds audio older than this gets
+/// no new audio frames until the queue is younger again (they are shed,
+/// as a congested link would lose them; Opus conceals the gap). str0m's
+/// queues have no bound: a server short of CPU, or a session whose
+/// DTLS is not up yet, would otherwise deliver seconds-old audio, and
+/// every frame queued behind it (a joiner's first frames of its epoch)
+/// as late. A frame written behind 100 ms of audio waits about as long
+/// again, so the audio heard stays within about 300 ms.
+pub const MAX_AUDIO_QUEUE_AGE: Duration = Duration::from_millis(100);
 
 impl Sfu {
     /// A new SFU with no rooms.
@@ -693,6 +705,10 @@ impl Sfu {
             };
             let Some(out_mid) = t.live_mid() else { continue };
             let rtp_time = if kind == MediaKind::Audio {
+                if sub.rtc.as_deref_mut().is_some_and(|rtc| audio_backlogged(rtc, out_mid, now)) {
+                    self.stats.audio_frames_shed += 1;
+                    continue;
+                }
                 data.time.numer()
             } else {
                 if layers_changed && let Some(r) = t.selector.retarget(&layers, now) {
@@ -882,4 +898,12 @@ fn to_str0m_kind(k: MediaKind) -> str0m::media::MediaKind {
         MediaKind::Audio => str0m::media::MediaKind::Audio,
         MediaKind::Video => str0m::media::MediaKind::Video,
     }
+}
+
+/// Whether the audio queued in `rtc` for `mid` waits for longer than
+/// [`MAX_AUDIO_QUEUE_AGE`] (from str0m's queue sample of its last timeout).
+fn audio_backlogged(rtc: &mut Rtc, mid: Mid, now: Instant) -> bool {
+    let mut api = rtc.direct_api();
+    let oldest = api.stream_tx_by_mid(mid, None).and_then(|s| s.queue_info()).and_then(|q| q.first_unsent());
+    oldest.is_some_and(|t| now.saturating_duration_since(t) > MAX_AUDIO_QUEUE_AGE)
 }

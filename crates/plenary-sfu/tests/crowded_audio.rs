@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use harness::{REALISTIC_LAYERS, World};
 use plenary_proto::MediaKind;
+use plenary_sfu::MAX_AUDIO_QUEUE_AGE;
 use str0m_netem::{Bitrate, DataSize, NetemConfig, Probability, RandomLoss};
 
 /// Opus voice at 32 kbit/s: 80 bytes every 20 ms.
@@ -60,4 +61,58 @@ fn a_joiner_gets_video_in_step_with_audio_while_29_others_speak() {
         .max()
         .unwrap_or_default();
     assert!(lag < Duration::from_millis(500), "video lags {lag:?} behind the camera (and the audio)");
+}
+
+/// The same meeting driven as the server drives the SFU: its timer wakes
+/// it at most once a millisecond (tokio rounds a deadline up to the next
+/// one), besides after each batch of datagrams. str0m releases one queued
+/// packet per `Input::Timeout`, even unpaced audio, and asks for the next
+/// 1 µs later, so each session sends about one packet per wake-up: here
+/// less than the 29 others' audio (1,450 packets a second), as on a server
+/// short of CPU. Its str0m queues have no bound, so the audio everyone
+/// heard, and every frame queued behind it, fell further behind each
+/// second (1 s after 4 s here; 8 s of audio queued per participant, and a
+/// joiner whose first frames of its own epoch came 1.5 s after every
+/// sender had switched to it, in the join benchmark at 30). Audio that
+/// would wait longer than `MAX_AUDIO_QUEUE_AGE` is shed instead: everyone
+/// still hears everyone, late by a bounded amount.
+#[test]
+fn audio_stays_recent_when_the_server_sends_less_than_arrives() {
+    let mut w = World::new();
+    w.sfu_timer_tick = Some(Duration::from_millis(1));
+    w.layer_bytes = REALISTIC_LAYERS;
+    w.audio_bytes = OPUS_VOICE_BYTES;
+    let room = "room-crowded-tick";
+    let camera = w.join(room, true, true);
+    let mut speakers = vec![camera];
+    for _ in 0..29 {
+        speakers.push(w.join_with(room, true, false, false));
+    }
+    w.run(Duration::from_secs(1), 60);
+    let joiner = w.join(room, false, false);
+    let joined = w.now;
+    w.run(Duration::from_secs(6), 60);
+
+    // Audio: arrival minus capture time (the harness stamps RTP time from
+    // the start of the world, 48 kHz), per speaker, over the last 2 s.
+    let since = w.now - Duration::from_secs(2);
+    for (who, listener) in [("the joiner", joiner), ("a speaker", speakers[1])] {
+        let mut worst = Duration::ZERO;
+        let mut fewest = usize::MAX;
+        for &s in speakers.iter().filter(|&&s| s != listener) {
+            let mid = w.mid_of(listener, s, MediaKind::Audio).expect("audio track");
+            let recent: Vec<_> = w.frames(listener, mid).into_iter().filter(|f| f.at >= since).collect();
+            fewest = fewest.min(recent.len());
+            for f in recent {
+                let captured = w.start + Duration::from_micros(f.rtp_time * 1000 / 48);
+                worst = worst.max(f.at.saturating_duration_since(captured));
+            }
+        }
+        // Half of the 100 frames each sent in 2 s: every voice is heard.
+        assert!(fewest >= 50, "{who} hears every speaker: fewest {fewest} frames of one in 2 s");
+        assert!(worst < MAX_AUDIO_QUEUE_AGE * 3, "{who} hears the others {worst:?} late");
+    }
+    let vmid = w.mid_of(joiner, camera, MediaKind::Video).expect("the joiner has the camera's video");
+    let first = w.frames(joiner, vmid).first().map(|f| f.at - joined);
+    assert!(first.is_some_and(|d| d < Duration::from_secs(1)), "first video frame {first:?} after joining");
 }

@@ -80,6 +80,13 @@ pub struct World {
     pub layer_bytes: [usize; 3],
     /// Bytes of one 20 ms audio frame (60: 24 kbit/s of Opus payload).
     pub audio_bytes: usize,
+    /// Resolution of the SFU's timer (none: exact). The server waits with
+    /// tokio's timer, which rounds a deadline in the future up to the next
+    /// millisecond, so a session that asks to be woken 1 µs later waits
+    /// up to 1 ms; set `Some(1 ms)` to drive the SFU that way.
+    pub sfu_timer_tick: Option<Duration>,
+    /// A datagram reached the SFU since its last timeout.
+    sfu_received: bool,
     wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>, bool)>,
 }
 
@@ -105,6 +112,8 @@ impl World {
             blackout: None,
             layer_bytes: [200, 400, 600],
             audio_bytes: 60,
+            sfu_timer_tick: None,
+            sfu_received: false,
             wire: VecDeque::new(),
         }
     }
@@ -190,7 +199,7 @@ impl World {
                     }
                     Output::Disconnected(_) | Output::Tap { .. } => busy = true,
                     Output::Timeout(t) => {
-                        self.sfu_next = t;
+                        self.sfu_next = self.sfu_wake_at(t);
                         break;
                     }
                 }
@@ -203,11 +212,24 @@ impl World {
                 self.enter_link(src, dst, data);
             }
             busy |= self.drain_links();
+            if self.sfu_timer_tick.is_some() && std::mem::take(&mut self.sfu_received) {
+                // As the server does after each batch of datagrams.
+                self.sfu.handle_timeout(self.now);
+                busy = true;
+            }
             if !busy {
                 return;
             }
         }
         panic!("virtual network did not settle");
+    }
+
+    /// When the SFU's timer fires for deadline `t`: at once if it is due,
+    /// else at `t` rounded up to [`World::sfu_timer_tick`].
+    fn sfu_wake_at(&self, t: Instant) -> Instant {
+        let Some(tick) = self.sfu_timer_tick.filter(|_| t > self.now) else { return t };
+        let ticks = (t - self.start).as_nanos().div_ceil(tick.as_nanos());
+        self.start + tick * u32::try_from(ticks).unwrap_or(u32::MAX)
     }
 
     /// Puts a datagram on the emulated link it travels, or delivers it at
@@ -301,6 +323,7 @@ impl World {
                 return;
             }
             let _ = self.sfu.handle_receive(self.now, Protocol::Udp, src, dst, data);
+            self.sfu_received = true;
             return;
         }
         if let Some(p) = self.peers.iter_mut().find(|p| p.addr == dst) {
