@@ -294,11 +294,21 @@ pub fn human_summary(s: &Summary) -> String {
 
 /// A chat line for a terminal: `<name>: <text>` ("Guest" without a name),
 /// with control characters (escape sequences a sender could use to rewrite
-/// the terminal) and line breaks shown as spaces.
+/// the terminal), line breaks and bidirectional formatting characters (that
+/// a terminal with bidi support would use to show the line reordered, e.g.
+/// another name first) shown as spaces.
 pub fn chat_line(name: Option<&str>, text: &str) -> String {
     let name = name.filter(|n| !n.trim().is_empty()).unwrap_or("Guest");
-    let clean = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    let clean =
+        |s: &str| s.chars().map(|c| if c.is_control() || is_layout_char(c) { ' ' } else { c }).collect::<String>();
     format!("{}: {}", clean(name), clean(text))
+}
+
+/// Unicode characters (not `Cc`) that move or break text rather than show
+/// a glyph: line and paragraph separators, and the bidirectional marks,
+/// embeddings, overrides and isolates of UAX #9 §2.
+fn is_layout_char(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `audio` or `video`.
@@ -320,6 +330,8 @@ mod tests {
         assert_eq!(chat_line(None, "hi"), "Guest: hi");
         assert_eq!(chat_line(Some(" "), "hi"), "Guest: hi");
         assert_eq!(chat_line(Some("A\x1b[2Jb"), "x\ny\u{9b}z"), "A [2Jb: x y z");
+        // A right-to-left override would show "Eve\u{202e}ecilA: hi" as "Eve" + "Alice: hi" reversed.
+        assert_eq!(chat_line(Some("Eve\u{202e}ecilA"), "a\u{2066}b\u{2028}c"), "Eve ecilA: a b c");
     }
 
     /// The JSON shapes that scripts and the browser end-to-end test read.

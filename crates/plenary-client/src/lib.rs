@@ -37,6 +37,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod chat_input;
 mod e2ee;
 pub mod events;
 pub mod ivf;

@@ -19,6 +19,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::chat_input::chat_input;
 use crate::e2ee::{E2ee, Out};
 use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, chat_line, human_summary, kind_str};
 use crate::meeting_url::MeetingUrl;
@@ -166,21 +167,6 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
             }
         }
     }
-}
-
-/// Chat lines typed on stdin, read by a thread of their own (a blocking
-/// read would stall the session); the channel closes at end of input.
-fn chat_input() -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// The next chat line from stdin; never ready without chat input.
