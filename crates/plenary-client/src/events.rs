@@ -254,13 +254,29 @@ impl Reporter {
     /// Prints a JSON line (in JSON mode) or the human line `human` (else).
     pub fn emit(&self, event: &JsonEvent<'_>, human: impl FnOnce() -> Option<String>) {
         let mut out = std::io::stdout().lock();
-        let line = if self.json { serde_json::to_string(event).ok() } else { human() };
+        let line = if self.json { serde_json::to_string(event).ok().map(|l| terminal_safe_json(&l)) } else { human() };
         if let Some(line) = line {
             // A closed stdout (e.g. `| head`) must not end the session.
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
         }
     }
+}
+
+/// `json` with the characters that serde_json leaves as they are but a
+/// terminal would act on (DEL, the C1 controls such as U+009B CSI, line
+/// separators, bidi formatting: see [`chat_line`]) written as `\uXXXX`
+/// escapes: the same JSON, safe to print. They occur only inside strings.
+fn terminal_safe_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() || is_layout_char(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The human-readable form of a summary.
@@ -332,6 +348,21 @@ mod tests {
         assert_eq!(chat_line(Some("A\x1b[2Jb"), "x\ny\u{9b}z"), "A [2Jb: x y z");
         // A right-to-left override would show "Eve\u{202e}ecilA: hi" as "Eve" + "Alice: hi" reversed.
         assert_eq!(chat_line(Some("Eve\u{202e}ecilA"), "a\u{2066}b\u{2028}c"), "Eve ecilA: a b c");
+        // --json printed on a terminal: the same strings, nothing a terminal acts on.
+        let v = serde_json::to_string(&JsonEvent::Chat {
+            leaf: 1,
+            name: Some("E\u{9b}2J\u{202e}"),
+            text: "\x1b\x7f",
+            own: false,
+        })
+        .expect("JSON");
+        let safe = terminal_safe_json(&v);
+        assert!(safe.chars().all(|c| !c.is_control() && !is_layout_char(c)), "{safe:?}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&safe).expect("still JSON"),
+            serde_json::from_str::<serde_json::Value>(&v).expect("JSON")
+        );
+        assert!(safe.contains(r"E\u009b2J\u202e"), "{safe}");
     }
 
     /// The JSON shapes that scripts and the browser end-to-end test read.
