@@ -13,7 +13,7 @@ use plenary_proto::{MAX_CLIENT_MESSAGE_BYTES, RoomId};
 use crate::assets::Assets;
 use crate::limits::PerAddress;
 use crate::media::MediaHandle;
-use crate::ws_socket::Upgrade;
+use crate::ws_socket::{AddressBudget, Upgrade};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -49,11 +49,19 @@ async fn ws(State(s): State<AppState>, ConnectInfo(remote): ConnectInfo<SocketAd
     };
     // Once joined, frames up to 4x the protocol limit reach the decoder
     // and get a typed error; larger ones close the connection. Before
-    // joining, messages over PRE_JOIN_MESSAGE_BYTES close it.
-    upgrade.accept(MAX_CLIENT_MESSAGE_BYTES * 4, crate::ws::PRE_JOIN_MESSAGE_BYTES, move |socket, limit| async move {
-        crate::ws::serve(socket, limit, s.media).await;
-        drop(slot);
-    })
+    // joining, messages over PRE_JOIN_MESSAGE_BYTES close it. All sessions
+    // of one address together may hold ADDRESS_UNFINISHED_BYTES of
+    // unfinished messages.
+    let address = AddressBudget { held: slot.held_bytes(), budget: crate::ws::ADDRESS_UNFINISHED_BYTES };
+    upgrade.accept(
+        MAX_CLIENT_MESSAGE_BYTES * 4,
+        crate::ws::PRE_JOIN_MESSAGE_BYTES,
+        address,
+        move |socket, limit| async move {
+            crate::ws::serve(socket, limit, s.media).await;
+            drop(slot);
+        },
+    )
 }
 
 async fn meeting(State(s): State<AppState>, Path(room): Path<String>) -> Response {

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -51,12 +51,20 @@ impl AddrKey {
     }
 }
 
+/// What one address holds: its open things, and a byte count its slots
+/// share (see [`Slot::held`]).
+#[derive(Debug, Default)]
+struct Held {
+    open: usize,
+    bytes: Arc<AtomicUsize>,
+}
+
 /// A count of open things per address, with a limit.
 #[derive(Debug)]
 pub struct PerAddress {
     what: &'static str,
     limit: usize,
-    open: Mutex<HashMap<AddrKey, usize>>,
+    open: Mutex<HashMap<AddrKey, Held>>,
     refused: AtomicU64,
     last_warning: Mutex<Option<Instant>>,
 }
@@ -66,6 +74,17 @@ pub struct PerAddress {
 pub struct Slot {
     owner: Arc<PerAddress>,
     key: AddrKey,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Slot {
+    /// A byte count shared by every slot its address holds of this limit
+    /// at once (e.g. bytes of unfinished incoming messages, counted by the
+    /// user of the slots); the address's entry, and so the count, starts
+    /// anew once it holds no slot.
+    pub fn held_bytes(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.bytes)
+    }
 }
 
 impl PerAddress {
@@ -89,10 +108,10 @@ impl PerAddress {
         let key = AddrKey::of(ip);
         {
             let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = open.entry(key).or_insert(0);
-            if self.limit == 0 || *n < self.limit {
-                *n += 1;
-                return Ok(Slot { owner: Arc::clone(self), key });
+            let held = open.entry(key).or_default();
+            if self.limit == 0 || held.open < self.limit {
+                held.open += 1;
+                return Ok(Slot { owner: Arc::clone(self), key, bytes: Arc::clone(&held.bytes) });
             }
         }
         let total = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
@@ -120,16 +139,16 @@ impl PerAddress {
     /// How many `ip` holds open now.
     #[cfg(test)]
     pub fn open(&self, ip: IpAddr) -> usize {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).get(&AddrKey::of(ip)).copied().unwrap_or(0)
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).get(&AddrKey::of(ip)).map_or(0, |h| h.open)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.owner.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(held) = open.get_mut(&self.key) {
+            held.open = held.open.saturating_sub(1);
+            if held.open == 0 {
                 open.remove(&self.key);
             }
         }
@@ -165,6 +184,19 @@ mod tests {
         assert!(l.acquire(ip("2001:db8:1:3::1")).is_ok(), "another /64");
         let _v4 = l.acquire(ip("198.51.100.7")).unwrap();
         assert!(l.acquire(ip("::ffff:198.51.100.7")).is_err(), "IPv4-mapped is the same address");
+    }
+
+    #[test]
+    fn an_address_slots_share_one_byte_count() {
+        let l = PerAddress::new("things", 0);
+        let a = l.acquire(ip("192.0.2.1")).unwrap();
+        let b = l.acquire(ip("192.0.2.1")).unwrap();
+        let other = l.acquire(ip("192.0.2.2")).unwrap();
+        a.held_bytes().fetch_add(10, Ordering::Relaxed);
+        assert_eq!(b.held_bytes().load(Ordering::Relaxed), 10, "same address");
+        assert_eq!(other.held_bytes().load(Ordering::Relaxed), 0, "another address");
+        drop((a, b));
+        assert_eq!(l.acquire(ip("192.0.2.1")).unwrap().held_bytes().load(Ordering::Relaxed), 0, "starts anew");
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub const INCOMPLETE_LINK: &str = "This link is incomplete: the part after # is 
 /// server keep at most about 8 MiB for them, not 512 MiB (BENCHMARKS.md).
 pub const PRE_JOIN_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Most bytes of unfinished incoming messages the signaling connections of
+/// one address may make the server hold at once (four messages of the
+/// largest size a joined member may send). Without it, joined connections
+/// could each hold a message of up to 4 MiB, unfinished, for as long as
+/// they stay: 512 MiB for the 128 sessions an address may open. The
+/// connection whose message passes it gets a fatal `too_large` error.
+pub const ADDRESS_UNFINISHED_BYTES: usize = 16 * 1024 * 1024;
+
 /// A connection must join within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// A client that does not take a message within this time is disconnected.
@@ -145,13 +153,9 @@ pub async fn serve(socket: Socket, size: MessageLimit, media: MediaHandle) {
             Ok(Message::Close(_)) => break,
             Ok(_) => continue,
             Err(e) => {
-                if let Some(max) = too_large(&e) {
+                if let Some(over) = too_large(&e) {
                     let when = if me.is_none() { " before join" } else { "" };
-                    let _ = tx.try_send(error(
-                        ErrorCode::TooLarge,
-                        format!("a message of more than {max} bytes{when}; closing"),
-                        true,
-                    ));
+                    let _ = tx.try_send(error(ErrorCode::TooLarge, format!("{over}{when}; closing"), true));
                 }
                 debug!(error = %e, "WebSocket read error");
                 break;

@@ -138,8 +138,10 @@ impl Upgrade {
     /// Answers `101 Switching Protocols` and runs `session` on the socket
     /// once hyper hands the connection over. Incoming messages and frames
     /// are limited to `max_message` bytes, and to `first_limit` bytes each
-    /// until the session lifts that with [`MessageLimit::lift`].
-    pub fn accept<F, Fut>(self, max_message: usize, first_limit: usize, session: F) -> Response
+    /// until the session lifts that with [`MessageLimit::lift`]; the bytes
+    /// of unfinished messages are also counted in `address` (shared by all
+    /// connections of the client's address), which may not pass its budget.
+    pub fn accept<F, Fut>(self, max_message: usize, first_limit: usize, address: AddressBudget, session: F) -> Response
     where
         F: FnOnce(Socket, MessageLimit) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -162,6 +164,7 @@ impl Upgrade {
                     let limit = MessageLimit(Arc::new(LimitState {
                         max: AtomicUsize::new(first_limit),
                         read: AtomicUsize::new(0),
+                        address,
                     }));
                     let io = LimitedIo { io: TokioIo::new(upgraded), limit: limit.0.clone() };
                     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
@@ -182,23 +185,43 @@ impl Upgrade {
     }
 }
 
-/// A message larger than the connection's current [`MessageLimit`]: the
-/// error the socket's reader returns (inside an `io::Error` of kind
-/// `InvalidData`) once the bytes read since the last whole message pass it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a message of more than {max} bytes")]
-pub struct OverLimit {
-    /// The limit, bytes.
-    pub max: usize,
+/// Bytes of unfinished incoming messages one client address may make the
+/// server hold at once, over all its connections: `held` is shared by
+/// them (from [`crate::limits::Slot::held_bytes`]), `budget` is the most.
+#[derive(Debug, Clone)]
+pub struct AddressBudget {
+    /// Bytes held now.
+    pub held: Arc<AtomicUsize>,
+    /// Most bytes held at once.
+    pub budget: usize,
 }
 
-/// How large a message may be, in bytes, if `e` (from reading the socket)
-/// says a message was too large: over tungstenite's limit or over the
-/// [`MessageLimit`].
-pub fn too_large(e: &Error) -> Option<usize> {
+/// Why the socket's reader stopped taking a message: the error it returns
+/// (inside an `io::Error` of kind `InvalidData`) once the bytes read since
+/// the last whole message pass the connection's [`MessageLimit`], or the
+/// unfinished messages of the client's address pass its [`AddressBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OverLimit {
+    /// One message larger than the limit.
+    #[error("a message of more than {max} bytes")]
+    Message {
+        /// The limit, bytes.
+        max: usize,
+    },
+    /// The address's connections together hold more unfinished messages.
+    #[error("more than {budget} bytes of unfinished messages from one address")]
+    Address {
+        /// The budget, bytes.
+        budget: usize,
+    },
+}
+
+/// Whether `e` (from reading the socket) says a message was too large:
+/// over tungstenite's limit, the [`MessageLimit`] or the [`AddressBudget`].
+pub fn too_large(e: &Error) -> Option<OverLimit> {
     match e {
-        Error::Capacity(CapacityError::MessageTooLong { max_size, .. }) => Some(*max_size),
-        Error::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<OverLimit>()).map(|o| o.max),
+        Error::Capacity(CapacityError::MessageTooLong { max_size, .. }) => Some(OverLimit::Message { max: *max_size }),
+        Error::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<OverLimit>()).copied(),
         _ => None,
     }
 }
@@ -206,8 +229,17 @@ pub fn too_large(e: &Error) -> Option<usize> {
 struct LimitState {
     /// Bytes a message may take, `usize::MAX` once lifted.
     max: AtomicUsize,
-    /// Bytes read since the last whole message.
+    /// Bytes read since the last whole message (also counted in `address`).
     read: AtomicUsize,
+    address: AddressBudget,
+}
+
+impl LimitState {
+    /// The bytes read since the last whole message are no longer held.
+    fn release(&self) {
+        let read = self.read.swap(0, Ordering::Relaxed);
+        self.address.held.fetch_sub(read, Ordering::Relaxed);
+    }
 }
 
 /// The per-message limit of one connection until it is lifted, shared
@@ -227,7 +259,7 @@ impl MessageLimit {
     /// A whole data message (text or binary) was received: the next one may
     /// take `max` bytes again.
     pub fn message_done(&self) {
-        self.0.read.store(0, Ordering::Relaxed);
+        self.0.release();
     }
 
     /// No limit from here on but the socket's own (`max_message` of
@@ -245,13 +277,15 @@ pub struct LimitedIo {
 
 impl AsyncRead for LimitedIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let max = self.limit.max.load(Ordering::Relaxed);
-        if max == usize::MAX {
-            return Pin::new(&mut self.io).poll_read(cx, buf);
-        }
-        let allowed = max.saturating_sub(self.limit.read.load(Ordering::Relaxed));
+        let limit = &self.limit;
+        let max = limit.max.load(Ordering::Relaxed);
+        let for_message = max.saturating_sub(limit.read.load(Ordering::Relaxed));
+        let budget = limit.address.budget;
+        let for_address = budget.saturating_sub(limit.address.held.load(Ordering::Relaxed));
+        let allowed = for_message.min(for_address);
         if allowed == 0 {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, OverLimit { max })));
+            let over = if for_message == 0 { OverLimit::Message { max } } else { OverLimit::Address { budget } };
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, over)));
         }
         // Read at most `allowed` bytes: the rest stays in the kernel.
         let mut part = ReadBuf::new(buf.initialize_unfilled_to(allowed.min(buf.remaining())));
@@ -259,9 +293,16 @@ impl AsyncRead for LimitedIo {
         let n = part.filled().len();
         if let Poll::Ready(Ok(())) = polled {
             self.limit.read.fetch_add(n, Ordering::Relaxed);
+            self.limit.address.held.fetch_add(n, Ordering::Relaxed);
             buf.advance(n);
         }
         polled
+    }
+}
+
+impl Drop for LimitedIo {
+    fn drop(&mut self) {
+        self.limit.release();
     }
 }
 

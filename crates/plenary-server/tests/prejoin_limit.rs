@@ -159,6 +159,38 @@ async fn wait_for(ws: &mut Ws, kind: &str) -> serde_json::Value {
     }
 }
 
+/// Announces a text frame of [`ANNOUNCED`] bytes on `s` and sends all of
+/// it but one byte, as fast as the server takes it; returns the stream and
+/// how many payload bytes went out.
+async fn almost_send_big_frame(mut s: TcpStream) -> (TcpStream, usize) {
+    s.write_all(&text_frame_header(ANNOUNCED)).await.expect("frame header");
+    let sent = send_payload(&mut s, ANNOUNCED - 1, Duration::from_secs(2)).await;
+    (s, sent)
+}
+
+/// Waits for every attacker, sampling the server's RSS meanwhile (and for
+/// a second after); returns what they returned and the peak RSS, KiB.
+async fn wait_for_attackers(
+    attackers: Vec<tokio::task::JoinHandle<(TcpStream, usize)>>,
+    pid: u32,
+    before: u64,
+) -> (Vec<(TcpStream, usize)>, u64) {
+    let mut peak = before;
+    let mut streams = Vec::new();
+    for a in attackers {
+        while !a.is_finished() {
+            peak = peak.max(vm_rss_kib(pid));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        streams.push(a.await.expect("attacker"));
+    }
+    for _ in 0..10 {
+        peak = peak.max(vm_rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (streams, peak)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unjoined_connections_cannot_make_the_server_hold_big_messages() {
     let dir = temp_dir("prejoin-flood");
@@ -172,28 +204,11 @@ async fn unjoined_connections_cannot_make_the_server_hold_big_messages() {
     let attackers: Vec<_> = (0..SESSIONS)
         .map(|_| {
             let http = server.http;
-            tokio::spawn(async move {
-                let mut s = raw_ws(http).await;
-                s.write_all(&text_frame_header(ANNOUNCED)).await.expect("frame header");
-                let sent = send_payload(&mut s, ANNOUNCED - 1, Duration::from_secs(2)).await;
-                (s, sent)
-            })
+            tokio::spawn(async move { almost_send_big_frame(raw_ws(http).await).await })
         })
         .collect();
-    let mut peak = before;
-    let mut streams = Vec::new();
-    for a in attackers {
-        while !a.is_finished() {
-            peak = peak.max(vm_rss_kib(pid));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        streams.push(a.await.expect("attacker"));
-    }
+    let (streams, peak) = wait_for_attackers(attackers, pid, before).await;
     let sending = started.elapsed();
-    for _ in 0..10 {
-        peak = peak.max(vm_rss_kib(pid));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let sent: usize = streams.iter().map(|(_, n)| n).sum();
     eprintln!(
         "server RSS {} MiB before, peak {} MiB with {SESSIONS} unjoined connections announcing {} KiB each \
@@ -243,6 +258,72 @@ async fn a_big_first_message_is_refused_before_it_is_sent_whole() {
     assert_eq!(error["code"], "too_large", "{error} after {sent} bytes");
     assert_eq!(error["fatal"], true);
     assert_eq!(close, Some(1009));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_connections_of_one_address_share_a_budget_for_unfinished_messages() {
+    // Found by a helper reading the limits: once joined, a connection may
+    // send messages of up to 4 MiB with no deadline, so every session an
+    // address may open could hold one unfinished, 512 MiB per address.
+    const ATTACKERS: usize = 32;
+    let dir = temp_dir("joined-flood");
+    let server = Server::start(&dir, &[]);
+    let pid = server.child.id();
+    let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let secret = MeetingSecret::random().expect("secret");
+    let before = vm_rss_kib(pid);
+    let attackers: Vec<_> = (0..ATTACKERS)
+        .map(|i| {
+            let (http, secret) = (server.http, secret.clone());
+            tokio::spawn(async move {
+                let mut ws = ws_from(attacker, http).await;
+                ws.send(join_msg(&format!("flood-{i}"), &secret, "{}")).await.expect("join");
+                wait_for(&mut ws, "joined").await;
+                // Back to the raw stream.
+                almost_send_big_frame(ws.into_inner()).await
+            })
+        })
+        .collect();
+    let (streams, peak) = wait_for_attackers(attackers, pid, before).await;
+    let sent: usize = streams.iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "server RSS {} MiB before, peak {} MiB with {ATTACKERS} joined connections announcing {} KiB each ({} MiB sent)",
+        before / 1024,
+        peak / 1024,
+        ANNOUNCED / 1024,
+        sent >> 20
+    );
+    // Someone at another address joins and is served meanwhile.
+    let mut other = ws_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4)), server.http).await;
+    other.send(join_msg("bystander", &secret, "{}")).await.expect("join");
+    wait_for(&mut other, "joined").await;
+    assert!(
+        peak.saturating_sub(before) < 48 * 1024,
+        "joined connections of one address made the server grow by {} MiB",
+        peak.saturating_sub(before) / 1024
+    );
+    // Those refused were told why; close the rest.
+    let mut refused = 0;
+    for (mut s, _) in streams {
+        let _ = s.shutdown().await;
+        let (texts, close) = answers(&mut s).await;
+        let told = texts
+            .iter()
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .find(|v| v["type"] == "error" && v["code"] == "too_large");
+        if let Some(error) = told {
+            assert_eq!(error["fatal"], true, "{error}");
+            assert_eq!(close, Some(1009), "close code: Message Too Big");
+            refused += 1;
+        }
+    }
+    assert!(refused >= ATTACKERS / 2, "only {refused} of {ATTACKERS} unfinished 4 MiB messages were refused");
+    // Once they are gone, the address is served again.
+    let mut again = ws_from(attacker, server.http).await;
+    again.send(join_msg("after-flood", &secret, "{}")).await.expect("join");
+    wait_for(&mut again, "joined").await;
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
