@@ -3,6 +3,7 @@
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
@@ -13,7 +14,7 @@ use plenary_proto::{MAX_CLIENT_MESSAGE_BYTES, RoomId};
 use crate::assets::Assets;
 use crate::limits::PerAddress;
 use crate::media::MediaHandle;
-use crate::ws_socket::{AddressBudget, Upgrade};
+use crate::ws_socket::{UnfinishedBudget, Upgrade};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct AppState {
     pub assets: Assets,
     /// Open signaling sessions per address.
     pub sessions: Arc<PerAddress>,
+    /// Bytes of unfinished incoming signaling messages, all connections.
+    pub unfinished: Arc<AtomicUsize>,
 }
 
 /// The router.
@@ -51,12 +54,17 @@ async fn ws(State(s): State<AppState>, ConnectInfo(remote): ConnectInfo<SocketAd
     // and get a typed error; larger ones close the connection. Before
     // joining, messages over PRE_JOIN_MESSAGE_BYTES close it. All sessions
     // of one address together may hold ADDRESS_UNFINISHED_BYTES of
-    // unfinished messages.
-    let address = AddressBudget { held: slot.held_bytes(), budget: crate::ws::ADDRESS_UNFINISHED_BYTES };
+    // unfinished messages, all sessions SERVER_UNFINISHED_BYTES.
+    let unfinished = UnfinishedBudget {
+        address: slot.held_bytes(),
+        per_address: crate::ws::ADDRESS_UNFINISHED_BYTES,
+        server: Arc::clone(&s.unfinished),
+        per_server: crate::ws::SERVER_UNFINISHED_BYTES,
+    };
     upgrade.accept(
         MAX_CLIENT_MESSAGE_BYTES * 4,
         crate::ws::PRE_JOIN_MESSAGE_BYTES,
-        address,
+        unfinished,
         move |socket, limit| async move {
             crate::ws::serve(socket, limit, s.media).await;
             drop(slot);

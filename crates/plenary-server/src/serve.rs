@@ -92,7 +92,8 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         None => Assets::Embedded,
     };
     let sessions = PerAddress::new("signaling sessions", cfg.limits.sessions_per_ip);
-    let app = router(AppState { media: MediaHandle { commands: tx }, assets, sessions });
+    let app =
+        router(AppState { media: MediaHandle { commands: tx }, assets, sessions, unfinished: Default::default() });
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let host = if cfg.listen.ip().is_unspecified() { cfg.public_ip } else { cfg.listen.ip() };
     let tls = match &cfg.tls {

@@ -40,6 +40,12 @@ pub const PRE_JOIN_MESSAGE_BYTES: usize = 64 * 1024;
 /// connection whose message passes it gets a fatal `too_large` error.
 pub const ADDRESS_UNFINISHED_BYTES: usize = 16 * 1024 * 1024;
 
+/// Most bytes of unfinished incoming messages all signaling connections
+/// together may make the server hold at once: many addresses (an IPv6
+/// /48 holds 65,536 /64s) must not add up to more. Past it, the
+/// connection whose read would pass it gets a fatal `too_large` error.
+pub const SERVER_UNFINISHED_BYTES: usize = 64 * 1024 * 1024;
+
 /// A connection must join within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// A client that does not take a message within this time is disconnected.

@@ -139,9 +139,15 @@ impl Upgrade {
     /// once hyper hands the connection over. Incoming messages and frames
     /// are limited to `max_message` bytes, and to `first_limit` bytes each
     /// until the session lifts that with [`MessageLimit::lift`]; the bytes
-    /// of unfinished messages are also counted in `address` (shared by all
-    /// connections of the client's address), which may not pass its budget.
-    pub fn accept<F, Fut>(self, max_message: usize, first_limit: usize, address: AddressBudget, session: F) -> Response
+    /// of unfinished messages are also counted in `unfinished`, which may
+    /// not pass its budgets.
+    pub fn accept<F, Fut>(
+        self,
+        max_message: usize,
+        first_limit: usize,
+        unfinished: UnfinishedBudget,
+        session: F,
+    ) -> Response
     where
         F: FnOnce(Socket, MessageLimit) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -164,7 +170,7 @@ impl Upgrade {
                     let limit = MessageLimit(Arc::new(LimitState {
                         max: AtomicUsize::new(first_limit),
                         read: AtomicUsize::new(0),
-                        address,
+                        unfinished,
                     }));
                     let io = LimitedIo { io: TokioIo::new(upgraded), limit: limit.0.clone() };
                     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
@@ -185,21 +191,27 @@ impl Upgrade {
     }
 }
 
-/// Bytes of unfinished incoming messages one client address may make the
-/// server hold at once, over all its connections: `held` is shared by
-/// them (from [`crate::limits::Slot::held_bytes`]), `budget` is the most.
+/// Bytes of unfinished incoming messages the server holds, counted per
+/// client address (`address`, shared by that address's connections, from
+/// [`crate::limits::Slot::held_bytes`]) and over all connections
+/// (`server`); neither may pass its budget.
 #[derive(Debug, Clone)]
-pub struct AddressBudget {
-    /// Bytes held now.
-    pub held: Arc<AtomicUsize>,
-    /// Most bytes held at once.
-    pub budget: usize,
+pub struct UnfinishedBudget {
+    /// Bytes the client's address holds now.
+    pub address: Arc<AtomicUsize>,
+    /// Most bytes one address may hold at once.
+    pub per_address: usize,
+    /// Bytes all connections hold now.
+    pub server: Arc<AtomicUsize>,
+    /// Most bytes all connections may hold at once.
+    pub per_server: usize,
 }
 
 /// Why the socket's reader stopped taking a message: the error it returns
 /// (inside an `io::Error` of kind `InvalidData`) once the bytes read since
 /// the last whole message pass the connection's [`MessageLimit`], or the
-/// unfinished messages of the client's address pass its [`AddressBudget`].
+/// unfinished messages of the client's address or of all clients pass
+/// their [`UnfinishedBudget`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OverLimit {
     /// One message larger than the limit.
@@ -214,10 +226,16 @@ pub enum OverLimit {
         /// The budget, bytes.
         budget: usize,
     },
+    /// All connections together hold more unfinished messages.
+    #[error("the server holds more than {budget} bytes of unfinished messages; retry later")]
+    Server {
+        /// The budget, bytes.
+        budget: usize,
+    },
 }
 
 /// Whether `e` (from reading the socket) says a message was too large:
-/// over tungstenite's limit, the [`MessageLimit`] or the [`AddressBudget`].
+/// over tungstenite's limit, the [`MessageLimit`] or the [`UnfinishedBudget`].
 pub fn too_large(e: &Error) -> Option<OverLimit> {
     match e {
         Error::Capacity(CapacityError::MessageTooLong { max_size, .. }) => Some(OverLimit::Message { max: *max_size }),
@@ -229,16 +247,17 @@ pub fn too_large(e: &Error) -> Option<OverLimit> {
 struct LimitState {
     /// Bytes a message may take, `usize::MAX` once lifted.
     max: AtomicUsize,
-    /// Bytes read since the last whole message (also counted in `address`).
+    /// Bytes read since the last whole message (also counted in `unfinished`).
     read: AtomicUsize,
-    address: AddressBudget,
+    unfinished: UnfinishedBudget,
 }
 
 impl LimitState {
     /// The bytes read since the last whole message are no longer held.
     fn release(&self) {
         let read = self.read.swap(0, Ordering::Relaxed);
-        self.address.held.fetch_sub(read, Ordering::Relaxed);
+        self.unfinished.address.fetch_sub(read, Ordering::Relaxed);
+        self.unfinished.server.fetch_sub(read, Ordering::Relaxed);
     }
 }
 
@@ -280,11 +299,18 @@ impl AsyncRead for LimitedIo {
         let limit = &self.limit;
         let max = limit.max.load(Ordering::Relaxed);
         let for_message = max.saturating_sub(limit.read.load(Ordering::Relaxed));
-        let budget = limit.address.budget;
-        let for_address = budget.saturating_sub(limit.address.held.load(Ordering::Relaxed));
-        let allowed = for_message.min(for_address);
+        let u = &limit.unfinished;
+        let for_address = u.per_address.saturating_sub(u.address.load(Ordering::Relaxed));
+        let for_server = u.per_server.saturating_sub(u.server.load(Ordering::Relaxed));
+        let allowed = for_message.min(for_address).min(for_server);
         if allowed == 0 {
-            let over = if for_message == 0 { OverLimit::Message { max } } else { OverLimit::Address { budget } };
+            let over = if for_message == 0 {
+                OverLimit::Message { max }
+            } else if for_address == 0 {
+                OverLimit::Address { budget: u.per_address }
+            } else {
+                OverLimit::Server { budget: u.per_server }
+            };
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, over)));
         }
         // Read at most `allowed` bytes: the rest stays in the kernel.
@@ -293,7 +319,8 @@ impl AsyncRead for LimitedIo {
         let n = part.filled().len();
         if let Poll::Ready(Ok(())) = polled {
             self.limit.read.fetch_add(n, Ordering::Relaxed);
-            self.limit.address.held.fetch_add(n, Ordering::Relaxed);
+            self.limit.unfinished.address.fetch_add(n, Ordering::Relaxed);
+            self.limit.unfinished.server.fetch_add(n, Ordering::Relaxed);
             buf.advance(n);
         }
         polled
