@@ -25,6 +25,8 @@ export class LocalMedia extends EventTarget {
     this.cameraOff = false;
     /** Last getUserMedia failure per kind, for the UI. */
     this.errors = { audio: null, video: null };
+    /** The camera is being opened (or not tried yet): neither a track nor an error is known. */
+    this.videoPending = true;
   }
 
   /**
@@ -36,8 +38,11 @@ export class LocalMedia extends EventTarget {
     const wantVideo = !this.cameraOff;
     if (!navigator.mediaDevices?.getUserMedia) {
       this.errors.audio = this.errors.video = new Error('media devices are not available');
+      this.videoPending = false;
+      this.emitTracks();
       return;
     }
+    this.videoPending = wantVideo;
     try {
       const stream = await navigator.mediaDevices.getUserMedia({
         audio: wantAudio ? this.audioConstraints() : false,
@@ -51,6 +56,7 @@ export class LocalMedia extends EventTarget {
       if (wantVideo) await this.openKind('video');
       if (!this.audio && !this.video) console.warn('plenary: no camera or microphone:', err.name);
     }
+    this.videoPending = false;
     this.emitTracks();
   }
 
@@ -64,6 +70,7 @@ export class LocalMedia extends EventTarget {
 
   /** Opens one kind of device, replacing the current track. Returns the track or null. */
   async openKind(kind) {
+    if (kind === 'video') this.videoPending = true;
     try {
       const stream = await navigator.mediaDevices.getUserMedia(
         kind === 'audio' ? { audio: this.audioConstraints() } : { video: this.videoConstraints() });
@@ -73,6 +80,7 @@ export class LocalMedia extends EventTarget {
       this.errors[kind] = err;
       this.setTrack(kind, null);
     }
+    if (kind === 'video') this.videoPending = false;
     return this[kind];
   }
 

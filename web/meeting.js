@@ -131,7 +131,7 @@ class MeetingPage {
       $('e2ee-info').hidden = !show;
       $('e2ee-badge').setAttribute('aria-expanded', String(show));
       // A note about a new code stays until the user has seen it.
-      if (show && this.session?.codeNote) this.codeNoteSeen = true;
+      if (show && !$('security-code-note').hidden) this.codeNoteSeen = true;
       if (!show && this.codeNoteSeen) {
         this.codeNoteSeen = false;
         this.session?.clearCodeNote();
@@ -340,7 +340,8 @@ class MeetingPage {
   /** Security code and lock. */
   renderE2ee() {
     const st = this.session?.e2eeState();
-    $('security-code').textContent = st?.securityCode || 'Joining the encrypted meeting…';
+    const waiting = st?.member ? 'Nobody else is here yet: the code to compare comes when someone joins.' : 'Joining the encrypted meeting…';
+    $('security-code').textContent = st?.securityCode || waiting;
     const note = st?.securityCode && st.codeNote ? CODE_NOTE[st.codeNote] : null;
     $('security-code-note').textContent = note ?? '';
     $('security-code-note').hidden = !note;

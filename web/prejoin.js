@@ -137,7 +137,8 @@ export class PreJoin {
     } else {
       this.video.srcObject = null;
       off.hidden = false;
-      this.$('preview-off-text').textContent = cameraOff ? 'Camera is off' : 'Camera not available';
+      const why = cameraOff ? 'Camera is off' : this.local.videoPending ? 'Starting camera…' : 'Camera not available';
+      this.$('preview-off-text').textContent = why;
     }
     const problems = [];
     if (!audio && errors.audio) problems.push(`Microphone not available (${errors.audio.name || 'error'}).`);

@@ -39,8 +39,24 @@ const JOIN_ERRORS = new Set(['bad_room_id', 'bad_profile', 'unsupported_version'
 /** Errors about MLS envelopes from the Delivery Service. */
 const MLS_ERRORS = new Set(['bad_envelope', 'stale_epoch', 'not_group_member']);
 
-/** Reconnection back-off, milliseconds; after the last step the meeting fails. */
-const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000];
+/**
+ * Reconnection waits, milliseconds (as the native client's, see
+ * crates/plenary-client/src/reconnect.rs): 500 before the first attempt, then
+ * 1000, short and flat so that a restarted server is found within about 1 s
+ * (issue #5: media resumes within 10 s), each scaled by 1 ± RECONNECT_JITTER
+ * at random so that a room cut off together does not return in lock-step.
+ * After RECONNECT_ATTEMPTS (about 30 s) the meeting fails.
+ */
+const FIRST_RECONNECT_DELAY_MS = 500;
+const RECONNECT_DELAY_MS = 1000;
+const RECONNECT_ATTEMPTS = 30;
+const RECONNECT_JITTER = 0.2;
+
+/** The wait before reconnection attempt `attempt` (0-based), milliseconds. */
+export function reconnectDelayMs(attempt) {
+  const base = attempt === 0 ? FIRST_RECONNECT_DELAY_MS : RECONNECT_DELAY_MS;
+  return Math.round(base * (1 + RECONNECT_JITTER * (2 * Math.random() - 1)));
+}
 
 /** How long the server may take to answer `join`, milliseconds. */
 const JOIN_TIMEOUT_MS = 10000;
@@ -55,8 +71,11 @@ export const CODE_NOTE = {
   rejoin: "New code: this device had to rejoin the meeting's keys. Compare it again.",
 };
 
-/** The note in the chat where this tab's keys were set up anew. */
+/** The note in the chat where this tab's keys were set up anew after a lost connection. */
 export const CHAT_REJOIN_NOTE = 'Reconnected: messages sent while you were away cannot be shown; chat is end-to-end encrypted.';
+
+/** The note in the chat where the user came back after leaving on purpose (Leave, then Rejoin). */
+export const CHAT_REJOINED_NOTE = 'Rejoined: messages sent while you were away cannot be shown; chat is end-to-end encrypted.';
 
 /** Wall-clock time in ms (performance.timeOrigin + now), comparable with the media worker's. */
 export function nowMs() {
@@ -95,6 +114,8 @@ export class MeetingSession extends EventTarget {
     this.chat = [];
     /** Whether this tab had keys in this meeting before (a new setup is news). */
     this.hadKeys = !!rejoined;
+    /** The user left and rejoined on purpose: the first keys' chat note says so. */
+    this.rejoinedByUser = !!rejoined;
     /** Why the current security code comes from keys set up anew ('reconnect', 'rejoin'), or null. */
     this.codeNote = null;
     /** Connection number: tile keys of different connections never collide. */
@@ -335,9 +356,10 @@ export class MeetingSession extends EventTarget {
   onKeysSetUp(why) {
     if (this.hadKeys) {
       this.codeNote = why === 'rejoin' ? 'rejoin' : 'reconnect';
-      this.addChatNote(CHAT_REJOIN_NOTE);
+      this.addChatNote(this.rejoinedByUser ? CHAT_REJOINED_NOTE : CHAT_REJOIN_NOTE);
     }
     this.hadKeys = true;
+    this.rejoinedByUser = false;
   }
 
   /** The user has seen the security code note. */
@@ -359,8 +381,13 @@ export class MeetingSession extends EventTarget {
     this.dispatchEvent(new CustomEvent('chat', { detail: line }));
   }
 
-  /** A note in the chat (not a message: nobody sent it). */
+  /**
+   * A note in the chat (not a message: nobody sent it). One note per gap:
+   * none right after another note, with no message between them (a server
+   * restart soon after a rejoin is the same gap in what the user saw).
+   */
   addChatNote(text) {
+    if (this.chat.at(-1)?.note !== undefined) return;
     const line = { note: text, at: Date.now() };
     this.chat.push(line);
     if (this.chat.length > 500) this.chat.shift();
@@ -386,7 +413,8 @@ export class MeetingSession extends EventTarget {
   }
 
   /**
-   * E2EE state for the page and tests: epoch, security code, membership,
+   * E2EE state for the page and tests: epoch, security code (null until
+   * someone else is in the group), membership, group size (`members`),
    * decrypt failures, frames decrypted per remote participant. No keys.
    */
   e2eeState() {
@@ -408,12 +436,16 @@ export class MeetingSession extends EventTarget {
       if (t.kind === 'video') for (const [why, n] of Object.entries(r.failedBy || {})) e.videoFailedBy[why] = (e.videoFailedBy[why] ?? 0) + n;
       if (t.kind === 'video' && r.waiting) e.waiting = true;
     }
+    // A one-person group's code (e.g. of the first page back after a server
+    // restart) is nobody else's: it is not shown, nor is the note about it.
+    const members = g?.isMember ? g.roster().size : 0;
     return {
       enabled: true,
       member: !!g?.isMember,
+      members,
       epoch: g?.isMember ? g.epoch : null,
       leaf: g?.isMember ? g.ownLeaf : null,
-      securityCode: g?.isMember ? g.securityCode : null,
+      securityCode: members >= 2 ? g.securityCode : null,
       codeNote: this.codeNote,
       workerEpoch: w.epoch,
       framesSent: w.sent,
@@ -456,13 +488,13 @@ export class MeetingSession extends EventTarget {
   connectionLost({ timedOut = false } = {}) {
     if (this.state === 'left' || this.state === 'failed') return;
     this.teardown();
-    if (this.attempt >= RECONNECT_DELAYS_MS.length) {
+    if (this.attempt >= RECONNECT_ATTEMPTS) {
       this.emitError({ code: 'client', message: 'Could not reach the server.', fatal: true });
       this.fail();
       return;
     }
     this.away.lost();
-    const delay = RECONNECT_DELAYS_MS[this.attempt++];
+    const delay = reconnectDelayMs(this.attempt++);
     this.setState(this.selfId === null && this.state === 'connecting' ? 'connecting' : 'reconnecting');
     this.dispatchEvent(new CustomEvent('retry', { detail: { attempt: this.attempt, delayMs: delay, timedOut } }));
     this.retryTimer = window.setTimeout(() => this.connect(), delay);

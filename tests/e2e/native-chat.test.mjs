@@ -59,9 +59,15 @@ test('chat and raised hands between a page and the native client', { timeout: 12
     assert.ok(await waitFor(async () => (await chatTexts(a)).includes(`${nameN}: ${fromNative}`), { ms: 15_000, every: 200 }),
       `the page shows the native client's chat: ${JSON.stringify(await chatTexts(a))}`);
 
+    // Human output names people by their display names once known, not only by ids.
+    assert.ok(native.lines.some((l) => /^p\d+ is /.test(l) && l.endsWith(` is ${nameA}`)), `"pN is <name>": ${JSON.stringify(native.lines)}`);
+    json.child.kill('SIGINT');
+    assert.ok(await waitFor(() => native.lines.includes(`${nameJ} left`), { ms: 15_000, every: 200 }),
+      `"<name> left", not an id: ${JSON.stringify(native.lines.slice(-10))}`);
+
     // End of input ends nothing: the session goes on until interrupted.
     native.child.stdin.end();
-    for (const n of [native, json]) n.child.kill('SIGINT');
+    native.child.kill('SIGINT');
     for (const n of [native, json]) assert.equal((await n.done).code, 0, `plenary join ends cleanly: ${n.stderr.slice(-1500)}`);
     const logs = [native.stderr, json.stderr, fs.readFileSync(m.server.logFile, 'utf8')];
     for (const secretText of [nameA, nameN, nameJ, fromPage, fromNative]) {

@@ -104,6 +104,12 @@ test('pages and a native client reconnect by themselves after the server restart
     const beforeRestart = native.events.slice(0, eventsBefore).filter((e) => e.event === 'epoch');
     assert.ok(beforeRestart.length >= 1 && beforeRestart.every((e) => e.keys_set_up_again === undefined), 'joins before the restart: nothing to explain');
     assert.equal(epochs.slice(beforeRestart.length).filter((e) => e.keys_set_up_again === 'reconnect').length, 1, 'the first keys after the restart are explained once');
+    // The first code it announces after the restart is one of a group shared
+    // with the pages (a one-person group's code, which no page shows, is not
+    // announced), and the "compare it again" note goes with it.
+    const announced = epochs.slice(beforeRestart.length).filter((e) => e.members >= 2);
+    assert.ok(announced.length >= 1 && announced[0].keys_set_up_again === 'reconnect', `the note goes with the first shared code: ${JSON.stringify(epochs.slice(beforeRestart.length))}`);
+    assert.ok(epochs.every((e) => e.keys_set_up_again === undefined || e.members >= 2), 'never with a one-person group');
     native.child.kill('SIGINT');
     assert.equal((await native.done).code, 0, `plenary join ends cleanly: ${native.stderr.slice(-1500)}`);
   });

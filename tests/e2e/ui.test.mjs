@@ -47,6 +47,10 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   await a.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
   assert.equal(await a.page.locator('#conn-text').textContent(), 'Connected');
   await shot(a.page, 'meeting-alone');
+  // Alone, a one-person group's code is nobody's to compare: none is shown.
+  await a.page.waitForFunction(() => window.plenary.e2ee().member, null, { timeout: 20_000 });
+  assert.equal((await a.page.evaluate(() => window.plenary.e2ee())).securityCode, null);
+  assert.match(await a.page.locator('#security-code').textContent(), /^Nobody else is here yet/);
 
   // The name is remembered for the next visit.
   assert.equal(await a.page.evaluate(() => localStorage.getItem('plenary.name')), nameA);
@@ -56,6 +60,8 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   await b.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
   await a.page.locator('.tile .tile-name', { hasText: nameB }).waitFor();
   await b.page.locator('.tile .tile-name', { hasText: nameA }).waitFor();
+  const code = await a.page.waitForFunction(() => window.plenary.e2ee().securityCode, null, { timeout: 20_000 }).then((h) => h.jsonValue());
+  assert.equal(await a.page.locator('#security-code').textContent(), code, 'with someone to compare with, the code shows');
   // Wait for video from the other side before the screenshot.
   await a.page.locator('.tile.has-frames:not(.tile-self)').waitFor({ timeout: 20_000 });
   await a.page.getByRole('button', { name: 'Show participants' }).click();
@@ -96,12 +102,34 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
   await a.page.getByRole('button', { name: 'Rejoin' }).click();
   await a.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
   await b.page.locator('.person-display-name', { hasText: nameA }).waitFor();
+  // A left on purpose: its chat says it rejoined (not "Reconnected"), once.
+  await a.page.locator('#chat-list .chat-note', { hasText: /^Rejoined: / }).waitFor({ state: 'attached', timeout: 20_000 });
+  assert.deepEqual((await a.page.locator('#chat-list .chat-note').allTextContents()).map((n) => n.split(':')[0]), ['Rejoined']);
 
   for (const [i, br] of [a, b].entries()) {
     assert.deepEqual(foreignRequests(br.requests, m.server.origin), [], `page ${i} made requests to other origins`);
     assert.ok(!br.requests.some((r) => r.includes(fragment.slice(1))), `page ${i} never sent the meeting secret`);
     assert.deepEqual(br.errors.filter((e) => !/favicon/.test(e)), [], `page ${i} had no errors`);
   }
+}));
+
+test('the pre-join preview says "Starting camera…" while the camera starts, not "Camera not available"', { timeout: 30_000 }, async (t) => explained(t, m.ctx, async () => {
+  const c = await m.open();
+  // The camera answers only when the test lets it, as a slow camera would.
+  await c.page.addInitScript(() => {
+    const md = navigator.mediaDevices;
+    const getUserMedia = md.getUserMedia.bind(md);
+    const gate = new Promise((resolve) => { window.releaseCamera = resolve; });
+    md.getUserMedia = async (constraints) => { await gate; return getUserMedia(constraints); };
+  });
+  await c.page.goto(m.server.url(`/m/ui-slow-cam-${randomId(6)}#${newSecret()}`));
+  await c.page.locator('#prejoin').waitFor({ state: 'visible' });
+  const off = c.page.locator('#preview-off-text');
+  await off.waitFor({ state: 'visible' });
+  assert.equal(await off.textContent(), 'Starting camera…');
+  await c.page.evaluate(() => window.releaseCamera());
+  await c.page.waitForFunction(() => document.getElementById('preview-video').videoWidth > 0);
+  assert.equal(await c.page.locator('#preview-off').isHidden(), true, 'the picture replaces the note');
 }));
 
 test('joining from a pasted link or code; without its secret it is refused', { timeout: 30_000 }, async (t) => explained(t, m.ctx, async () => {

@@ -43,8 +43,9 @@ pub(crate) enum Out {
     Send(ClientMsg),
     /// A new epoch: keys are installed. `first_keys`: the first of a new
     /// identity, `"rejoin"` after the membership lost its group state, else
-    /// `"new"`; `None` for a commit (a join or leave).
-    Epoch { epoch: u64, security_code: String, first_keys: Option<&'static str> },
+    /// `"new"`; `None` for a commit (a join or leave). `members`: the
+    /// group's size, this client included (1: nobody to compare codes with).
+    Epoch { epoch: u64, security_code: String, first_keys: Option<&'static str>, members: usize },
     /// A member's display name from its encrypted profile.
     Profile { leaf: u32, participant_id: Option<ParticipantId>, display_name: String },
     /// A chat line from another member, with its display name if known.
@@ -101,7 +102,8 @@ impl E2ee {
                     }
                     self.media.set_epoch_keys(keys, now);
                     let first_keys = reset.then(|| if std::mem::take(&mut self.rejoining) { "rejoin" } else { "new" });
-                    out.push(Out::Epoch { epoch, security_code: security_code.to_string(), first_keys });
+                    let members = self.membership.participant().member_count().unwrap_or(0);
+                    out.push(Out::Epoch { epoch, security_code: security_code.to_string(), first_keys, members });
                 }
                 Action::Profile { leaf, participant, display_name } => {
                     out.push(Out::Profile { leaf, participant_id: participant.map(ParticipantId), display_name });

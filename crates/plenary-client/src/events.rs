@@ -169,8 +169,12 @@ pub enum JsonEvent<'a> {
         /// or leave, after it had keys before: `"reconnect"` (a new
         /// connection re-formed or rejoined the group) or `"rejoin"` (the
         /// membership lost its group state): the code must be compared again.
+        /// It goes with the first code of a group this client shares with
+        /// others (a one-person group's code is nobody's to compare).
         #[serde(skip_serializing_if = "Option::is_none")]
         keys_set_up_again: Option<&'a str>,
+        /// Members of the group, this client included.
+        members: usize,
     },
     /// End-to-end encrypted meetings: a member's display name from its
     /// encrypted profile (only in `--json` output, never logged).
@@ -314,10 +318,18 @@ pub fn human_summary(s: &Summary) -> String {
 /// a terminal with bidi support would use to show the line reordered, e.g.
 /// another name first) shown as spaces.
 pub fn chat_line(name: Option<&str>, text: &str) -> String {
-    let name = name.filter(|n| !n.trim().is_empty()).unwrap_or("Guest");
-    let clean =
-        |s: &str| s.chars().map(|c| if c.is_control() || is_layout_char(c) { ' ' } else { c }).collect::<String>();
-    format!("{}: {}", clean(name), clean(text))
+    format!("{}: {}", shown_name(name), terminal_text(text))
+}
+
+/// A member's display name as a terminal line shows it: `Guest` when
+/// unknown or blank, controls and layout characters as spaces.
+pub fn shown_name(name: Option<&str>) -> String {
+    terminal_text(name.filter(|n| !n.trim().is_empty()).unwrap_or("Guest"))
+}
+
+/// `s` with controls and layout characters as spaces.
+fn terminal_text(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() || is_layout_char(c) { ' ' } else { c }).collect()
 }
 
 /// Unicode characters (not `Cc`) that move or break text rather than show
@@ -416,14 +428,19 @@ mod tests {
         assert_eq!(v, serde_json::json!({"event": "chat", "leaf": 2, "name": "Ada", "text": "hi", "own": false}));
         let v = serde_json::to_value(JsonEvent::Hand { leaf: 2, name: None, raised: true }).unwrap();
         assert_eq!(v, serde_json::json!({"event": "hand", "leaf": 2, "name": null, "raised": true}));
-        let v =
-            serde_json::to_value(JsonEvent::Epoch { epoch: 2, security_code: "01234 56789", keys_set_up_again: None })
-                .unwrap();
-        assert_eq!(v, serde_json::json!({"event": "epoch", "epoch": 2, "security_code": "01234 56789"}));
+        let v = serde_json::to_value(JsonEvent::Epoch {
+            epoch: 2,
+            security_code: "01234 56789",
+            keys_set_up_again: None,
+            members: 3,
+        })
+        .unwrap();
+        assert_eq!(v, serde_json::json!({"event": "epoch", "epoch": 2, "security_code": "01234 56789", "members": 3}));
         let v = serde_json::to_value(JsonEvent::Epoch {
             epoch: 0,
             security_code: "1",
             keys_set_up_again: Some("reconnect"),
+            members: 2,
         })
         .unwrap();
         assert_eq!(v["keys_set_up_again"], "reconnect");

@@ -21,6 +21,7 @@
 //!     record: None,
 //!     json: false,
 //!     hide_video: false,
+//!     chat_stdin: false,
 //! })
 //! .await?;
 //! for t in &summary.tracks {
@@ -183,7 +184,7 @@ pub enum ClientError {
 /// # Errors
 /// [`ClientError`]: a bad link or file, no connection, a refusal by the
 /// server, ICE/DTLS not up within [`MEDIA_CONNECT_TIMEOUT`] on the first attempt,
-/// or a lost connection that [`reconnect::RECONNECT_DELAYS`] worth of
+/// or a lost connection that [`reconnect::RECONNECT_ATTEMPTS`]
 /// attempts could not restore.
 pub async fn join(opts: JoinOptions) -> Result<Summary, ClientError> {
     session::run(opts, Vec::new()).await

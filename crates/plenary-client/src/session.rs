@@ -21,7 +21,9 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::chat_input::chat_input;
 use crate::e2ee::{E2ee, Out};
-use crate::events::{JsonEvent, Reporter, SentStats, Summary, TrackStats, chat_line, human_summary, kind_str};
+use crate::events::{
+    JsonEvent, Reporter, SentStats, Summary, TrackStats, chat_line, human_summary, kind_str, shown_name,
+};
 use crate::meeting_url::MeetingUrl;
 use crate::reconnect::Backoff;
 use crate::record::{Pushed, RecordCodec, Recorder};
@@ -119,6 +121,9 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         timeout: Instant::now(),
         e2ee: None,
         had_keys: false,
+        code_note: None,
+        names: HashMap::new(),
+        reconnected: false,
         backoff: Backoff::default(),
     };
     session.attach(joined)?;
@@ -409,8 +414,23 @@ struct Session {
     e2ee: Option<E2ee>,
     /// Keys were installed before, in this or an earlier connection.
     had_keys: bool,
+    /// Why the code must be compared again (`"reconnect"`, `"rejoin"`),
+    /// until a code of a group shared with others is announced with it.
+    code_note: Option<&'static str>,
+    /// Display names of this connection's participants, from their
+    /// encrypted profiles, cleaned for a terminal: for this user's stdout
+    /// only, never for the log.
+    names: HashMap<ParticipantId, String>,
+    /// A reconnection happened: times are told since it, not since starting.
+    reconnected: bool,
     /// Reconnection attempts since the connection was lost.
     backoff: Backoff,
+}
+
+/// How this user's stdout names a participant: its display name once its
+/// profile is known (`names`), else its id (`p7`).
+fn who(names: &HashMap<ParticipantId, String>, id: ParticipantId) -> String {
+    names.get(&id).cloned().unwrap_or_else(|| id.to_string())
 }
 
 impl Session {
@@ -422,6 +442,8 @@ impl Session {
         self.participant_id = participant_id;
         self.room = room;
         self.participants = others.iter().map(|p| p.id).collect();
+        // Ids are per connection: the names come again with the profiles.
+        self.names.clear();
         let mut e =
             E2ee::new(&self.room, self.secret.clone(), &self.name, participant_id).map_err(ClientError::E2ee)?;
         let now = Instant::now();
@@ -701,6 +723,7 @@ impl Session {
                     self.first_connect_s = Some(connect_s);
                 }
                 if let Some(outage) = self.backoff.connected(now) {
+                    self.reconnected = true;
                     let (attempts, outage_s) = (outage.attempts, outage.duration.as_secs_f64());
                     tracing::info!(attempts, outage_s, "reconnected");
                     self.reporter.emit(
@@ -772,8 +795,14 @@ impl Session {
             let (since_start_s, since_joined_s) =
                 ((now - self.started).as_secs_f64(), (now - self.joined_at).as_secs_f64());
             let participant_id = track.stats.participant_id;
+            let who = who(&self.names, participant_id);
+            let reconnected = self.reconnected;
             self.reporter.emit(&JsonEvent::FirstFrame { participant_id, since_start_s, since_joined_s }, || {
-                Some(format!("first picture from {participant_id} {since_start_s:.2} s after starting"))
+                Some(if reconnected {
+                    format!("first picture from {who} {since_joined_s:.2} s after reconnecting")
+                } else {
+                    format!("first picture from {who} {since_start_s:.2} s after starting")
+                })
             });
         }
         if let Some(last) = track.last_frame_at.replace(now) {
@@ -910,8 +939,9 @@ impl Session {
                 if !self.participants.contains(&id) {
                     self.participants.push(id);
                 }
+                let who = who(&self.names, id);
                 self.reporter
-                    .emit(&JsonEvent::ParticipantJoined { participant_id: id }, || Some(format!("{id} joined")));
+                    .emit(&JsonEvent::ParticipantJoined { participant_id: id }, || Some(format!("{who} joined")));
             }
             ServerMsg::ParticipantLeft { participant_id } => {
                 self.participants.retain(|p| *p != participant_id);
@@ -919,8 +949,9 @@ impl Session {
                     let outs = e.participant_left(participant_id, Instant::now());
                     self.on_e2ee(ws, outs).await?;
                 }
-                self.reporter
-                    .emit(&JsonEvent::ParticipantLeft { participant_id }, || Some(format!("{participant_id} left")));
+                let who = who(&self.names, participant_id);
+                self.names.remove(&participant_id);
+                self.reporter.emit(&JsonEvent::ParticipantLeft { participant_id }, || Some(format!("{who} left")));
             }
             ServerMsg::Error { code, message, fatal } => {
                 if fatal {
@@ -974,7 +1005,7 @@ impl Session {
         for out in outs {
             match out {
                 Out::Send(msg) => send(ws, &msg).await?,
-                Out::Epoch { epoch, security_code, first_keys } => {
+                Out::Epoch { epoch, security_code, first_keys, members } => {
                     tracing::info!(epoch, "end-to-end encryption: new epoch");
                     // As the browser does on new keys: a key frame, so that
                     // newcomers get a picture at once.
@@ -983,12 +1014,24 @@ impl Session {
                     }
                     // Keys set up anew after we had some: the code changed
                     // for that, not for a join or leave (as the browser says).
-                    let again = first_keys
-                        .filter(|_| self.had_keys)
-                        .map(|w| if w == "rejoin" { "rejoin" } else { "reconnect" });
+                    let first_ever = first_keys.is_some() && !self.had_keys;
+                    if let Some(w) = first_keys.filter(|_| self.had_keys) {
+                        self.code_note = Some(if w == "rejoin" { "rejoin" } else { "reconnect" });
+                    }
                     self.had_keys = true;
-                    let event = JsonEvent::Epoch { epoch, security_code: &security_code, keys_set_up_again: again };
+                    // A one-person group (e.g. the first one back after a
+                    // server restart) has a code nobody else shows: it is not
+                    // announced, and the note waits for the shared group's.
+                    let shared = members >= 2;
+                    let again = if shared { self.code_note.take() } else { None };
+                    let event =
+                        JsonEvent::Epoch { epoch, security_code: &security_code, keys_set_up_again: again, members };
                     self.reporter.emit(&event, || {
+                        if !shared {
+                            return first_ever.then(|| {
+                                "end-to-end encrypted; the security code to compare comes when someone joins".into()
+                            });
+                        }
                         let mut line = format!("end-to-end encrypted, epoch {epoch}; security code {security_code}");
                         match again {
                             Some("rejoin") => line
@@ -1002,9 +1045,15 @@ impl Session {
                     });
                 }
                 Out::Profile { leaf, participant_id, display_name } => {
-                    // Names go to our own --json output only, never to the log.
+                    // Names go to our own output only, never to the log.
+                    let known = participant_id.and_then(|id| {
+                        let name = shown_name(Some(&display_name));
+                        let old = self.names.insert(id, name.clone());
+                        let new = old.as_ref() != Some(&name) && self.participants.contains(&id);
+                        new.then(|| format!("{id} is {name}"))
+                    });
                     self.reporter
-                        .emit(&JsonEvent::Profile { participant_id, leaf, display_name: &display_name }, || None);
+                        .emit(&JsonEvent::Profile { participant_id, leaf, display_name: &display_name }, || known);
                 }
                 // Chat and hands: to the user's own output only, never to the log.
                 Out::Chat { leaf, name, text } => {
@@ -1060,9 +1109,10 @@ impl Session {
                 let name = format!("{}-{kind}-mid{}-{}.{}", t.participant_id, t.mid, self.rx.len(), codec.extension());
                 Recorder::new(dir.join(sanitize(&name)), codec)
             });
+            let who = who(&self.names, t.participant_id);
             self.reporter
                 .emit(&JsonEvent::TrackAdded { participant_id: t.participant_id, kind: t.kind, mid: &t.mid }, || {
-                    Some(format!("receiving {} from {} on mid {}", kind_str(t.kind), t.participant_id, t.mid))
+                    Some(format!("receiving {} from {who} on mid {}", kind_str(t.kind), t.mid))
                 });
             if t.kind == MediaKind::Video {
                 new_video.push(t.mid.clone());
@@ -1110,9 +1160,10 @@ impl Session {
             rec.finish()?;
         }
         let s = &t.stats;
+        let who = who(&self.names, s.participant_id);
         self.reporter
             .emit(&JsonEvent::TrackRemoved { participant_id: s.participant_id, kind: s.kind, mid: &s.mid }, || {
-                Some(format!("{} stopped sending {} (mid {})", s.participant_id, kind_str(s.kind), s.mid))
+                Some(format!("{who} stopped sending {} (mid {})", kind_str(s.kind), s.mid))
             });
         Ok(())
     }
