@@ -120,6 +120,18 @@ fn native_participants_reconnect_after_a_server_restart() {
             .map(|(_, v)| (v["epoch"].clone(), v["security_code"].clone()))
     };
     assert!(last_epoch(&a).is_some() && last_epoch(&a) == last_epoch(&b), "one group after the restart");
+    // One of the two re-forms the group alone first: that one-person group's
+    // code is nobody's to compare, so "compare it again" goes with the first
+    // code of the shared group, the one the other participant shows.
+    for n in [&a, &b] {
+        let after: Vec<Value> =
+            n.events().into_iter().filter(|(t, v)| *t >= killed && event_is(v, "epoch")).map(|(_, v)| v).collect();
+        let noted: Vec<&Value> = after.iter().filter(|v| v["keys_set_up_again"] == "reconnect").collect();
+        assert_eq!(noted.len(), 1, "the new keys are explained once: {after:?}");
+        assert!(noted[0]["members"].as_u64() >= Some(2), "with a code the other shows: {after:?}");
+        let first_shared = after.iter().find(|v| v["members"].as_u64() >= Some(2));
+        assert_eq!(first_shared, Some(noted[0]), "the first shared code carries the note: {after:?}");
+    }
 
     // Recording went on across the restart: files of both sessions decode.
     assert!(b.finish(RUN + Duration::from_secs(20)).success(), "b exits cleanly: {}", b.stderr_tail());
