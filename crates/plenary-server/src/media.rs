@@ -24,16 +24,6 @@ use crate::udp_out::UdpOut;
 /// loop before the sessions they touched are driven (see [`run`]).
 const RECEIVE_BATCH: usize = 64;
 
-/// Whether `datagram` is an RTP packet with the marker bit set, read from
-/// its clear header (RFC 3550 §5.1; RTP, not RTCP, by RFC 7983 and RFC
-/// 5761 §4): for video the last packet of a frame (RFC 7741 §4.1).
-fn ends_frame(datagram: &[u8]) -> bool {
-    match datagram {
-        [b0, b1, ..] => (128..=191).contains(b0) && !(192..=223).contains(b1) && b1 & 0x80 != 0,
-        _ => false,
-    }
-}
-
 /// A request from a WebSocket connection to the media loop.
 #[derive(Debug)]
 pub enum Command {
@@ -114,10 +104,6 @@ pub async fn run(
                     // Everything already queued on the socket, up to a batch:
                     // the frames it completes are written to the subscribers'
                     // sessions, and one timeout below packetizes them all.
-                    // The batch ends after the last packet of a video frame:
-                    // the next datagram's `handle_receive` would compute that
-                    // frame's whole fan-out before any of it is sent, where
-                    // the drain below sends it as it is made.
                     let mut next = Some(first);
                     let mut taken = 0;
                     while let Some((n, source)) = next {
@@ -125,8 +111,7 @@ pub async fn run(
                             debug!(error = %e, len = n, "dropped UDP datagram");
                         }
                         taken += 1;
-                        let more = taken < RECEIVE_BATCH && !ends_frame(&buf[..n]);
-                        next = if more { udp.try_recv_from(&mut buf).ok() } else { None };
+                        next = if taken < RECEIVE_BATCH { udp.try_recv_from(&mut buf).ok() } else { None };
                     }
                     sfu.handle_timeout(Instant::now());
                 }
@@ -253,22 +238,4 @@ pub async fn run(
         }
     }
     warn!("media loop stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ends_frame;
-
-    #[test]
-    fn only_rtp_with_the_marker_bit_ends_a_frame() {
-        // RTP, PT 96, marker set / clear.
-        assert!(ends_frame(&[0x80, 0x80 | 96, 0, 1]));
-        assert!(!ends_frame(&[0x80, 96, 0, 1]));
-        // RTCP sender report (PT 200: the "marker" bit of its second byte is set).
-        assert!(!ends_frame(&[0x80, 200, 0, 6]));
-        // STUN (first byte 0) and DTLS (20..=63).
-        assert!(!ends_frame(&[0x00, 0x81]));
-        assert!(!ends_frame(&[22, 0xfe]));
-        assert!(!ends_frame(&[0x80]));
-    }
 }
