@@ -38,6 +38,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod audio_level;
 mod chat_input;
 mod e2ee;
 pub mod events;

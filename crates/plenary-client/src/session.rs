@@ -893,6 +893,14 @@ impl Session {
                     continue;
                 };
                 let len = data.len() as u64;
+                // The level (RFC 6464) stays in clear for the SFU's choice of
+                // speakers; str0m writes it as minus dBov.
+                let writer = match frame.level {
+                    Some(level) => {
+                        writer.audio_level(-(level.min(127) as i8), level <= crate::audio_level::VOICE_LEVEL)
+                    }
+                    None => writer,
+                };
                 writer.write(pt, due_at, time, data).map_err(|e| ClientError::Rtc(e.to_string()))?;
                 track.frames += 1;
                 track.bytes += len;

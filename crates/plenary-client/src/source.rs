@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::audio_level::opus_levels;
 use crate::ivf::{IvfError, IvfReader, vp8_frame_info};
 use crate::ogg::{OggError, OpusFile};
 
@@ -69,6 +70,8 @@ struct SourceFrame {
     /// Decodable on its own (always true for audio).
     key: bool,
     data: Arc<[u8]>,
+    /// Audio level, -dBov (RFC 6464), when measured.
+    level: Option<u8>,
 }
 
 /// A file's frames, played in real time and looped. RTP time keeps
@@ -91,6 +94,9 @@ pub struct DueFrame {
     pub time: u64,
     /// The encoded frame.
     pub data: Arc<[u8]>,
+    /// Audio level of the frame in -dBov (RFC 6464 §3: 0 loudest, 127
+    /// silence), when known: for the clear header extension.
+    pub level: Option<u8>,
 }
 
 impl LoopedSource {
@@ -116,7 +122,7 @@ impl LoopedSource {
             let first = *first_pts.get_or_insert(f.pts);
             let offset = header.pts_to_clock(f.pts.saturating_sub(first), VIDEO_CLOCK_RATE);
             let key = vp8_frame_info(&f.data).is_some_and(|i| i.key_frame);
-            frames.push(SourceFrame { offset, key, data: f.data.into() });
+            frames.push(SourceFrame { offset, key, data: f.data.into(), level: None });
         }
         if !frames.first().is_some_and(|f| f.key) {
             return Err(SourceError::Unusable { path: path.into(), reason: "does not start with a VP8 key frame" });
@@ -132,8 +138,13 @@ impl LoopedSource {
         let file = File::open(path).map_err(|source| SourceError::Open { path: path.into(), source })?;
         let opus =
             OpusFile::read(BufReader::new(file)).map_err(|source| SourceError::Ogg { path: path.into(), source })?;
-        let frames =
-            opus.packets.into_iter().map(|p| SourceFrame { offset: p.start, key: true, data: p.data.into() }).collect();
+        let levels = opus_levels(opus.packets.iter().map(|p| p.data.as_slice()));
+        let frames = opus
+            .packets
+            .into_iter()
+            .zip(levels)
+            .map(|(p, level)| SourceFrame { offset: p.start, key: true, data: p.data.into(), level })
+            .collect();
         Self::new(frames, AUDIO_CLOCK_RATE, path)
     }
 
@@ -163,8 +174,10 @@ impl LoopedSource {
     /// # Errors
     /// [`SourceError::Unusable`] when `frames` is empty.
     pub fn from_frames(frames: Vec<(u64, bool, Vec<u8>)>, clock_rate: u32) -> Result<LoopedSource, SourceError> {
-        let frames =
-            frames.into_iter().map(|(offset, key, data)| SourceFrame { offset, key, data: data.into() }).collect();
+        let frames = frames
+            .into_iter()
+            .map(|(offset, key, data)| SourceFrame { offset, key, data: data.into(), level: None })
+            .collect();
         Self::new(frames, clock_rate, Path::new("<memory>"))
     }
 
@@ -192,7 +205,7 @@ impl LoopedSource {
     pub fn advance(&mut self) -> DueFrame {
         let n = self.frames.len();
         let cur = &self.frames[self.index];
-        let due = DueFrame { time: self.next_time, data: cur.data.clone() };
+        let due = DueFrame { time: self.next_time, data: cur.data.clone(), level: cur.level };
         let next = (self.index + 1) % n;
         let delta = if next == 0 {
             self.period - cur.offset + self.frames[0].offset
@@ -345,6 +358,14 @@ mod tests {
             let s = LoopedSource::from_ogg(&p).unwrap();
             let ms = s.period().as_millis();
             assert!((5200..=5400).contains(&ms), "{ms}");
+        }
+        if let Some(p) = crate::test_media("speech.ogg") {
+            // Speech has loud frames and pauses; every frame decodes.
+            let mut s = LoopedSource::from_ogg(&p).unwrap();
+            let levels: Vec<u8> = (0..s.frames_per_loop()).map(|_| s.advance().level.expect("a level")).collect();
+            let voiced = levels.iter().filter(|l| **l <= crate::audio_level::VOICE_LEVEL).count();
+            eprintln!("speech.ogg: {voiced} of {} frames voiced; levels {levels:?}", levels.len());
+            assert!(voiced > levels.len() / 4 && voiced < levels.len(), "{voiced} of {} voiced", levels.len());
         }
         if let Some(p) = crate::test_media("bbb.ogg") {
             assert!(matches!(LoopedSource::from_ivf(&p), Err(SourceError::Ivf { .. })));

@@ -46,6 +46,10 @@ pub async fn start(opts: &StartOptions) -> Result<Box<dyn Target>, LoadError> {
             "0".to_owned(),
             "--max-connections-per-ip".to_owned(),
             "0".to_owned(),
+            // Every publisher's audio to every subscriber, as Janus and the
+            // relays forward it: the same work for every target.
+            "--audio-streams".to_owned(),
+            "0".to_owned(),
         ];
         let log = opts.work_dir.join(format!("plenary-{attempt}.log"));
         let mut process =

@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// 0 = no limit [default: 128].
     #[arg(long, env = "PLENARY_MAX_SESSIONS_PER_IP", value_name = "N")]
     pub max_sessions_per_ip: Option<usize>,
+    /// Most audio streams each participant receives: the loudest other
+    /// speakers of the room, ranked by the RFC 6464 audio levels senders
+    /// put in clear. 0 forwards everyone's audio to everyone [default: 3].
+    #[arg(long, env = "PLENARY_AUDIO_STREAMS", value_name = "N")]
+    pub audio_streams: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +93,7 @@ struct FileConfig {
     header_timeout: Option<u64>,
     max_connections_per_ip: Option<usize>,
     max_sessions_per_ip: Option<usize>,
+    audio_streams: Option<usize>,
 }
 
 /// The resolved settings.
@@ -113,7 +119,13 @@ pub struct ServeConfig {
     pub tap: Option<PathBuf>,
     /// Limits on slow and greedy clients.
     pub limits: ClientLimits,
+    /// Audio streams forwarded to each participant (0 = all).
+    pub audio_streams: usize,
 }
+
+/// Audio streams each participant receives by default: the three loudest
+/// other speakers, as Jitsi's "route loudest only" and other services do.
+pub const DEFAULT_AUDIO_STREAMS: usize = 3;
 
 /// What one client may hold and how slow it may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +208,7 @@ impl ServeArgs {
             log_json,
             tap: self.tap.or(file.tap),
             limits,
+            audio_streams: self.audio_streams.or(file.audio_streams).unwrap_or(DEFAULT_AUDIO_STREAMS),
         })
     }
 }
@@ -212,7 +225,7 @@ mod tests {
         std::fs::write(
             &file,
             "listen = \"0.0.0.0:9000\"\nrtc_port = 9001\nice_servers = [\"stun:example.org\"]\nheader_timeout = 3\n\
-             max_sessions_per_ip = 7\n",
+             max_sessions_per_ip = 7\naudio_streams = 0\n",
         )
         .unwrap();
         let args = ServeArgs { config: Some(file.clone()), rtc_port: Some(7000), ..Default::default() };
@@ -221,6 +234,7 @@ mod tests {
         assert_eq!(c.rtc_port, 7000);
         assert_eq!(c.public_ip, IpAddr::from([127, 0, 0, 1]));
         assert_eq!(c.ice_servers, vec!["stun:example.org".to_string()]);
+        assert_eq!(c.audio_streams, 0, "every audio stream, from the file");
         assert_eq!(
             c.limits,
             ClientLimits { header_timeout: Duration::from_secs(3), sessions_per_ip: 7, ..ClientLimits::default() }
@@ -231,6 +245,7 @@ mod tests {
         assert_eq!(d.listen, "127.0.0.1:8080".parse().unwrap());
         assert!(d.tls.is_none() && d.ice_tcp);
         assert_eq!(d.limits, ClientLimits::default());
+        assert_eq!(d.audio_streams, DEFAULT_AUDIO_STREAMS);
         let zero = ServeArgs { header_timeout: Some(0), ..Default::default() };
         assert!(zero.resolve().is_err(), "a zero header timeout would cut off every client");
     }

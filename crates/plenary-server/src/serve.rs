@@ -75,6 +75,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     };
     let sfu = Sfu::new(SfuConfig {
         tap: tap.is_some(),
+        audio_streams: cfg.audio_streams,
         udp_candidates: vec![advertised],
         tcp_candidates: if tcp.is_some() { vec![advertised] } else { Vec::new() },
         ice_servers: cfg

@@ -25,6 +25,11 @@ pub struct SfuConfig {
     /// to a subscriber, as it is before SRTP protection. Off by default; for
     /// proving what an operator can see.
     pub tap: bool,
+    /// Most audio streams forwarded to one subscriber: the loudest other
+    /// speakers of its room, ranked by their RFC 6464 levels (`loudest`).
+    /// 0 forwards every audio stream (the default here; `plenary serve`
+    /// forwards 3).
+    pub audio_streams: usize,
 }
 
 impl Default for SfuConfig {
@@ -36,6 +41,7 @@ impl Default for SfuConfig {
             pli_interval: Duration::from_millis(500),
             max_room_size: 1000,
             tap: false,
+            audio_streams: 0,
         }
     }
 }

@@ -20,7 +20,9 @@
 //!   stream (its SSRC and sequence numbers come from the outgoing stream);
 //! - key frame requests from subscribers reach the publisher, rate limited;
 //!   NACK/RTX is handled per hop by str0m;
-//! - the active speaker of each room, from RFC 6464 audio levels;
+//! - the active speaker of each room, from RFC 6464 audio levels, and, if
+//!   configured ([`SfuConfig::audio_streams`]), audio forwarded only from the
+//!   loudest few speakers to each subscriber;
 //! - adaptive quality: a TWCC bandwidth estimate per subscriber, shared
 //!   among the videos it watches (the smallest layer of each first, then
 //!   upgrades for the active speaker and larger tiles beside audio), reported to it every 2 s (`quality`); publishers
@@ -50,6 +52,7 @@ mod error;
 mod fanout;
 mod history;
 mod layer;
+mod loudest;
 mod participant;
 mod sdp_check;
 mod sfu;

@@ -68,6 +68,10 @@ pub struct SfuStats {
     /// Audio frames not forwarded to a subscriber whose send queue already
     /// held audio older than [`MAX_AUDIO_QUEUE_AGE`] (frame × subscriber).
     pub audio_frames_shed: u64,
+    /// Audio frames not forwarded to a subscriber because their source was
+    /// not among the loudest it gets ([`SfuConfig::audio_streams`]), frame
+    /// × subscriber.
+    pub audio_frames_unselected: u64,
 }
 
 /// The sans-IO SFU. See the crate docs.
@@ -391,8 +395,13 @@ impl Sfu {
     }
 
     fn evaluate_speakers(&mut self, now: Instant) {
+        let audio_streams = self.config.audio_streams;
         for (room, d) in &mut self.speakers {
-            if let Some(speaker) = d.evaluate(now) {
+            let changed = d.evaluate(now);
+            if audio_streams > 0 {
+                d.rank_loudest(audio_streams + 1);
+            }
+            if let Some(speaker) = changed {
                 for m in self.rooms.get(room).into_iter().flatten() {
                     self.queue.push_back(Output::Signal(*m, ServerMsg::ActiveSpeaker { participant_id: speaker }));
                 }
@@ -681,14 +690,19 @@ impl Sfu {
         // Borrowed, not cloned, per frame: the loop below touches only
         // other fields of `self`.
         let Some(room) = self.participants.get(&source).map(|p| &p.room) else { return };
-        if kind == MediaKind::Audio
-            && let Some(level) = data.ext_vals.audio_level
-        {
-            match self.speakers.get_mut(room) {
-                Some(d) => d.record(source, level, now),
-                None => self.speakers.entry(room.clone()).or_default().record(source, level, now),
+        let audio_streams = self.config.audio_streams;
+        if kind == MediaKind::Audio {
+            let level = data.ext_vals.audio_level;
+            let d = match self.speakers.get_mut(room) {
+                Some(d) => d,
+                None => self.speakers.entry(room.clone()).or_default(),
+            };
+            if d.record(source, level, now) && audio_streams > 0 {
+                d.admit(source, audio_streams + 1);
             }
         }
+        // Audio goes only to the subscribers it is one of the loudest for.
+        let loudest = if kind == MediaKind::Audio && audio_streams > 0 { self.speakers.get(room) } else { None };
         let members: &[ParticipantId] = self.rooms.get(room).map(Vec::as_slice).unwrap_or(&[]);
         let mut pli_for: Vec<Option<String>> = Vec::new();
         // VP8 video is packetized once, on the first subscriber that takes
@@ -705,6 +719,10 @@ impl Sfu {
             };
             let Some(out_mid) = t.live_mid() else { continue };
             let rtp_time = if kind == MediaKind::Audio {
+                if loudest.is_some_and(|d| !d.forwards_audio(m, source, audio_streams)) {
+                    self.stats.audio_frames_unselected += 1;
+                    continue;
+                }
                 if sub.rtc.as_deref_mut().is_some_and(|rtc| audio_backlogged(rtc, out_mid, now)) {
                     self.stats.audio_frames_shed += 1;
                     continue;

@@ -27,13 +27,23 @@ pub const MARGIN: f32 = 0.15;
 pub const MIN_SCORE: f32 = 0.25;
 
 #[derive(Debug, Default)]
-struct Levels {
+pub(crate) struct Levels {
     samples: VecDeque<(Instant, bool)>,
+    /// The score at the last [`SpeakerDetector::evaluate`].
+    pub(crate) score: f32,
+    /// When the last packet at speech level arrived.
+    pub(crate) last_loud: Option<Instant>,
+    /// The sender puts its level in its packets: only such a sender can
+    /// become the active speaker.
+    measured: bool,
 }
 
 impl Levels {
     fn push(&mut self, at: Instant, loud: bool) {
         self.samples.push_back((at, loud));
+        if loud {
+            self.last_loud = Some(at);
+        }
         self.trim(at);
     }
 
@@ -56,28 +66,38 @@ impl Levels {
 /// Per-room detector.
 #[derive(Debug, Default)]
 pub struct SpeakerDetector {
-    levels: Vec<(ParticipantId, Levels)>,
+    pub(crate) levels: Vec<(ParticipantId, Levels)>,
     current: Option<ParticipantId>,
     challenger: Option<(ParticipantId, Instant)>,
+    /// The room's loudest audio sources, most forwarded first (`loudest`).
+    pub(crate) loudest: Vec<ParticipantId>,
 }
 
 impl SpeakerDetector {
-    /// Records one audio packet's level (-dBov, 0..=127) from `who`.
-    pub fn record(&mut self, who: ParticipantId, level: i8, at: Instant) {
-        let loud = level.unsigned_abs() <= SPEECH_LEVEL.unsigned_abs();
+    /// Records one audio packet's level (-dBov, 0..=127) from `who`; a
+    /// packet without the RFC 6464 extension (`None`) counts as speech, so
+    /// a sender that does not measure its level is never left unheard.
+    /// Returns whether the packet counted as speech.
+    pub fn record(&mut self, who: ParticipantId, level: Option<i8>, at: Instant) -> bool {
+        let loud = level.is_none_or(|l| l.unsigned_abs() <= SPEECH_LEVEL.unsigned_abs());
         match self.levels.iter_mut().find(|(p, _)| *p == who) {
-            Some((_, l)) => l.push(at, loud),
+            Some((_, l)) => {
+                l.measured |= level.is_some();
+                l.push(at, loud);
+            }
             None => {
-                let mut l = Levels::default();
+                let mut l = Levels { measured: level.is_some(), ..Levels::default() };
                 l.push(at, loud);
                 self.levels.push((who, l));
             }
         }
+        loud
     }
 
     /// Forgets a participant who left.
     pub fn remove(&mut self, who: ParticipantId) {
         self.levels.retain(|(p, _)| *p != who);
+        self.loudest.retain(|p| *p != who);
         if self.current == Some(who) {
             self.current = None;
         }
@@ -97,6 +117,10 @@ impl SpeakerDetector {
         let mut current_score = 0.0;
         for (p, l) in &mut self.levels {
             let s = l.score(now);
+            l.score = s;
+            if !l.measured {
+                continue;
+            }
             if Some(*p) == self.current {
                 current_score = s;
             }
@@ -156,7 +180,7 @@ mod tests {
         let mut n = 0u32;
         while *t < end {
             for (p, l) in levels {
-                d.record(*p, *l, *t);
+                d.record(*p, Some(*l), *t);
             }
             n += 1;
             if n.is_multiple_of(5)

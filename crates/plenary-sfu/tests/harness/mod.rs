@@ -100,9 +100,14 @@ pub const LAYERS: [(&str, u32, u32, u8); 3] = [("q", 160, 90, 1), ("h", 320, 180
 
 impl World {
     pub fn new() -> World {
+        World::with_config(SfuConfig::default())
+    }
+
+    /// A world whose SFU has `config` (its ICE candidate set here).
+    pub fn with_config(config: SfuConfig) -> World {
         let start = Instant::now();
         let sfu_addr = SocketAddr::from(SFU_ADDR);
-        let sfu = Sfu::new(SfuConfig { udp_candidates: vec![sfu_addr], ..SfuConfig::default() });
+        let sfu = Sfu::new(SfuConfig { udp_candidates: vec![sfu_addr], ..config });
         World {
             sfu,
             sfu_next: start,
