@@ -1,10 +1,18 @@
 // The others of a lost connection, as the meeting keeps showing them: when
-// the connection drops, everyone listed stays, `away` (greyed tiles,
-// "Reconnecting…"), until the same name is back in the group of a new
-// connection (it then takes its old tile again: the picture resumes where
-// it was) or until AWAY_KEEP_MS after we are connected again (they left).
+// the connection drops, everyone listed whom we could know again stays,
+// `away` (greyed tiles, "Reconnecting…"), until the same participant is
+// back in the group of a new connection (it then takes its old tile again:
+// the picture resumes where it was) or until AWAY_KEEP_MS after we are
+// connected again (they left).
 // A participant's id changes with every connection; its tile key
-// (`tileKey`) is what survives. Names are only compared, never logged.
+// (`tileKey`) is what survives. "The same participant" means the same name
+// AND the same continuity token: a random token each page (and native
+// client) makes once per meeting session and sends, with its name, only
+// inside its end-to-end encrypted profile (plenary_e2ee::app). Someone else
+// who picks the name of someone away gets a tile of their own. Whoever had
+// no profile yet when the connection dropped (no name, no token) cannot be
+// known again and is not kept. Names and tokens are only compared, never
+// logged.
 
 /** How long the others of a lost connection stay listed after we are back, ms. */
 export const AWAY_KEEP_MS = 20000;
@@ -34,12 +42,16 @@ export class AwayList {
     return [...this.entries.values()];
   }
 
-  /** The connection was lost: everyone in `participants` stays listed. */
+  /**
+   * The connection was lost: everyone in `participants` whom we could know
+   * again (name and continuity token known) stays listed.
+   */
   remember(participants) {
     window.clearTimeout(this.timer);
     for (const p of participants) {
+      if (!p.name || !p.continuity) continue;
       this.entries.set(p.tileKey, {
-        id: null, tileKey: p.tileKey, name: p.name, leaf: null, handRaised: false,
+        id: null, tileKey: p.tileKey, name: p.name, continuity: p.continuity, leaf: null, handRaised: false,
         audioMuted: p.audioMuted, videoMuted: p.videoMuted, away: true, waitingKeys: false,
       });
     }
@@ -70,15 +82,15 @@ export class AwayList {
   }
 
   /**
-   * Participants of the new connection whose name is back take the tile
-   * key of the away entry with that name (each entry once).
-   * @param {Iterable<{name: string, tileKey: string, backFromAway?: boolean}>} participants
+   * Participants of the new connection who are back (the same name and
+   * continuity token) take the tile key of their away entry.
+   * @param {Iterable<{name: string, continuity: string|null, tileKey: string, backFromAway?: boolean}>} participants
    */
   match(participants) {
     if (!this.size) return;
     for (const p of participants) {
-      if (!p.name || p.backFromAway) continue;
-      const a = this.values().find((x) => x.name === p.name);
+      if (!p.name || !p.continuity || p.backFromAway) continue;
+      const a = this.values().find((x) => x.name === p.name && x.continuity === p.continuity);
       if (!a) continue;
       this.entries.delete(a.tileKey);
       p.tileKey = a.tileKey;

@@ -98,16 +98,21 @@ export class MediaE2ee extends EventTarget {
  * One connection's membership in the meeting's MLS group.
  *
  * Events: `change` (epoch, membership, security code, names or hands
- * changed), `chat` (detail: {leaf, text, self}), `keys` (detail: {why}:
+ * changed), `chat` (detail: {leaf, text, self}), `hand` (detail: {leaf,
+ * raised}: a member raised or lowered its hand, or told it again to a
+ * newcomer), `keys` (detail: {why}:
  * the first keys of a new identity are installed: `why` is 'rejoin' after
  * the membership lost its group state, else 'new').
  */
 export class GroupSession extends EventTarget {
   /**
-   * @param {{room: string, secret: string, name: string, signaling: import('./signaling.js').Signaling,
-   *          media: MediaE2ee}} opts
+   * @param {{room: string, secret: string, name: string, continuity: Uint8Array,
+   *          signaling: import('./signaling.js').Signaling, media: MediaE2ee}} opts
+   *   `continuity`: this meeting session's continuity token (16 random
+   *   bytes, the same for every connection), sent only inside the
+   *   encrypted profile so that the others know us again after an outage.
    */
-  constructor({ room, secret, name, signaling, media }) {
+  constructor({ room, secret, name, continuity, signaling, media }) {
     super();
     this.sig = signaling;
     this.media = media;
@@ -115,6 +120,7 @@ export class GroupSession extends EventTarget {
     // previous connection may be someone else's now); the server never
     // relays our own messages or leaf back to us.
     this.sm = new Membership(room, secret, name, null);
+    this.sm.setContinuity(continuity);
     this.timer = 0;
     this.closed = false;
     this.securityCode = null;
@@ -202,8 +208,11 @@ export class GroupSession extends EventTarget {
           }
           break;
         case 'profile':
+          changed = true;
+          break;
         case 'hand':
           changed = true;
+          this.dispatchEvent(new CustomEvent('hand', { detail: { leaf: a.leaf, raised: !!a.raised } }));
           break;
         case 'chat':
           this.dispatchEvent(new CustomEvent('chat', { detail: { leaf: a.leaf, text: a.text, self: false } }));
@@ -265,12 +274,16 @@ export class GroupSession extends EventTarget {
     if (this.isMember) this.emitChange();
   }
 
-  /** leaf -> {displayName, handRaised} of the group's members. */
+  /**
+   * leaf -> {displayName (null until its profile came), continuity (the
+   * member's continuity token, hex, or null), handRaised, isSelf} of the
+   * group's members.
+   */
   roster() {
     const out = new Map();
     if (!this.isMember) return out;
     try {
-      for (const r of this.sm.roster()) out.set(r.leaf, { displayName: r.displayName, handRaised: r.handRaised, isSelf: r.isSelf });
+      for (const r of this.sm.roster()) out.set(r.leaf, { displayName: r.displayName, continuity: r.continuity, handRaised: r.handRaised, isSelf: r.isSelf });
     } catch {
       // no group
     }

@@ -22,6 +22,18 @@ const TILE_ASPECT = 16 / 9;
 const GAP = 10;
 
 /** Up to two initials of a name, for the avatar shown without video. */
+/** What a remote participant is called before its encrypted profile came. */
+export const JOINING_LABEL = 'Joining…';
+
+/**
+ * What to call remote participant `p`: its name; until its encrypted
+ * profile came (`profiled` false: the name is not known yet, never "Guest"
+ * for a moment), JOINING_LABEL; "Guest" if its profile has no name.
+ */
+export function remoteLabel(p) {
+  return p.name || (p.profiled || p.away ? 'Guest' : JOINING_LABEL);
+}
+
 export function initials(name) {
   const words = String(name).trim().split(/\s+/).filter(Boolean);
   if (!words.length) return '?';
@@ -90,7 +102,7 @@ export class Grid {
       seen.add(key);
       this.renderTile(key, {
         name: p.name,
-        label: p.name || 'Guest',
+        label: remoteLabel(p),
         track: p.video?.track ?? null,
         mid: p.video?.mid ?? null,
         audioMuted: p.audioMuted,
@@ -149,7 +161,7 @@ export class Grid {
     nameEl.textContent = t.label;
     nameEl.title = t.label;
     const avatar = el.querySelector('.avatar');
-    avatar.textContent = initials(t.name || 'Guest');
+    avatar.textContent = t.name || t.label !== JOINING_LABEL ? initials(t.name || t.label) : '…';
     avatar.style.setProperty('--hue', String(hue(t.name || '')));
     const mic = el.querySelector('.tile-mic');
     mic.hidden = !t.audioMuted;

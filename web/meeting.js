@@ -42,13 +42,23 @@ function showView(name) {
   $('controls').hidden = name !== 'meeting';
 }
 
-/** A short message at the bottom of the screen; `action` adds a button. */
-function toast(text, { kind = 'info', ms = 4000, action = null } = {}) {
+/**
+ * A short message at the bottom of the screen; `action` adds a button;
+ * `who` (a participant's name) comes first, bidi-isolated (<bdi>, as in the
+ * chat) so that it cannot reorder the text after it.
+ */
+function toast(text, { kind = 'info', ms = 4000, action = null, who = null } = {}) {
   const el = document.createElement('div');
   el.className = `toast toast-${kind}`;
   el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
   const span = document.createElement('span');
-  span.textContent = text;
+  if (who !== null) {
+    const name = document.createElement('bdi');
+    name.className = 'toast-who';
+    name.textContent = who;
+    span.append(name);
+  }
+  span.append(text);
   el.appendChild(span);
   if (action) {
     const b = document.createElement('button');
@@ -215,6 +225,8 @@ class MeetingPage {
     this.retryNote = null;
     session.addEventListener('e2ee', () => this.renderE2ee());
     session.addEventListener('chat', (ev) => this.onChat(ev.detail));
+    // The hand icon on a tile is easy to miss: a raise is also said (not the lowering).
+    session.addEventListener('hand', (ev) => toast(' raised their hand', { who: ev.detail.name || 'Guest', ms: 5000 }).classList.add('toast-hand'));
     this.unreadChat = 0;
     this.renderE2ee();
     session.addEventListener('state', (ev) => this.onState(ev.detail));

@@ -2,7 +2,7 @@
 // and camera state. Names are written with textContent only.
 
 import { icon } from './icons.js';
-import { initials, hue } from './grid.js';
+import { initials, hue, remoteLabel } from './grid.js';
 
 /**
  * Renders the list into `ul`.
@@ -16,7 +16,7 @@ export function renderPeople(ul, self, remotes) {
     row({ key: 'self', name: self.name, suffix: ' (You)', audioMuted: self.micMuted, videoMuted: self.cameraOff, handRaised: !!self.handRaised }),
     ...[...remotes]
       .sort((a, b) => a.name.localeCompare(b.name) || a.id - b.id)
-      .map((p) => row({ key: String(p.id ?? p.tileKey), name: p.name || 'Guest', suffix: p.away ? ' (reconnecting)' : '', audioMuted: p.audioMuted, videoMuted: p.videoMuted, handRaised: !!p.handRaised })),
+      .map((p) => row({ key: String(p.id ?? p.tileKey), name: remoteLabel(p), suffix: p.away ? ' (reconnecting)' : '', audioMuted: p.audioMuted, videoMuted: p.videoMuted, handRaised: !!p.handRaised })),
   ];
   ul.replaceChildren(...rows);
 }

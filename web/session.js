@@ -12,14 +12,18 @@
 // `connected` means the WebSocket is open and the PeerConnection connected.
 //
 // While the connection is lost, the others stay listed as `away`
-// (remoteView, away.js) until the same names are back in the group of the
-// new connection, or for a while after it connected (then they left).
+// (remoteView, away.js) until the same participants (name and continuity
+// token, from their encrypted profiles) are back in the group of the new
+// connection, or for a while after it connected (then they left).
 // When this tab's keys had to be set up anew (a reconnect re-forms or
 // rejoins the group, or the membership lost its state), `codeNote` says so
 // next to the security code and a note marks the point in the chat.
 //
 // Other events: `participants` (someone joined, left, changed, or got or lost
-// a track), `chat` (detail: a line, or {note, at} for a note), `error`
+// a track), `chat` (detail: a line, or {note, at} for a note), `hand`
+// (detail: {name, tileKey}: someone's hand went up; once per raise: not
+// again when the same participant comes back after an outage, or tells its
+// hand again to a newcomer), `error`
 // (detail: {code, message, fatal} from the server, or a local failure with
 // code 'client'), `retry` (detail: {attempt, delayMs,
 // timedOut}: the next connection attempt is scheduled; `timedOut` when the
@@ -87,6 +91,9 @@ export function cleanName(name) {
   return Array.from(String(name ?? '').trim()).slice(0, MAX_NAME_CHARS).join('').trim();
 }
 
+/** Length of a continuity token, bytes (plenary_e2ee::app::CONTINUITY_LEN). */
+const CONTINUITY_BYTES = 16;
+
 /** The profile the server gets: nothing (names travel encrypted in the group). */
 const SERVER_PROFILE = '{}';
 
@@ -107,6 +114,12 @@ export class MeetingSession extends EventTarget {
     this.secret = secret;
     /** Which meeting of this room name the server puts us in (from the secret). */
     this.roomTag = meetingRoomTag(room, secret);
+    /**
+     * This meeting session's continuity token (away.js): random, kept in
+     * this object only (every connection of the session sends it, inside
+     * the encrypted profile; a Leave then Rejoin makes a new one).
+     */
+    this.continuity = crypto.getRandomValues(new Uint8Array(CONTINUITY_BYTES));
     this.media = media;
     /** @type {GroupSession|null} this connection's MLS membership. */
     this.group = null;
@@ -120,6 +133,8 @@ export class MeetingSession extends EventTarget {
     this.codeNote = null;
     /** Connection number: tile keys of different connections never collide. */
     this.gen = 0;
+    /** Tile keys of the remote participants whose raised hand was announced (`hand`). */
+    this.handsUp = new Set();
     /** Participants of a lost connection, by tile key, until back or gone. */
     this.away = new AwayList(() => this.emitParticipants());
     this.state = 'idle';
@@ -215,6 +230,7 @@ export class MeetingSession extends EventTarget {
       room: this.room,
       secret: this.secret,
       name: this.name,
+      continuity: this.continuity,
       signaling: sig,
       media: this.media,
     });
@@ -228,6 +244,10 @@ export class MeetingSession extends EventTarget {
     });
     group.addEventListener('chat', (ev) => {
       if (this.group === group) this.addChat(ev.detail);
+    });
+    group.addEventListener('hand', (ev) => {
+      // A hand going down ends the raise; the next raise is news again.
+      if (this.group === group && !ev.detail.raised) this.handsUp.delete(this.participantAtLeaf(ev.detail.leaf)?.tileKey);
     });
     group.addEventListener('keys', (ev) => {
       if (this.group === group) this.onKeysSetUp(ev.detail.why);
@@ -309,6 +329,8 @@ export class MeetingSession extends EventTarget {
       since: known?.since ?? Date.now(),
       tileKey: this.participants.get(p.id)?.tileKey ?? `c${this.gen}-${p.id}`,
       name: '',
+      profiled: false,
+      continuity: null,
       leaf,
       handRaised: false,
       audioMuted: !!p.audio_muted,
@@ -332,9 +354,19 @@ export class MeetingSession extends EventTarget {
     for (const p of this.participants.values()) {
       const r = p.leaf !== null ? roster.get(p.leaf) : null;
       p.name = r && !r.isSelf ? cleanName(r.displayName ?? '') : '';
+      /** Whether its encrypted profile came (else its name is not known yet). */
+      p.profiled = !!(r && !r.isSelf && r.displayName != null);
+      p.continuity = r && !r.isSelf ? r.continuity ?? null : null;
       p.handRaised = !!(r && !r.isSelf && r.handRaised);
     }
     this.away.match(this.participants.values());
+    // After the match: one back from an outage keeps its tile key, hence
+    // its raise is not news.
+    for (const p of this.participants.values()) {
+      if (!p.handRaised || this.handsUp.has(p.tileKey)) continue;
+      this.handsUp.add(p.tileKey);
+      this.dispatchEvent(new CustomEvent('hand', { detail: { name: p.name, tileKey: p.tileKey } }));
+    }
   }
 
   /**

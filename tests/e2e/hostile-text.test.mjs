@@ -6,7 +6,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { meetingFixture, randomId, waitFor, explained, newSecret } from './lib/harness.mjs';
+import { meetingFixture, randomId, waitFor, explained, newSecret, textEnds } from './lib/harness.mjs';
 
 const m = meetingFixture({ server: { name: 'hostile-text-server' } });
 
@@ -20,16 +20,7 @@ test('a bidi override in a name does not reorder the chat text after it', { time
     const line = victim.page.locator('.chat-line .chat-text', { hasText: text });
     await line.waitFor({ timeout: 15_000 });
     // Where the first and the last character of the text are drawn.
-    const [first, last] = await line.evaluate((el) => {
-      const node = el.firstChild;
-      const x = (i) => {
-        const r = document.createRange();
-        r.setStart(node, i);
-        r.setEnd(node, i + 1);
-        return r.getBoundingClientRect().left;
-      };
-      return [x(0), x(node.length - 1)];
-    });
+    const [first, last] = await line.evaluate(textEnds);
     assert.ok(first < last, `the text reads left to right as written (first character at x=${first}, last at x=${last})`);
   });
 });

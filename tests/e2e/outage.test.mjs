@@ -15,7 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { meetingFixture, randomId, waitFor, explained, newSecret, ARTIFACTS } from './lib/harness.mjs';
+import { meetingFixture, randomId, waitFor, explained, newSecret, routeMls, ARTIFACTS } from './lib/harness.mjs';
 
 const m = meetingFixture({ server: { name: 'outage-server' } });
 
@@ -122,28 +122,17 @@ test('a tile whose frames cannot be decrypted after a reconnect shows "Waiting f
     const secret = newSecret();
     const [nameA, nameK] = [`Participant-A${randomId(5)}`, `Participant-K${randomId(5)}`];
     const [a] = await m.joinGroup(room, secret, [nameA]);
-    // K's signaling goes through here: `dropMls` loses its MLS traffic both
+    // K's signaling goes through here: `mls.drop` loses its MLS traffic both
     // ways (it stays in the room, so it gets media, but gets no keys).
     const k = await m.open();
-    let dropMls = false;
-    let pageSide = null;
-    await k.page.routeWebSocket(/\/ws$/, (ws) => {
-      pageSide = ws;
-      const srv = ws.connectToServer();
-      srv.onMessage((msg) => {
-        if (!(dropMls && /"type":"(mls|create_group)"/.test(String(msg)))) ws.send(msg);
-      });
-      ws.onMessage((msg) => {
-        if (!(dropMls && /"type":"mls"/.test(String(msg)))) srv.send(msg);
-      });
-    });
+    const mls = await routeMls(k);
     await m.join(k, room, secret, nameK);
     assert.ok(await waitFor(async () => (await framesFrom(k, nameA)) > 20 && (await framesFrom(a, nameK)) > 20, { ms: 45_000 }), 'video flows both ways');
     assert.equal(await k.page.locator('.tile-waiting:not([hidden])').count(), 0, 'nobody waits for keys');
 
     // K's signaling drops; K reconnects, but its MLS traffic is lost.
-    dropMls = true;
-    await pageSide.close({ code: 1011, reason: 'test: signaling cut' });
+    mls.drop = true;
+    await mls.pageSide.close({ code: 1011, reason: 'test: signaling cut' });
     assert.ok(await waitFor(async () => (await state(k)) === 'reconnecting', { ms: 10_000, every: 100 }), 'K reconnects');
     assert.ok(await waitFor(async () => (await state(k)) === 'connected', { ms: 20_000, every: 200 }), 'K is connected again');
     const reconnected = Date.now();
@@ -157,7 +146,7 @@ test('a tile whose frames cannot be decrypted after a reconnect shows "Waiting f
     assert.ok(Object.values(ks.perParticipant).some((p) => p.videoFailed > 0 && p.waiting), `frames arrive and fail: ${JSON.stringify(ks.perParticipant)}`);
 
     // The MLS traffic comes through again: K's join is retried, the keys come, the picture too.
-    dropMls = false;
+    mls.drop = false;
     const keyed = await waitFor(async () => (await e2ee(k)).member && (await framesFrom(k, nameA)) > 10, { ms: 40_000, every: 250 });
     assert.ok(keyed, 'K gets the keys and decodes A again');
     assert.ok(await waitFor(async () => (await k.page.locator('.tile-waiting:not([hidden])').count()) === 0, { ms: 10_000, every: 250 }),
@@ -168,7 +157,63 @@ test('a tile whose frames cannot be decrypted after a reconnect shows "Waiting f
   });
 });
 
-test('the away list: names back take their old tiles, nameless newcomers wait, the rest goes (module in the browser)', { timeout: 30_000 }, async (t) => {
+test('until its encrypted profile comes, a newcomer is "Joining…", never "Guest"', { timeout: 120_000 }, async (t) => {
+  await explained(t, m.ctx, async () => {
+    const room = `outage-joining-${randomId(6)}`;
+    const secret = newSecret();
+    const [nameA, nameK] = [`Participant-A${randomId(5)}`, `Participant-K${randomId(5)}`];
+    const [a] = await m.joinGroup(room, secret, [nameA]);
+    // Every name A's remote tiles ever show.
+    await a.page.evaluate(() => {
+      window.tileNames = new Set();
+      const look = () => document.querySelectorAll('.tile:not(.tile-self) .tile-name').forEach((el) => window.tileNames.add(el.textContent));
+      new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    // K's MLS traffic is held back: it is in the room (media), its profile does not come.
+    const k = await m.open();
+    const mls = await routeMls(k);
+    mls.drop = true;
+    await m.join(k, room, secret, nameK);
+    const joining = a.page.locator('.tile:not(.tile-self) .tile-name', { hasText: 'Joining…' });
+    await joining.waitFor({ timeout: 30_000 });
+    assert.equal(await a.page.locator('.person-display-name', { hasText: 'Joining…' }).count(), 1, 'the participant list says so too');
+    await a.page.screenshot({ path: path.join(ARTIFACTS, 'outage-joining.png') }).catch(() => {});
+    mls.drop = false;
+    assert.ok(await waitFor(async () => (await tileOf(a, nameK).count()) === 1, { ms: 40_000, every: 250 }), "K's name comes");
+    const seen = await a.page.evaluate(() => [...window.tileNames]);
+    assert.deepEqual(seen.filter((x) => x !== nameK), ['Joining…'], `names shown: ${JSON.stringify(seen)}`);
+  });
+});
+
+test('someone else who picks the name of one who is away gets a tile of their own, not the old one', { timeout: 150_000 }, async (t) => {
+  await explained(t, m.ctx, async () => {
+    const room = `outage-name-${randomId(6)}`;
+    const secret = newSecret();
+    const [nameA, nameB] = [`Participant-A${randomId(5)}`, `Participant-B${randomId(5)}`];
+    const [a, b] = await m.joinGroup(room, secret, [nameA, nameB]);
+    assert.ok(await waitFor(async () => (await framesFrom(a, nameB)) > 10, { ms: 45_000 }), 'A sees B');
+    await tileOf(a, nameB).evaluate((el) => { el.dataset.testMark = 'b-tile'; });
+
+    await m.server.stop();
+    await a.page.locator('#reconnect-banner').waitFor({ state: 'visible', timeout: 15_000 });
+    // B is gone for good; another page (another person) takes B's name.
+    await m.close(b);
+    await m.startAgain('outage-name-server-2');
+    assert.ok(await waitFor(async () => (await state(a)) === 'connected', { ms: 40_000, every: 250 }), 'A is back');
+    const other = await m.open();
+    await m.join(other, room, secret, nameB);
+    assert.ok(await waitFor(async () => (await framesFrom(a, nameB)) > 10, { ms: 45_000, every: 250 }), "A decodes the newcomer's video");
+    // The newcomer's live tile is a new one; B's old tile stays greyed until B is known to be gone.
+    const live = a.page.locator('.tile:not(.tile-self):not(.away)', { has: a.page.locator('.tile-name', { hasText: nameB }) });
+    assert.ok(await waitFor(async () => (await live.count()) === 1, { ms: 10_000, every: 200 }), 'one live tile with that name');
+    assert.equal(await live.getAttribute('data-test-mark'), null, "the newcomer does not get B's tile");
+    const old = a.page.locator('.tile[data-test-mark="b-tile"]');
+    if ((await old.count()) === 1) assert.ok(await old.evaluate((el) => el.classList.contains('away')), "B's tile, if still there, is greyed");
+    assert.ok(await waitFor(async () => (await old.count()) === 0, { ms: 35_000, every: 500 }), "B's old tile goes: B left");
+  });
+});
+
+test('the away list: the same name and token take their old tiles, nameless newcomers wait, the rest goes (module in the browser)', { timeout: 30_000 }, async (t) => {
   await explained(t, m.ctx, async () => {
     const d = await m.open();
     await d.page.goto(m.server.url('/'));
@@ -176,22 +221,29 @@ test('the away list: names back take their old tiles, nameless newcomers wait, t
       const { AwayList, NAME_WAIT_MS } = await import('/away.js');
       let changes = 0;
       const away = new AwayList(() => changes++);
-      const p = (id, name, tileKey, since = 0) => ({ id, name, tileKey, since, audioMuted: false, videoMuted: false });
-      away.remember([p(1, 'Sam', 'c1-1'), p(2, 'Sam', 'c1-2'), p(3, 'Kim', 'c1-3')]);
+      const p = (id, name, tileKey, since = 0, continuity = name ? `t-${tileKey}` : null) => ({ id, name, continuity, tileKey, since, audioMuted: false, videoMuted: false });
+      // Who had no profile yet when the connection dropped (no name, no
+      // token) cannot be known again: not kept (else a greyed "Guest" for 20 s).
+      away.remember([p(1, 'Sam', 'c1-1'), p(2, 'Sam', 'c1-2'), p(3, 'Kim', 'c1-3'), p(4, 'Ann', 'c1-4'), p(5, '', 'c1-5'), p(6, 'Lou', 'c1-6', 0, null)]);
+      const remembered = away.values().map((x) => x.tileKey);
       const now = 100_000;
-      const fresh = [p(7, '', 'c2-7', now), p(8, '', 'c2-8', now), p(9, '', 'c2-9', now), p(10, '', 'c2-10', now)];
+      const fresh = [p(7, '', 'c2-7', now), p(8, '', 'c2-8', now), p(9, '', 'c2-9', now), p(10, '', 'c2-10', now), p(12, '', 'c2-12', now)];
       const hiddenAtFirst = away.visible(fresh, now).map((x) => x.id);
       const shownLater = away.visible(fresh, now + NAME_WAIT_MS).map((x) => x.id);
-      const back = [p(7, 'Sam', 'c2-7', now), p(8, 'Sam', 'c2-8', now), p(9, 'Lee', 'c2-9', now)];
+      // Sam and Sam are back (their tokens); Lee is new; the one calling
+      // themselves Ann is someone else (another token), so is a token-less Kim.
+      const back = [p(7, 'Sam', 'c2-7', now, 't-c1-2'), p(8, 'Sam', 'c2-8', now, 't-c1-1'), p(9, 'Lee', 'c2-9', now),
+        p(10, 'Ann', 'c2-10', now, 't-someone-else'), p(11, 'Kim', 'c2-11', now, null)];
       away.match(back);
       const left = away.values().map((x) => [x.tileKey, x.name, x.away, x.id]);
       away.forget();
-      return { hiddenAtFirst, shownLater, keys: back.map((x) => x.tileKey), left, size: away.size, changes };
+      return { remembered, hiddenAtFirst, shownLater, keys: back.map((x) => x.tileKey), left, size: away.size, changes };
     });
-    assert.deepEqual(r.hiddenAtFirst, [10], 'as many nameless newcomers hidden as there are away');
-    assert.deepEqual(r.shownLater, [7, 8, 9, 10], 'all shown once the name wait is over');
-    assert.deepEqual(r.keys, ['c1-1', 'c1-2', 'c2-9'], 'each name back takes one old tile; a new name keeps its own');
-    assert.deepEqual(r.left, [['c1-3', 'Kim', true, null]], 'who is not back stays away');
+    assert.deepEqual(r.remembered, ['c1-1', 'c1-2', 'c1-3', 'c1-4'], 'only who has a name and a token is kept');
+    assert.deepEqual(r.hiddenAtFirst, [12], 'as many nameless newcomers hidden as there are away');
+    assert.deepEqual(r.shownLater, [7, 8, 9, 10, 12], 'all shown once the name wait is over');
+    assert.deepEqual(r.keys, ['c1-2', 'c1-1', 'c2-9', 'c2-10', 'c2-11'], 'each one back takes its own old tile; a new name, another token or none keep their own');
+    assert.deepEqual(r.left, [['c1-3', 'Kim', true, null], ['c1-4', 'Ann', true, null]], 'who is not back stays away');
     assert.equal(r.size, 0);
     assert.equal(r.changes, 1, 'forgetting redraws once');
   });

@@ -6,7 +6,8 @@
 //   started again on the same ports; everyone reconnects by themselves,
 //   the group re-forms, and within 10 s of the new server being up every
 //   page decodes the other page's and the native client's video and the
-//   native client decrypts both pages' audio and video.
+//   native client decrypts both pages' audio and video; on a page, the
+//   other page and the native client are back in the tiles they had.
 // - Network cut: a page whose Chromium runs in its own network namespace
 //   (lib/netns.mjs) loses its link until the server has dropped it; once
 //   the link is back, within 10 s it is connected again and it and the
@@ -26,6 +27,9 @@ const RESUME_MS = 10_000;
 const m = meetingFixture({ server: { name: 'reconnect-server' } });
 
 const statsOf = (b) => b.page.evaluate(() => window.plenary.stats());
+
+/** The remote tile of `name` on page `b`. */
+const tileOf = (b, name) => b.page.locator('.tile:not(.tile-self)', { has: b.page.locator('.tile-name', { hasText: name }) });
 
 /** Frames `b` decoded from the participant called `name` (0 if not there). */
 async function framesFrom(b, name) {
@@ -70,6 +74,9 @@ test('pages and a native client reconnect by themselves after the server restart
       return ab > min && ba > min && an > min && bn > min && nativeReceives(native, 2, min);
     };
     assert.ok(await waitFor(() => everyone(30), { ms: 45_000 }), `media flows before the restart: ${JSON.stringify(seen)} ${native.stderr.slice(-1500)}`);
+    // Mark B's and the native client's tiles on A: each must come back to its own tile
+    // (re-matched by name and continuity token, which the native client carries too).
+    for (const name of [nameB, nameN]) await tileOf(a, name).evaluate((el, mark) => { el.dataset.testMark = mark; }, `mark-${name}`);
 
     const eventsBefore = native.events.length;
     await m.server.stop();
@@ -92,6 +99,10 @@ test('pages and a native client reconnect by themselves after the server restart
     assert.ok(took <= RESUME_MS, `media resumed within ${RESUME_MS / 1000} s (took ${(took / 1000).toFixed(1)} s)`);
     const states = await Promise.all([a, b].map((x) => x.page.evaluate(() => window.plenary.state)));
     assert.deepEqual(states, ['connected', 'connected']);
+    for (const name of [nameB, nameN]) {
+      const live = a.page.locator(`.tile:not(.tile-self):not(.away)[data-test-mark="mark-${name}"]`, { has: a.page.locator('.tile-name', { hasText: name }) });
+      assert.ok(await waitFor(async () => (await live.count()) === 1, { ms: 10_000, every: 200 }), `${name === nameN ? 'the native client' : 'B'} is back in the tile it had`);
+    }
     // One group again: the pages and the native client share epoch and code.
     const agreed = await waitFor(async () => {
       const s = await Promise.all([a, b].map((x) => x.page.evaluate(() => window.plenary.e2ee())));

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import fs from 'node:fs';
-import { meetingFixture, foreignRequests, randomId, explained, ARTIFACTS, newSecret, joinPath } from './lib/harness.mjs';
+import { meetingFixture, foreignRequests, randomId, explained, waitFor, textEnds, ARTIFACTS, newSecret, joinPath } from './lib/harness.mjs';
 
 const INCOMPLETE = 'This link is incomplete: the part after # is missing or damaged';
 
@@ -111,6 +111,44 @@ test('landing, pre-join, join, mute, leave and rejoin', { timeout: 90_000 }, asy
     assert.ok(!br.requests.some((r) => r.includes(fragment.slice(1))), `page ${i} never sent the meeting secret`);
     assert.deepEqual(br.errors.filter((e) => !/favicon/.test(e)), [], `page ${i} had no errors`);
   }
+}));
+
+test('a raised hand is announced (a polite status toast, the name bidi-isolated), its lowering is not', { timeout: 90_000 }, async (t) => explained(t, m.ctx, async () => {
+  // A name ending in a right-to-left override must not turn " raised their hand" around.
+  const [nameA, nameH] = [`Alice-${randomId(4)}`, `Mallory-${randomId(4)}\u202e`];
+  const [a, h] = await m.joinGroup(`hand-${randomId(6)}`, newSecret(), [nameA, nameH]);
+  const tileH = a.page.locator('.tile:not(.tile-self)', { has: a.page.locator('.tile-name', { hasText: nameH }) });
+  await tileH.waitFor({ timeout: 30_000 });
+  // Count every hand toast A ever shows (they go after a few seconds).
+  await a.page.evaluate(() => {
+    window.handToasts = [];
+    new MutationObserver((records) => {
+      for (const r of records) for (const n of r.addedNodes) if (n.classList?.contains('toast-hand')) window.handToasts.push(n.textContent);
+    }).observe(document.getElementById('toasts'), { childList: true });
+  });
+  const toasts = () => a.page.evaluate(() => window.handToasts);
+  const handButton = h.page.locator('#hand-button');
+  assert.ok(await waitFor(() => h.page.evaluate(() => window.plenary.e2ee().member), { ms: 20_000, every: 200 }), 'H is in the group');
+
+  await handButton.click();
+  const toast = a.page.locator('.toast-hand');
+  await toast.waitFor({ timeout: 15_000 });
+  assert.equal(await toast.textContent(), `${nameH} raised their hand`);
+  assert.equal(await toast.getAttribute('role'), 'status', 'read out politely by screen readers');
+  assert.equal(await a.page.locator('#toasts').getAttribute('aria-live'), 'polite');
+  assert.equal(await toast.locator('bdi').textContent(), nameH, 'the name is isolated for bidi');
+  // " raised their hand" reads left to right as written, after the name.
+  const [first, last] = await toast.locator(':scope > span').evaluate(textEnds, 1);
+  assert.ok(first < last, `the text after the name is not reordered (first at x=${first}, last at x=${last})`);
+  assert.equal(await tileH.locator('.tile-hand').isVisible(), true, 'the icon stays on the tile');
+
+  // Lowering: the icon goes, nothing is announced; a new raise is announced again.
+  await handButton.click();
+  assert.ok(await waitFor(async () => !(await tileH.locator('.tile-hand').isVisible()), { ms: 15_000, every: 200 }), 'the icon goes');
+  assert.equal((await toasts()).length, 1, 'the lowering is not announced');
+  await handButton.click();
+  assert.ok(await waitFor(async () => (await toasts()).length === 2, { ms: 15_000, every: 200 }), 'the next raise is announced');
+  assert.equal((await toasts())[1], `${nameH} raised their hand`);
 }));
 
 test('the pre-join preview says "Starting camera…" while the camera starts, not "Camera not available"', { timeout: 30_000 }, async (t) => explained(t, m.ctx, async () => {

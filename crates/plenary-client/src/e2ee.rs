@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use plenary_e2ee::app::ContinuityToken;
 use plenary_e2ee::media::{Codec, Disposition, MediaCrypto};
 use plenary_e2ee::membership::{Action, Input, Membership, Outgoing, RejoinReason};
 use plenary_e2ee::secret::MeetingSecret;
@@ -68,8 +69,17 @@ pub(crate) struct E2ee {
 }
 
 impl E2ee {
-    pub(crate) fn new(room: &str, secret: MeetingSecret, name: &str, self_id: ParticipantId) -> Result<E2ee, String> {
-        let membership = Membership::new(room, secret, name, self_id.0).map_err(|e| e.to_string())?;
+    /// This connection's membership, sending `name` and `continuity` (the
+    /// same token for every connection of the run) in our encrypted profile.
+    pub(crate) fn new(
+        room: &str,
+        secret: MeetingSecret,
+        name: &str,
+        continuity: ContinuityToken,
+        self_id: ParticipantId,
+    ) -> Result<E2ee, String> {
+        let mut membership = Membership::new(room, secret, name, self_id.0).map_err(|e| e.to_string())?;
+        membership.set_continuity(continuity);
         Ok(E2ee {
             membership,
             media: MediaCrypto::new(GRACE),

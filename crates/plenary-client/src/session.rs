@@ -29,6 +29,7 @@ use crate::reconnect::Backoff;
 use crate::record::{Pushed, RecordCodec, Recorder};
 use crate::source::{AUDIO_CLOCK_RATE, KeyframeRequests, LoopedSource, VIDEO_CLOCK_RATE};
 use crate::{ClientError, JoinOptions};
+use plenary_e2ee::app::ContinuityToken;
 use plenary_e2ee::media::Disposition;
 use plenary_e2ee::secret::MeetingSecret;
 
@@ -95,6 +96,7 @@ pub(crate) async fn run(opts: JoinOptions, extra_roots: Vec<CertificateDer<'stat
         started,
         record_dir: opts.record.clone(),
         hide_video: opts.hide_video,
+        continuity: rand::random(),
         name: opts.name.clone(),
         secret,
         participant_id: joined.participant_id,
@@ -373,6 +375,10 @@ struct Session {
     name: String,
     /// The meeting secret from the link's fragment.
     secret: MeetingSecret,
+    /// Our continuity token (plenary_e2ee::app): random, made once for this
+    /// run, sent in the encrypted profile of every connection, so that the
+    /// others' pages know us again after a reconnection.
+    continuity: ContinuityToken,
     participant_id: ParticipantId,
     room: String,
     participants: Vec<ParticipantId>,
@@ -444,8 +450,8 @@ impl Session {
         self.participants = others.iter().map(|p| p.id).collect();
         // Ids are per connection: the names come again with the profiles.
         self.names.clear();
-        let mut e =
-            E2ee::new(&self.room, self.secret.clone(), &self.name, participant_id).map_err(ClientError::E2ee)?;
+        let mut e = E2ee::new(&self.room, self.secret.clone(), &self.name, self.continuity, participant_id)
+            .map_err(ClientError::E2ee)?;
         let now = Instant::now();
         for p in &others {
             // Nobody's profile is known yet: nothing to report.

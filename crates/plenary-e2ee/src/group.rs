@@ -39,7 +39,7 @@ use openmls::prelude::{
     ProcessedMessageContent, ProtocolMessage, ProtocolVersion, Sender, SenderRatchetConfiguration, StagedWelcome,
 };
 
-use crate::app::{AppError, AppMessage};
+use crate::app::{AppError, AppMessage, ContinuityToken};
 use crate::code::SecurityCode;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{CIPHERSUITE, CredentialId, Identity};
@@ -198,6 +198,9 @@ pub struct RosterEntry {
     pub credential_id: CredentialId,
     /// Display name from the member's last Profile message, if any.
     pub display_name: Option<String>,
+    /// Continuity token from the member's last Profile message, if it had
+    /// one ([`ContinuityToken`]).
+    pub continuity: Option<ContinuityToken>,
     /// Hand raised.
     pub hand_raised: bool,
     /// This participant.
@@ -222,6 +225,7 @@ pub struct CommitOutput {
 #[derive(Debug, Clone, Default)]
 struct Profile {
     display_name: Option<String>,
+    continuity: Option<ContinuityToken>,
     hand_raised: bool,
 }
 
@@ -606,8 +610,9 @@ impl Participant {
         let entry = self.profiles.entry(sender).or_default();
         match message {
             AppMessage::Chat { text } => Some(Event::Chat { sender, text: text.clone() }),
-            AppMessage::Profile { display_name } => {
+            AppMessage::Profile { display_name, continuity } => {
                 entry.display_name = Some(display_name.clone());
+                entry.continuity = *continuity;
                 Some(Event::Profile { sender, display_name: display_name.clone() })
             }
             AppMessage::HandRaise { raised } => {
@@ -758,6 +763,7 @@ impl Participant {
                     leaf,
                     credential_id,
                     display_name: profile.display_name,
+                    continuity: profile.continuity,
                     hand_raised: profile.hand_raised,
                     is_self: leaf == own,
                 }

@@ -34,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::app::AppMessage;
+use crate::app::{AppMessage, ContinuityToken};
 use crate::code::SecurityCode;
 use crate::envelope::{Envelope, EnvelopeError, KIND_JOIN_REQUEST, KIND_WELCOME};
 use crate::group::{Event, GroupError, Participant};
@@ -274,6 +274,8 @@ pub struct Membership {
     room: String,
     secret: MeetingSecret,
     display_name: String,
+    /// Sent with the display name; see [`Membership::set_continuity`].
+    continuity: Option<ContinuityToken>,
     hand_raised: bool,
     self_id: ParticipantId,
     participant: Participant,
@@ -320,6 +322,7 @@ impl Membership {
             room: room.to_owned(),
             secret,
             display_name: display_name.to_owned(),
+            continuity: None,
             hand_raised: false,
             self_id,
             participant,
@@ -337,6 +340,15 @@ impl Membership {
             behind: None,
             rejoins: 0,
         })
+    }
+
+    /// Sends `token` with our display name from now on: the continuity
+    /// token of this meeting session ([`crate::app`]), the same for every
+    /// connection (hence every `Membership`) of the session, so that the
+    /// others know us again after a reconnection. Call before the first
+    /// input; without it the profile carries no token.
+    pub fn set_continuity(&mut self, token: ContinuityToken) {
+        self.continuity = Some(token);
     }
 
     /// The MLS group state (epoch, roster, security code).
@@ -646,7 +658,10 @@ impl Membership {
         if !self.participant.is_member() {
             return;
         }
-        self.send_app(&AppMessage::Profile { display_name: self.display_name.clone() }, out);
+        self.send_app(
+            &AppMessage::Profile { display_name: self.display_name.clone(), continuity: self.continuity },
+            out,
+        );
         if self.hand_raised {
             self.send_app(&AppMessage::HandRaise { raised: true }, out);
         }

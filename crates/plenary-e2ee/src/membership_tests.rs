@@ -281,6 +281,26 @@ fn a_burst_of_joiners_is_added_in_one_commit() {
 }
 
 #[test]
+fn the_continuity_token_reaches_the_others_with_the_name() {
+    let mut m = Meeting::new(3);
+    m.parts[1].set_continuity([1; 16]);
+    m.input(0, Input::CreateGroup);
+    m.join(1);
+    m.join(2);
+    m.settle();
+    m.assert_one_group();
+    for p in [0, 2] {
+        let roster = m.parts[p].participant().roster().expect("roster");
+        let of = |leaf_of: usize| {
+            let leaf = m.parts[leaf_of].participant().own_leaf().expect("leaf");
+            roster.iter().find(|r| r.leaf == leaf).map(|r| r.continuity).expect("member")
+        };
+        assert_eq!(of(1), Some([1; 16]), "token of the one who set it");
+        assert_eq!(of(if p == 0 { 2 } else { 0 }), None, "none from who set none");
+    }
+}
+
+#[test]
 fn a_wrong_secret_is_never_added_and_disturbs_nobody() {
     let good = MeetingSecret::random().expect("secret");
     let bad = MeetingSecret::random().expect("secret");

@@ -96,17 +96,21 @@ fn three_members_agree_and_chat() {
     let mut g = form_group(3, 2);
     assert_agree(&g);
     assert_eq!(g[0].epoch(), Some(1));
-    let profile = g[1].send(&AppMessage::Profile { display_name: "Bea".into() }).unwrap();
+    let token = *b"continuity-token";
+    let profile = g[1].send(&AppMessage::Profile { display_name: "Bea".into(), continuity: Some(token) }).unwrap();
     for i in [0, 2] {
         assert_eq!(g[i].process(&profile).unwrap(), Event::Profile { sender: 1, display_name: "Bea".into() });
         let roster = g[i].roster().unwrap();
         assert_eq!(roster[1].display_name.as_deref(), Some("Bea"));
+        assert_eq!(roster[1].continuity, Some(token));
+        assert_eq!(roster[2].continuity, None, "no profile from leaf 2 yet");
     }
     let chat = g[2].send(&AppMessage::Chat { text: "hi".into() }).unwrap();
     assert_eq!(g[0].process(&chat).unwrap(), Event::Chat { sender: 2, text: "hi".into() });
     // The server sees no plaintext.
     assert!(!chat.windows(2).any(|w| w == b"hi"));
     assert!(!profile.windows(3).any(|w| w == b"Bea"));
+    assert!(!profile.windows(token.len()).any(|w| w == token), "the continuity token travels encrypted");
 }
 
 #[test]

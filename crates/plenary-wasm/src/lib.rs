@@ -20,6 +20,7 @@
 use std::time::Duration;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
+use plenary_e2ee::app::{CONTINUITY_LEN, ContinuityToken};
 use plenary_e2ee::media::{Codec, Disposition, EpochKeys, MediaCrypto, MediaError};
 use plenary_e2ee::membership::{self, Action, Input, Outgoing, RejoinReason};
 use plenary_e2ee::secret::MeetingSecret;
@@ -152,6 +153,18 @@ impl Membership {
         Ok(Membership { inner: membership::Membership::new(room, secret, display_name, self_id).map_err(err)? })
     }
 
+    /// Sends `token` (16 random bytes, the same for every connection of
+    /// this meeting session) with our name from now on, so that the others
+    /// know us again after a reconnection (`plenary_e2ee::app`). Throws on
+    /// another length.
+    #[wasm_bindgen(js_name = setContinuity)]
+    pub fn set_continuity(&mut self, token: &[u8]) -> Result<(), JsError> {
+        let token = ContinuityToken::try_from(token)
+            .map_err(|_| JsError::new(&format!("a continuity token is {CONTINUITY_LEN} bytes")))?;
+        self.inner.set_continuity(token);
+        Ok(())
+    }
+
     fn handle(&mut self, input: Input<'_>, now_ms: f64) -> Array {
         self.inner.handle(input, ms(now_ms)).into_iter().map(action_to_js).collect()
     }
@@ -250,7 +263,8 @@ impl Membership {
     }
 
     /// Everyone in the group: array of `{leaf, credentialId, displayName:
-    /// string|null, handRaised, isSelf}` ordered by leaf index.
+    /// string|null, continuity: string|null (the token, lowercase hex),
+    /// handRaised, isSelf}` ordered by leaf index.
     pub fn roster(&self) -> Result<Array, JsError> {
         let roster = self.inner.participant().roster().map_err(err)?;
         Ok(roster
@@ -260,6 +274,8 @@ impl Membership {
                 set(&o, "leaf", r.leaf);
                 set(&o, "credentialId", r.credential_id.to_string());
                 set(&o, "displayName", r.display_name.map_or(JsValue::NULL, JsValue::from));
+                let hex = |t: ContinuityToken| t.iter().map(|b| format!("{b:02x}")).collect::<String>();
+                set(&o, "continuity", r.continuity.map_or(JsValue::NULL, |t| JsValue::from(hex(t))));
                 set(&o, "handRaised", r.hand_raised);
                 set(&o, "isSelf", r.is_self);
                 JsValue::from(o)

@@ -301,6 +301,44 @@ export function policyViolations(browser) {
   return browser.errors.filter((e) => /Content Security Policy|Refused to (load|connect|execute|frame)/i.test(e));
 }
 
+/**
+ * Routes browser `b`'s signaling through the test (call before it loads the
+ * page). Returns `{drop, pageSide}`: while `drop` is true, its MLS traffic
+ * is lost both ways (it stays in the room and gets media, but no keys and
+ * no profiles); `pageSide` is the page's end of the latest WebSocket (its
+ * `close()` cuts the signaling).
+ */
+export async function routeMls(b) {
+  const route = { drop: false, pageSide: null };
+  await b.page.routeWebSocket(/\/ws$/, (ws) => {
+    route.pageSide = ws;
+    const srv = ws.connectToServer();
+    srv.onMessage((msg) => {
+      if (!(route.drop && /"type":"(mls|create_group)"/.test(String(msg)))) ws.send(msg);
+    });
+    ws.onMessage((msg) => {
+      if (!(route.drop && /"type":"mls"/.test(String(msg)))) srv.send(msg);
+    });
+  });
+  return route;
+}
+
+/**
+ * Where character `first` and the last character of element `el`'s last
+ * text node are drawn, [left, left] in CSS pixels, to see that bidi did
+ * not turn the text around: runs in the page, `locator.evaluate(textEnds, first)`.
+ */
+export function textEnds(el, first = 0) {
+  const node = [...el.childNodes].reverse().find((n) => n.nodeType === Node.TEXT_NODE);
+  const x = (i) => {
+    const r = document.createRange();
+    r.setStart(node, i);
+    r.setEnd(node, i + 1);
+    return r.getBoundingClientRect().left;
+  };
+  return [x(first), x(node.length - 1)];
+}
+
 /** Polls `check()` until it returns a truthy value or `ms` pass; returns the last value. */
 export async function waitFor(check, { ms = 30000, every = 500 } = {}) {
   const deadline = Date.now() + ms;
