@@ -35,6 +35,10 @@ export function loadWasm() {
     if (typeof FrameCrypto.prototype.openFrame !== 'function') {
       console.error('plenary: web/wasm is older than web/ (no FrameCrypto.openFrame): rebuild it with scripts/build-wasm.sh');
     }
+    // ... or than the continuity token (every join would throw).
+    if (typeof Membership.prototype.setContinuity !== 'function') {
+      console.error('plenary: web/wasm is older than web/ (no Membership.setContinuity): rebuild it with scripts/build-wasm.sh');
+    }
     return w;
   });
   return wasmReady;
