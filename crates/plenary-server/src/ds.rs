@@ -305,6 +305,58 @@ impl DeliveryService {
         Ok(out)
     }
 
+    /// The first broken rule of the rooms' state, if any (for fuzzing and
+    /// tests; `None` always in a correct Delivery Service): every member,
+    /// welcomed joiner, waiting joiner and creator is online in its room,
+    /// leaves are distinct, a joiner waits once with 1 to
+    /// [`MAX_REFS_PER_JOINER`] KeyPackageRefs, a room with participants
+    /// has a member or someone asked to create the group, and rooms hold
+    /// exactly the participants [`DeliveryService::joined`] put there.
+    pub fn broken_invariant(&self) -> Option<String> {
+        let mut counted = 0;
+        for (name, r) in &self.rooms {
+            if r.online.is_empty() {
+                return Some(format!("room {name:?} is kept without participants"));
+            }
+            for p in &r.online {
+                if self.room_of.get(p) != Some(name) {
+                    return Some(format!("{p} is online in {name:?} but not recorded there"));
+                }
+            }
+            counted += r.online.len();
+            let offline = |p: &ParticipantId| !r.online.contains(p);
+            if let Some(p) = r.members.keys().find(|p| offline(p)) {
+                return Some(format!("member {p} is not online"));
+            }
+            if let Some(p) = r.welcomed.iter().chain(r.pending.iter().map(|j| &j.from)).find(|p| offline(p)) {
+                return Some(format!("joiner {p} is not online"));
+            }
+            if r.creator.is_some_and(|c| offline(&c)) {
+                return Some("the creator is not online".into());
+            }
+            let mut leaves: Vec<u32> = r.members.values().copied().collect();
+            leaves.sort_unstable();
+            if leaves.windows(2).any(|w| w[0] == w[1]) {
+                return Some(format!("two members at one leaf: {leaves:?}"));
+            }
+            for (i, j) in r.pending.iter().enumerate() {
+                if r.pending[..i].iter().any(|k| k.from == j.from) {
+                    return Some(format!("{} waits twice", j.from));
+                }
+                if !(1..=MAX_REFS_PER_JOINER).contains(&j.key_package_refs.len()) {
+                    return Some(format!("{} holds {} KeyPackageRefs", j.from, j.key_package_refs.len()));
+                }
+            }
+            if r.members.is_empty() && r.creator.is_none() {
+                return Some(format!("room {name:?} has neither a member nor a creator"));
+            }
+            if !r.members.is_empty() && r.epoch.is_none() {
+                return Some(format!("room {name:?} has members but no epoch"));
+            }
+        }
+        (counted != self.room_of.len()).then(|| format!("{} in rooms, {} recorded", counted, self.room_of.len()))
+    }
+
     fn room_mut(&mut self, id: ParticipantId) -> Result<&mut GroupRoom, DsError> {
         let room = self.room_of.get(&id).ok_or(DsError::NotJoined)?;
         self.rooms.get_mut(room).ok_or(DsError::NotJoined)

@@ -284,3 +284,31 @@ fn group_is_recreated_when_every_member_lost_its_group_state() {
     assert_eq!(to(&out, B), vec![&ServerMsg::CommitAccepted { epoch: 0 }], "the new group starts at epoch 0");
     assert_eq!(to(&out, C), vec![&ServerMsg::Mls { from: B, envelope: welcome(&[13]) }]);
 }
+
+#[test]
+fn broken_invariant_holds_in_a_meeting_and_names_what_breaks() {
+    let mut ds = DeliveryService::default();
+    ds.joined(t0(), "r", A);
+    ds.joined(t0(), "r", B);
+    ds.envelope(t0(), B, &join_request(7), None).unwrap();
+    ds.group_member(A, 0).unwrap();
+    ds.envelope(t0(), A, &commit(0), Some(&welcome(&[7]))).unwrap();
+    ds.group_member(B, 1).unwrap();
+    assert_eq!(ds.broken_invariant(), None);
+    ds.left(t0(), A);
+    assert_eq!(ds.broken_invariant(), None, "B stays the only member");
+
+    let room = |ds: &mut DeliveryService| ds.rooms.get_mut("r").unwrap();
+    room(&mut ds).members.insert(C, 1);
+    assert!(ds.broken_invariant().unwrap().contains("member p3 is not online"));
+    room(&mut ds).members.remove(&C);
+    ds.joined(t0(), "r", C);
+    room(&mut ds).members.insert(C, 1);
+    assert!(ds.broken_invariant().unwrap().contains("two members at one leaf"));
+    room(&mut ds).members.remove(&C);
+    room(&mut ds).members.clear();
+    assert!(ds.broken_invariant().unwrap().contains("neither a member nor a creator"));
+    ds.room_of.insert(A, "r".into());
+    room(&mut ds).creator = Some(B);
+    assert!(ds.broken_invariant().unwrap().contains("2 in rooms, 3 recorded"));
+}

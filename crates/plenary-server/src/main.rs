@@ -5,22 +5,9 @@
 //! - `plenary join URL --name NAME` joins a meeting as a native participant.
 //! - `plenary load --target plenary,janus` measures SFUs under load.
 
-mod assets;
-mod client_queue;
-mod config;
-mod ds;
-mod http;
 mod join;
-mod limits;
-mod listen;
-mod media;
-mod meeting_key;
-mod serve;
-mod tap;
-mod tcp;
-mod udp_out;
-mod ws;
-mod ws_socket;
+
+use plenary_server::{config, serve};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -153,8 +153,12 @@ async fn connection(
     drop(slot);
 }
 
-/// Reads one RFC 4571 frame: a 16-bit big-endian length, then that many bytes.
-async fn read_frame(rd: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+/// Reads one RFC 4571 frame (RFC 6544 §3): a 16-bit big-endian length,
+/// then that many bytes (0 to 65,535; the allocation is at most that).
+///
+/// # Errors
+/// The reader's, `UnexpectedEof` when the stream ends inside a frame.
+pub async fn read_frame(rd: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 2];
     rd.read_exact(&mut len).await?;
     let mut data = vec![0u8; usize::from(u16::from_be_bytes(len))];

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use plenary_proto::{ClientMsg, ErrorCode, ParticipantId, RoomTag, ServerMsg, decode_client_msg, encode};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -87,7 +88,10 @@ fn error(code: ErrorCode, message: impl Into<String>, fatal: bool) -> ToClient {
 /// Serves one connection until it closes. `size` is the socket's
 /// per-message limit before joining ([`PRE_JOIN_MESSAGE_BYTES`]), lifted
 /// once the connection has joined.
-pub async fn serve(socket: Socket, size: MessageLimit, media: MediaHandle) {
+pub async fn serve<I>(socket: Socket<I>, size: MessageLimit, media: MediaHandle)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = client_queue();
     let mut writer = tokio::spawn(async move {

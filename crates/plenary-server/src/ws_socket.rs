@@ -43,8 +43,9 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Error, Message, handshake::derive_accept_key};
 use tracing::debug;
 
-/// A server-side signaling WebSocket.
-pub type Socket = WebSocketStream<LimitedIo>;
+/// A server-side signaling WebSocket (over an upgraded HTTP connection,
+/// unless `I` says otherwise).
+pub type Socket<I = TokioIo<Upgraded>> = WebSocketStream<LimitedIo<I>>;
 
 /// Largest payload of one outgoing frame, bytes. A message up to this size
 /// goes out as one frame, a larger one as several (a `joined` of a room of
@@ -152,13 +153,6 @@ impl Upgrade {
         F: FnOnce(Socket, MessageLimit) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER_BYTES)
-            // Every frame is written out at once (under backpressure only
-            // the one waiting stays buffered).
-            .write_buffer_size(0)
-            .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message));
         // Base64 (RFC 6455 §4.2.2), always a valid header value.
         let Ok(accept) = HeaderValue::try_from(derive_accept_key(self.key.as_bytes())) else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -167,13 +161,7 @@ impl Upgrade {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let limit = MessageLimit(Arc::new(LimitState {
-                        max: AtomicUsize::new(first_limit),
-                        read: AtomicUsize::new(0),
-                        unfinished,
-                    }));
-                    let io = LimitedIo { io: TokioIo::new(upgraded), limit: limit.0.clone() };
-                    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                    let (socket, limit) = socket(TokioIo::new(upgraded), max_message, first_limit, unfinished).await;
                     session(socket, limit).await;
                 }
                 Err(e) => debug!(error = %e, "WebSocket upgrade failed"),
@@ -189,6 +177,34 @@ impl Upgrade {
         )
             .into_response()
     }
+}
+
+/// The server side of a WebSocket on `io` once the opening handshake is
+/// done, configured as [`Upgrade::accept`] says (`max_message`,
+/// `first_limit` and `unfinished` as there), and the limit of its messages.
+pub async fn socket<I>(
+    io: I,
+    max_message: usize,
+    first_limit: usize,
+    unfinished: UnfinishedBudget,
+) -> (Socket<I>, MessageLimit)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Every frame is written out at once (under backpressure only
+        // the one waiting stays buffered).
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    let limit = MessageLimit(Arc::new(LimitState {
+        max: AtomicUsize::new(first_limit),
+        read: AtomicUsize::new(0),
+        unfinished,
+    }));
+    let io = LimitedIo { io, limit: limit.0.clone() };
+    (WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await, limit)
 }
 
 /// Bytes of unfinished incoming messages the server holds, counted per
@@ -288,13 +304,13 @@ impl MessageLimit {
     }
 }
 
-/// The upgraded connection, reading at most what its [`MessageLimit`] allows.
-pub struct LimitedIo {
-    io: TokioIo<Upgraded>,
+/// The upgraded connection `I`, reading at most what its [`MessageLimit`] allows.
+pub struct LimitedIo<I = TokioIo<Upgraded>> {
+    io: I,
     limit: Arc<LimitState>,
 }
 
-impl AsyncRead for LimitedIo {
+impl<I: AsyncRead + Unpin> AsyncRead for LimitedIo<I> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let limit = &self.limit;
         let max = limit.max.load(Ordering::Relaxed);
@@ -327,13 +343,13 @@ impl AsyncRead for LimitedIo {
     }
 }
 
-impl Drop for LimitedIo {
+impl<I> Drop for LimitedIo<I> {
     fn drop(&mut self) {
         self.limit.release();
     }
 }
 
-impl AsyncWrite for LimitedIo {
+impl<I: AsyncWrite + Unpin> AsyncWrite for LimitedIo<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, data)
     }
