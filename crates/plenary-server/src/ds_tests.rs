@@ -298,7 +298,9 @@ fn broken_invariant_holds_in_a_meeting_and_names_what_breaks() {
     ds.left(t0(), A);
     assert_eq!(ds.broken_invariant(), None, "B stays the only member");
 
-    let room = |ds: &mut DeliveryService| ds.rooms.get_mut("r").unwrap();
+    fn room(ds: &mut DeliveryService) -> &mut GroupRoom {
+        ds.rooms.get_mut("r").unwrap()
+    }
     room(&mut ds).members.insert(C, 1);
     assert!(ds.broken_invariant().unwrap().contains("member p3 is not online"));
     room(&mut ds).members.remove(&C);
