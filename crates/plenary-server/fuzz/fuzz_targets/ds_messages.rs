@@ -91,12 +91,7 @@ impl Model {
 
 fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
-    let mut m = Model {
-        ds: DeliveryService::default(),
-        room: HashMap::new(),
-        accepted: HashMap::new(),
-        now,
-    };
+    let mut m = Model { ds: DeliveryService::default(), room: HashMap::new(), accepted: HashMap::new(), now };
     let mut bytes = data.iter().copied();
     let mut steps = 0;
     while let Some(op) = bytes.next() {
