@@ -75,5 +75,11 @@ def datagram():
              + bytes([5, 100]))
     write("datagram", "mixed", steps, base)
 
+def ws_handshake():
+    # Method byte, then header lines: 0 Connection, 1 Upgrade, 2 Version, 3 Key.
+    write("ws_handshake", "good", b"\x00\x00Upgrade\n\x01websocket\n\x0213\n\x03dGhlIHNhbXBsZSBub25jZQ==")
+    write("ws_handshake", "bad", b"\x01\x00upgrade, keep-alive\n\x01WebSocket\n\x028\n"
+          b"\x03dGhlIHNhbXBsZSBub25jZQ=\n\x03AAAAAAAAAAAAAAAAAAAAAA==")
+
 if __name__ == "__main__":
-    ws_frames(); ice_tcp(); ds_messages(); datagram()
+    ws_frames(); ws_handshake(); ice_tcp(); ds_messages(); datagram()

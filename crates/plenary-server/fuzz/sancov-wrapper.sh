@@ -6,7 +6,7 @@
 # debug build of its library, which the reused dependencies are not.)
 rustc="$1"; shift
 case " $* " in
-  *" --crate-name plenary"*|*" --crate-name ws_frames "*|*" --crate-name ice_tcp "*|*" --crate-name ds_messages "*|*" --crate-name datagram "*)
+  *" --crate-name plenary"*|*" --crate-name ws_frames "*|*" --crate-name ice_tcp "*|*" --crate-name ds_messages "*|*" --crate-name ws_handshake "*|*" --crate-name datagram "*)
     exec "$rustc" "$@" -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
       -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
       -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Coverflow-checks ;;
