@@ -38,6 +38,7 @@
 // artifacts/bench-join-native-events.jsonl and bench-join-native-stderr.log.
 //
 //   BENCH_JOINER=native node bench/join.mjs
+//   BENCH_SERVER_ARGS="--audio-streams 0" node bench/join.mjs   # all audio to all
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -207,7 +208,12 @@ async function nativeJoin(url, media, natives) {
 
 async function main() {
   const media = testMedia();
-  const server = await startServer({ name: 'bench-join-server' });
+  // BENCH_SERVER_ARGS: extra `plenary serve` flags, e.g. "--audio-streams 0"
+  // (every audio stream to everyone, as before the 3-loudest default).
+  const server = await startServer({
+    name: 'bench-join-server',
+    args: (process.env.BENCH_SERVER_ARGS || '').split(' ').filter(Boolean),
+  });
   const room = `bench-${randomId(8)}`;
   const secret = newSecret();
   const url = server.url(`/m/${room}#${secret}`);
@@ -246,7 +252,7 @@ async function main() {
     for (const n of natives) n.child.kill('SIGKILL');
     await server.stop();
   }
-  console.log(`\nmachine: ${os.cpus().length} cores, ${os.cpus()[0]?.model}; node ${process.version}; fill clients ${FILL_ARGS.length ? 'hide video (audio only)' : 'receive all video'}`);
+  console.log(`\nmachine: ${os.cpus().length} cores, ${os.cpus()[0]?.model}; node ${process.version}; fill clients ${FILL_ARGS.length ? 'hide video (audio only)' : 'receive all video'}; server flags: ${process.env.BENCH_SERVER_ARGS || 'defaults (3 loudest audio streams)'}`);
   console.log(`\n| participants already in the room | ${JOINER} p50 (Join -> first decrypted video) | max | runs | p50 steps: ${STEPS.join(' / ')} (ms) | load avg |`);
   console.log('|---|---|---|---|---|---|');
   for (const r of rows) {
