@@ -16,6 +16,16 @@ pub const VIDEO_CLOCK_RATE: u32 = 90_000;
 /// RTP clock rate of Opus, Hz (RFC 7587 §4.1).
 pub const AUDIO_CLOCK_RATE: u32 = 48_000;
 
+/// Largest Opus packet a file may hold, bytes. An audio frame travels in
+/// one RTP packet (receivers do not reassemble Opus, RFC 7587 §4.2), whose
+/// payload str0m keeps within 1120 bytes (its 1150-byte datagram target
+/// less the SRTP tag, rounded down to the SRTP block size); the SFrame
+/// header (at most 17 bytes, RFC 9605 §4.3) and tag
+/// ([`plenary_e2ee::media::TAG_LEN`]) come on top of the packet. A larger
+/// packet would be split over several RTP packets, each of which no
+/// receiver could decrypt.
+pub const MAX_OPUS_PACKET_BYTES: usize = (1150 - 16) / 16 * 16 - 17 - plenary_e2ee::media::TAG_LEN;
+
 /// Why a media file cannot be published.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -51,6 +61,17 @@ pub enum SourceError {
         path: PathBuf,
         /// Its FourCC.
         fourcc: String,
+    },
+    /// An Opus packet too large to travel in one RTP packet
+    /// ([`MAX_OPUS_PACKET_BYTES`]): a file encoded at a very high bitrate.
+    #[error("{path}: Opus packet {index} has {bytes} bytes, more than the {max} that fit in one RTP packet (re-encode at a lower bitrate or with shorter frames)", max = MAX_OPUS_PACKET_BYTES)]
+    OpusPacketTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The packet's index among the file's audio packets, from 0.
+        index: usize,
+        /// Its size, bytes.
+        bytes: usize,
     },
     /// No frames, or no key frame to start from.
     #[error("{path}: {reason}")]
@@ -133,11 +154,16 @@ impl LoopedSource {
     /// Loads an Ogg Opus file.
     ///
     /// # Errors
-    /// [`SourceError`] when the file cannot be read or is not Ogg Opus.
+    /// [`SourceError`] when the file cannot be read or is not Ogg Opus;
+    /// [`SourceError::OpusPacketTooLarge`] when a packet would not fit in
+    /// one RTP packet.
     pub fn from_ogg(path: &Path) -> Result<LoopedSource, SourceError> {
         let file = File::open(path).map_err(|source| SourceError::Open { path: path.into(), source })?;
         let opus =
             OpusFile::read(BufReader::new(file)).map_err(|source| SourceError::Ogg { path: path.into(), source })?;
+        if let Some((index, p)) = opus.packets.iter().enumerate().find(|(_, p)| p.data.len() > MAX_OPUS_PACKET_BYTES) {
+            return Err(SourceError::OpusPacketTooLarge { path: path.into(), index, bytes: p.data.len() });
+        }
         let levels = opus_levels(opus.packets.iter().map(|p| p.data.as_slice()));
         let frames = opus
             .packets
@@ -371,5 +397,49 @@ mod tests {
             assert!(matches!(LoopedSource::from_ivf(&p), Err(SourceError::Ivf { .. })));
         }
         assert!(matches!(LoopedSource::from_ogg(Path::new("/nonexistent/x.ogg")), Err(SourceError::Open { .. })));
+    }
+
+    /// Writes an Ogg Opus file of `packets` (20 ms CELT frames of the given
+    /// sizes) and loads it.
+    fn load_opus(name: &str, sizes: &[usize]) -> Result<LoopedSource, SourceError> {
+        use crate::ogg::{OggOpusWriter, OpusHead};
+        let path = std::env::temp_dir().join(format!("plenary-source-{name}-{}.ogg", std::process::id()));
+        let head = OpusHead {
+            channels: 2,
+            pre_skip: 312,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+            mapping_family: 0,
+            mapping_table: Vec::new(),
+        };
+        let mut w = OggOpusWriter::new(File::create(&path).unwrap(), 1, &head, "test").unwrap();
+        for (i, n) in sizes.iter().enumerate() {
+            // TOC: config 31 (CELT fullband 20 ms), stereo, one frame;
+            // the rest is noise the decoder must survive.
+            let p: Vec<u8> = std::iter::once(31 << 3 | 4).chain((1..*n).map(|k| (k * 131 + i * 7) as u8)).collect();
+            w.write_packet(&p).unwrap();
+        }
+        w.finish().unwrap();
+        let r = LoopedSource::from_ogg(&path);
+        std::fs::remove_file(&path).unwrap();
+        r
+    }
+
+    #[test]
+    fn opus_packets_that_would_not_fit_one_rtp_packet_are_refused() {
+        // Garbage of every size up to the limit publishes (its level may
+        // be unknown).
+        let ok = load_opus("fits", &[1, 2, 300, MAX_OPUS_PACKET_BYTES]).unwrap();
+        assert_eq!(ok.frames.len(), 4);
+        // One packet too many bytes, as a 510 kbit/s encoding makes them
+        // (1275 bytes per 20 ms): split over two RTP packets, neither
+        // half would decrypt for anyone, so the file is refused, saying why.
+        let big = [20, MAX_OPUS_PACKET_BYTES + 1, 1275];
+        match load_opus("big", &big) {
+            Err(e @ SourceError::OpusPacketTooLarge { index: 1, bytes, .. }) if bytes == MAX_OPUS_PACKET_BYTES + 1 => {
+                assert!(e.to_string().contains("one RTP packet"), "{e}");
+            }
+            other => panic!("{:?}", other.map(|s| s.frames.len())),
+        }
     }
 }

@@ -42,6 +42,20 @@ fn init_logging(json: bool, default_filter: &str) {
     }
 }
 
+/// `e` and its causes, `: `-separated, leaving out a cause whose text the
+/// message already holds (our errors' messages name their causes, as
+/// `cannot open x.ogg: No such file or directory`).
+fn reason(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg = format!("{msg}: {c}");
+        }
+    }
+    msg
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Cmd::Load(args) = cli.cmd {
@@ -58,7 +72,7 @@ fn main() -> Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         if let Err(e) = rt.block_on(join::run(args)) {
             // A participant wants the reason, not a backtrace.
-            eprintln!("plenary: {e:#}");
+            eprintln!("plenary: {}", reason(&e));
             std::process::exit(1);
         }
         return Ok(());
@@ -71,5 +85,23 @@ fn main() -> Result<()> {
             rt.block_on(serve::run(cfg))
         }
         Cmd::Join(_) | Cmd::Load(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason;
+
+    #[test]
+    fn a_failed_join_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = plenary_client::ClientError::from(plenary_client::source::SourceError::Open {
+            path: "x.ogg".into(),
+            source: io,
+        });
+        assert_eq!(reason(&anyhow::Error::new(e)), "cannot open x.ogg: No such file or directory");
+        // A cause the message does not name is still given.
+        let e = anyhow::anyhow!("disk full").context("cannot write");
+        assert_eq!(reason(&e), "cannot write: disk full");
     }
 }
