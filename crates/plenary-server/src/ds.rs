@@ -41,6 +41,23 @@ pub const MAX_JOIN_REQUEST: usize = 16 * 1024;
 /// few seconds while it waits), any of which a Welcome may name.
 pub const MAX_REFS_PER_JOINER: usize = 8;
 
+/// Largest application message relayed, in bytes of envelope. The largest
+/// a client makes is a chat message of 16 KiB of text (`plenary_e2ee::app`)
+/// in an MLS PrivateMessage (RFC 9420 §6.3), a little over 16 KiB; a
+/// larger one is refused rather than copied to every member.
+pub const MAX_APPLICATION_BYTES: usize = 64 * 1024;
+
+/// Bytes of application messages (envelope) a member may have relayed per
+/// second on average, and at once ([`APPLICATION_BURST_BYTES`]). Without a
+/// budget one member sending the largest messages at the signaling rate
+/// limit filled every other member's queue
+/// (`client_queue::CLIENT_QUEUE_BYTES`) faster than a home downlink
+/// drains it, and the server then disconnected those members as not
+/// reading. Chat, profiles and raised hands use a few KiB a minute.
+pub const APPLICATION_BYTES_PER_SEC: f64 = 64.0 * 1024.0;
+/// See [`APPLICATION_BYTES_PER_SEC`]: eight of the largest messages.
+pub const APPLICATION_BURST_BYTES: f64 = 8.0 * MAX_APPLICATION_BYTES as f64;
+
 /// Messages to send: (recipient, message).
 pub type Outbox = Vec<(ParticipantId, ServerMsg)>;
 
@@ -65,6 +82,10 @@ pub enum DsError {
     /// different announcement.
     #[error("leaf {0} is not yours to announce")]
     LeafTaken(u32),
+    /// The member sent more application bytes than its budget
+    /// ([`APPLICATION_BYTES_PER_SEC`]); this message was not relayed.
+    #[error("too many application message bytes; slow down")]
+    ApplicationRate,
 }
 
 impl DsError {
@@ -75,6 +96,7 @@ impl DsError {
             DsError::NotGroupMember(_) => ErrorCode::NotGroupMember,
             DsError::NotJoined => ErrorCode::NotJoined,
             DsError::LeafTaken(_) => ErrorCode::NotGroupMember,
+            DsError::ApplicationRate => ErrorCode::RateLimited,
         }
     }
 }
@@ -115,6 +137,9 @@ struct GroupRoom {
 pub struct DeliveryService {
     rooms: HashMap<String, GroupRoom>,
     room_of: HashMap<ParticipantId, String>,
+    /// Per participant that sent application messages: bytes it may still
+    /// send ([`APPLICATION_BURST_BYTES`] at most) and when that was counted.
+    app_budget: HashMap<ParticipantId, (f64, Instant)>,
 }
 
 impl DeliveryService {
@@ -131,6 +156,7 @@ impl DeliveryService {
     /// A participant left (or its connection died).
     pub fn left(&mut self, now: Instant, id: ParticipantId) -> Outbox {
         let mut out = Vec::new();
+        self.app_budget.remove(&id);
         let Some(room) = self.room_of.remove(&id) else { return out };
         let Some(r) = self.rooms.get_mut(&room) else { return out };
         r.online.retain(|p| *p != id);
@@ -213,6 +239,16 @@ impl DeliveryService {
         };
         if welcome_refs.is_some() && !matches!(env, Envelope::Commit { .. }) {
             return Err(DsError::BadEnvelope("only a commit carries a Welcome".into()));
+        }
+        if let Envelope::Application { .. } = env {
+            if bytes.len() > MAX_APPLICATION_BYTES {
+                return Err(DsError::BadEnvelope(format!(
+                    "application message larger than {MAX_APPLICATION_BYTES} bytes"
+                )));
+            }
+            if self.room_of.contains_key(&id) {
+                self.spend_application_bytes(now, id, bytes.len())?;
+            }
         }
         let r = self.room_mut(id)?;
         if !r.capable.contains(&id) {
@@ -303,6 +339,20 @@ impl DeliveryService {
             _ => return Err(DsError::BadEnvelope("unsupported envelope kind".into())),
         }
         Ok(out)
+    }
+
+    /// Takes `len` bytes from `id`'s application budget, refilled at
+    /// [`APPLICATION_BYTES_PER_SEC`] up to [`APPLICATION_BURST_BYTES`].
+    fn spend_application_bytes(&mut self, now: Instant, id: ParticipantId, len: usize) -> Result<(), DsError> {
+        let (tokens, at) = self.app_budget.entry(id).or_insert((APPLICATION_BURST_BYTES, now));
+        let refill = now.saturating_duration_since(*at).as_secs_f64() * APPLICATION_BYTES_PER_SEC;
+        *tokens = (*tokens + refill).min(APPLICATION_BURST_BYTES);
+        *at = now;
+        if *tokens < len as f64 {
+            return Err(DsError::ApplicationRate);
+        }
+        *tokens -= len as f64;
+        Ok(())
     }
 
     /// The first broken rule of the rooms' state, if any (for fuzzing and

@@ -40,6 +40,18 @@ const A: ParticipantId = ParticipantId(1);
 const B: ParticipantId = ParticipantId(2);
 const C: ParticipantId = ParticipantId(3);
 
+/// Room "r" with A (leaf 0, the creator) and B (leaf 1, added in epoch 0).
+fn two_members() -> DeliveryService {
+    let mut ds = DeliveryService::default();
+    ds.joined(t0(), "r", A);
+    ds.joined(t0(), "r", B);
+    ds.group_member(A, 0).unwrap();
+    ds.envelope(t0(), B, &join_request(7), None).unwrap();
+    ds.envelope(t0(), A, &commit(0), Some(&welcome(&[7]))).unwrap();
+    ds.group_member(B, 1).unwrap();
+    ds
+}
+
 fn to(out: &Outbox, who: ParticipantId) -> Vec<&ServerMsg> {
     out.iter().filter(|(p, _)| *p == who).map(|(_, m)| m).collect()
 }
@@ -176,13 +188,7 @@ fn an_unencrypted_first_participant_does_not_lock_the_room() {
 
 #[test]
 fn a_member_that_lost_its_group_asks_again_and_is_welcomed_anew() {
-    let mut ds = DeliveryService::default();
-    ds.joined(t0(), "r", A);
-    ds.joined(t0(), "r", B);
-    ds.group_member(A, 0).unwrap();
-    ds.envelope(t0(), B, &join_request(7), None).unwrap();
-    ds.envelope(t0(), A, &commit(0), Some(&welcome(&[7]))).unwrap();
-    ds.group_member(B, 1).unwrap();
+    let mut ds = two_members();
     // B missed a commit and asks to be added again with a new KeyPackage:
     // relayed to the other members, and B is no member until its Welcome.
     let out = ds.envelope(t0(), B, &join_request(9), None).unwrap();
@@ -313,4 +319,42 @@ fn broken_invariant_holds_in_a_meeting_and_names_what_breaks() {
     ds.room_of.insert(A, "r".into());
     room(&mut ds).creator = Some(B);
     assert!(ds.broken_invariant().unwrap().contains("2 in rooms, 3 recorded"));
+}
+
+#[test]
+fn a_member_flooding_application_messages_is_slowed_not_relayed() {
+    let mut ds = two_members();
+    // Larger than any chat message: refused, not copied to every member.
+    let huge = env(4, &vec![0x55; MAX_APPLICATION_BYTES]);
+    assert_eq!(ds.envelope(t0(), A, &huge, None).unwrap_err().code(), ErrorCode::BadEnvelope);
+    // The largest allowed, as fast as the signaling rate limit lets a
+    // client send (30 a second): B gets a burst of them, then only
+    // APPLICATION_BYTES_PER_SEC worth, so its queue (8 MiB) never fills
+    // from one sender however slowly it reads.
+    let big = env(4, &vec![0x55; MAX_APPLICATION_BYTES - 2]);
+    let mut relayed = 0usize;
+    let mut refused = 0;
+    for i in 0..300u32 {
+        let now = t0() + Duration::from_millis(u64::from(i) * 1000 / 30);
+        match ds.envelope(now, A, &big, None) {
+            Ok(out) => relayed += to(&out, B).len(),
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::RateLimited, "{e}");
+                refused += 1;
+            }
+        }
+    }
+    // 10 s: the burst of 8 and 64 KiB a second.
+    assert!((16..=19).contains(&relayed), "{relayed} relayed, {refused} refused");
+    assert!(relayed * MAX_APPLICATION_BYTES < crate::client_queue::CLIENT_QUEUE_BYTES * 3);
+    // Chat at human speed is never slowed: B sends a 16 KiB message
+    // every two seconds for a minute.
+    let chat = env(4, &vec![0x33; 17 * 1024]);
+    for i in 0..30u64 {
+        let out = ds.envelope(t0() + Duration::from_secs(2 * i), B, &chat, None).unwrap();
+        assert_eq!(to(&out, A).len(), 1);
+    }
+    // Leaving forgets the budget.
+    ds.left(t0() + Duration::from_secs(10), A);
+    assert!(!ds.app_budget.contains_key(&A));
 }

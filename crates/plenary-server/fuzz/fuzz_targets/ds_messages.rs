@@ -149,7 +149,13 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => {
                 let code = e.code();
                 assert!(
-                    matches!(code, ErrorCode::BadEnvelope | ErrorCode::NotGroupMember | ErrorCode::NotJoined),
+                    matches!(
+                        code,
+                        ErrorCode::BadEnvelope
+                            | ErrorCode::NotGroupMember
+                            | ErrorCode::NotJoined
+                            | ErrorCode::RateLimited
+                    ),
                     "unexpected code {code:?} for {e}"
                 );
                 // (Bad bytes are refused before the room is looked up.)
