@@ -17,25 +17,39 @@
 //! held by someone who has mostly stopped takes that slot at its first
 //! packet at speech level ([`SpeakerDetector::admit`]): the first syllable
 //! of someone answering a question is not cut.
+//!
+//! The levels are the senders' word: the SFU cannot check them against the
+//! audio, which it cannot decrypt. A participant who claims to speak all
+//! the time keeps a slot (as one who shouts would); `n` participants
+//! colluding that way would silence the others for everyone. A source
+//! that sends no level is ranked below anyone whose level says they speak
+//! ([`UNMEASURED_SCORE`]).
 
 use std::time::Instant;
 
 use plenary_proto::ParticipantId;
 
-use crate::speaker::{MIN_SCORE, SpeakerDetector};
+use crate::speaker::{Levels, MIN_SCORE, SpeakerDetector};
 
 /// Score bonus (share of the window) of a source already forwarded, when
 /// the room is re-ranked: a challenger must speak this much more to take
 /// its slot.
 pub const STAY_BONUS: f32 = 0.15;
 
+/// Highest score of a source whose packets carry no RFC 6464 level.
+pub const UNMEASURED_SCORE: f32 = 0.5;
+
 impl SpeakerDetector {
     /// Re-ranks the room's audio sources from the scores of the last
     /// [`SpeakerDetector::evaluate`] and keeps the `slots` loudest.
     pub(crate) fn rank_loudest(&mut self, slots: usize) {
         let held = |p: &ParticipantId| self.loudest.contains(p);
+        // A source that sends no level counts as speaking all the time: it
+        // is heard when a slot is free, but its score is capped so that it
+        // never displaces someone whose level says they speak.
+        let score = |l: &Levels| if l.measured { l.score } else { l.score.min(UNMEASURED_SCORE) };
         let mut ranked: Vec<(ParticipantId, f32, Option<Instant>, bool)> =
-            self.levels.iter().map(|(p, l)| (*p, l.score, l.last_loud, held(p))).collect();
+            self.levels.iter().map(|(p, l)| (*p, score(l), l.last_loud, held(p))).collect();
         let key = |(_, score, _, held): &(ParticipantId, f32, Option<Instant>, bool)| {
             score + if *held { STAY_BONUS } else { 0.0 }
         };
@@ -163,6 +177,37 @@ mod tests {
                 assert!(d.loudest.contains(&p(i as u64 + 1)), "{} not forwarded: {:?}", i + 1, d.loudest);
             }
         }
+    }
+
+    #[test]
+    fn a_source_without_levels_never_displaces_measured_speech() {
+        let mut d = SpeakerDetector::default();
+        let mut t = Instant::now();
+        // 4 sends no level (counts as speech) while 1, 2, 3 are silent: it is heard.
+        let end = t + Duration::from_secs(2);
+        let mut n = 0u32;
+        while t < end {
+            for i in 1..=5u64 {
+                let level = match i {
+                    4 => None,
+                    5 => Some(SILENT),
+                    _ => Some(if t > end - Duration::from_secs(1) { SPEECH } else { SILENT }),
+                };
+                if d.record(p(i), level, t) {
+                    d.admit(p(i), N + 1);
+                }
+            }
+            n += 1;
+            if n.is_multiple_of(5) {
+                d.evaluate(t);
+                d.rank_loudest(N + 1);
+            }
+            t += Duration::from_millis(20);
+        }
+        // 1, 2 and 3 speak for the last second: they hold the 3 slots a
+        // listener (5) gets, the level-less 4 is left out.
+        assert_eq!(heard_by(&d, 5, 5), vec![1, 2], "n = {N}: {:?}", d.loudest);
+        assert!(!d.forwards_audio(p(5), p(4), N), "{:?}", d.loudest);
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub(crate) struct Levels {
     /// When the last packet at speech level arrived.
     pub(crate) last_loud: Option<Instant>,
     /// The sender puts its level in its packets: only such a sender can
-    /// become the active speaker.
-    measured: bool,
+    /// become the active speaker, and only its score counts in full for
+    /// the loudest few (`loudest`).
+    pub(crate) measured: bool,
 }
 
 impl Levels {
