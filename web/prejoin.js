@@ -74,11 +74,12 @@ export class PreJoin {
     document.addEventListener('pointerdown', () => this.meter?.ctx.resume(), { once: true });
 
     if (!this.nameInput.value) this.nameInput.focus();
-    await this.local.start();
-    await this.fillDevices();
-    navigator.mediaDevices?.addEventListener?.('devicechange', () => this.fillDevices());
-
-    return new Promise((resolve) => {
+    // Join may be pressed while the camera and microphone still start (a
+    // permission prompt is open): the form is handled from the start, so
+    // it is never submitted by the browser (that would reload the page
+    // with the name in the URL, sent to the server), and the join goes
+    // ahead once the devices are ready.
+    const pressed = new Promise((resolve) => {
       this.$('prejoin-form').addEventListener('submit', (ev) => {
         ev.preventDefault();
         const name = cleanName(this.nameInput.value);
@@ -86,13 +87,18 @@ export class PreJoin {
           this.nameInput.focus();
           return;
         }
-        remember(NAME_KEY, name);
-        remember(MUTED_KEY, this.local.micMuted ? '1' : '0');
-        remember(CAM_OFF_KEY, this.local.cameraOff ? '1' : '0');
-        this.close();
         resolve(name);
       });
     });
+    await this.local.start();
+    await this.fillDevices();
+    navigator.mediaDevices?.addEventListener?.('devicechange', () => this.fillDevices());
+    const name = await pressed;
+    remember(NAME_KEY, name);
+    remember(MUTED_KEY, this.local.micMuted ? '1' : '0');
+    remember(CAM_OFF_KEY, this.local.cameraOff ? '1' : '0');
+    this.close();
+    return name;
   }
 
   updateJoinEnabled() {

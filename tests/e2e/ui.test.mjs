@@ -170,6 +170,34 @@ test('the pre-join preview says "Starting camera…" while the camera starts, no
   assert.equal(await c.page.locator('#preview-off').isHidden(), true, 'the picture replaces the note');
 }));
 
+test('Join pressed while the camera still starts: no reload, the name never reaches the server, the join goes ahead', { timeout: 40_000 }, async (t) => explained(t, m.ctx, async () => {
+  const c = await m.open();
+  const name = `Early-${randomId(6)}`;
+  const requested = [];
+  c.page.on('request', (r) => requested.push(r.url()));
+  // The camera answers only when the test lets it, as while a permission prompt is open.
+  await c.page.addInitScript(() => {
+    const md = navigator.mediaDevices;
+    const getUserMedia = md.getUserMedia.bind(md);
+    const gate = new Promise((resolve) => { window.releaseCamera = resolve; });
+    md.getUserMedia = async (constraints) => { await gate; return getUserMedia(constraints); };
+  });
+  const url = m.server.url(`/m/ui-early-${randomId(6)}#${newSecret()}`);
+  await c.page.goto(url);
+  await c.page.locator('#prejoin').waitFor({ state: 'visible' });
+  await c.page.evaluate(() => { window.sameDocument = true; });
+  await c.page.getByLabel('Your name').fill(name);
+  await c.page.getByRole('button', { name: 'Join now' }).click();
+  await c.page.waitForTimeout(1000);
+  assert.equal(await c.page.evaluate(() => window.sameDocument === true), true, 'the page did not reload');
+  assert.equal(c.page.url(), url, 'the URL is unchanged');
+  await c.page.evaluate(() => window.releaseCamera());
+  await c.page.locator('#meeting').waitFor({ state: 'visible', timeout: 20_000 });
+  await c.page.waitForFunction(() => window.plenary.state === 'connected', null, { timeout: 20_000 });
+  const leaked = requested.filter((u) => u.includes(name) || u.includes(encodeURIComponent(name)));
+  assert.deepEqual(leaked, [], 'no request carries the name');
+}));
+
 test('joining from a pasted link or code; without its secret it is refused', { timeout: 30_000 }, async (t) => explained(t, m.ctx, async () => {
   const c = await m.open();
   const room = randomId(12);
