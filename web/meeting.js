@@ -226,7 +226,7 @@ class MeetingPage {
     session.addEventListener('e2ee', () => this.renderE2ee());
     session.addEventListener('chat', (ev) => this.onChat(ev.detail));
     // The hand icon on a tile is easy to miss: a raise is also said (not the lowering).
-    session.addEventListener('hand', (ev) => toast(' raised their hand', { who: ev.detail.name || 'Guest', ms: 5000 }).classList.add('toast-hand'));
+    session.addEventListener('hand', (ev) => toast(' raised their hand', { who: ev.detail.name || 'Someone', ms: 5000 }).classList.add('toast-hand'));
     this.unreadChat = 0;
     this.renderE2ee();
     session.addEventListener('state', (ev) => this.onState(ev.detail));
