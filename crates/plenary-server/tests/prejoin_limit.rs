@@ -159,6 +159,30 @@ async fn wait_for(ws: &mut Ws, kind: &str) -> serde_json::Value {
     }
 }
 
+/// Waits for `joined`; false if the join itself was refused as
+/// `too_large` because the server already holds its budget of unfinished
+/// messages (the other connections got there first: the server defends
+/// itself before this one could join).
+async fn joined_or_refused(ws: &mut Ws) -> bool {
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await.expect("a message in time") {
+            Some(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if v["type"] == "joined" {
+                    return true;
+                }
+                if v["type"] == "error" {
+                    assert_eq!(v["code"], "too_large", "waiting for joined: {v}");
+                    assert_eq!(v["fatal"], true, "{v}");
+                    return false;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("socket ended before joined: {other:?}"),
+        }
+    }
+}
+
 /// Announces a text frame of [`ANNOUNCED`] bytes on `s` and sends all of
 /// it but one byte, as fast as the server takes it; returns the stream and
 /// how many payload bytes went out.
@@ -170,11 +194,7 @@ async fn almost_send_big_frame(mut s: TcpStream) -> (TcpStream, usize) {
 
 /// Waits for every attacker, sampling the server's RSS meanwhile (and for
 /// a second after); returns what they returned and the peak RSS, KiB.
-async fn wait_for_attackers(
-    attackers: Vec<tokio::task::JoinHandle<(TcpStream, usize)>>,
-    pid: u32,
-    before: u64,
-) -> (Vec<(TcpStream, usize)>, u64) {
+async fn wait_for_attackers<T>(attackers: Vec<tokio::task::JoinHandle<T>>, pid: u32, before: u64) -> (Vec<T>, u64) {
     let mut peak = before;
     let mut streams = Vec::new();
     for a in attackers {
@@ -280,15 +300,17 @@ async fn joined_flood(stem: &str, addresses: &[IpAddr], per_address: usize, most
             tokio::spawn(async move {
                 let mut ws = ws_from(from, http).await;
                 ws.send(join_msg(&format!("flood-{i}"), &secret, "{}")).await.expect("join");
-                wait_for(&mut ws, "joined").await;
+                if !joined_or_refused(&mut ws).await {
+                    return None;
+                }
                 // Back to the raw stream.
-                almost_send_big_frame(ws.into_inner()).await
+                Some(almost_send_big_frame(ws.into_inner()).await)
             })
         })
         .collect();
     let total = attackers.len();
     let (streams, peak) = wait_for_attackers(attackers, pid, before).await;
-    let sent: usize = streams.iter().map(|(_, n)| n).sum();
+    let sent: usize = streams.iter().flatten().map(|(_, n)| n).sum();
     eprintln!(
         "server RSS {} MiB before, peak {} MiB with {total} joined connections from {} addresses announcing {} KiB \
          each ({} MiB sent)",
@@ -308,8 +330,9 @@ async fn joined_flood(stem: &str, addresses: &[IpAddr], per_address: usize, most
         peak.saturating_sub(before) / 1024
     );
     // Those refused were told why; close the rest.
-    let mut refused = 0;
-    for (mut s, _) in streams {
+    // Refused at join (the server's budget already full) counts as refused.
+    let mut refused = streams.iter().filter(|s| s.is_none()).count();
+    for (mut s, _) in streams.into_iter().flatten() {
         let _ = s.shutdown().await;
         let (texts, close) = answers(&mut s).await;
         let told = texts
