@@ -26,9 +26,13 @@
 //!   (RFC 7983): RTCP and STUN still go to str0m, but RTP packets are
 //!   counted from their clear 12-byte header (SSRC, sequence number,
 //!   marker, payload type) and dropped, except a sample: the first packet
-//!   of every 50th video frame (the packet after one with the marker bit)
-//!   and every 50th audio packet are handed to str0m, which decrypts them;
-//!   the stamp inside gives the one-way forwarding latency. NACKs are
+//!   of a video frame (the packet after one with the marker bit) and an
+//!   audio packet, each with probability 1/50 (at random: a fixed "every
+//!   50th" is phase-locked to the video clock, see `peer::Counter`), are
+//!   handed to str0m, which decrypts them; the stamp inside, against the
+//!   time the kernel received the datagram (`SO_TIMESTAMPNS`, [`rx_stamp`]:
+//!   not when the busy generator read it), gives the one-way forwarding
+//!   latency, reported for audio and video apart as well. NACKs are
 //!   suppressed on the subscriber, so the gaps str0m sees do not make the
 //!   server retransmit, and receivers do not negotiate transport-wide CC
 //!   (draft-holmer-rmcat-transport-wide-cc-extensions): feedback built from
@@ -59,6 +63,7 @@ pub mod relay_server;
 pub mod relay_srtp;
 pub mod report;
 pub mod run;
+pub mod rx_stamp;
 pub mod synth;
 pub mod target;
 

@@ -18,6 +18,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use crate::pacing::Pacer;
+use crate::rx_stamp;
 use crate::synth::{AUDIO_FRAME, AudioSource, Clock, MediaSpec, Packet, RtpHead, Stamp, VideoSource};
 use crate::target::{ClientSignal, PacketCrypto, Role, ServerSignal, Signaling, UdpLink};
 
@@ -25,6 +26,8 @@ use crate::target::{ClientSignal, PacketCrypto, Role, ServerSignal, Signaling, U
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest datagram read.
 const RECV_BUF: usize = 2048;
+/// Sampled packets whose arrival times wait for their `RtpPacket` event.
+const MAX_ARRIVALS: usize = 64;
 
 /// Counters of one peer, shared with the runner (relaxed atomics: the
 /// runner reads snapshots between steps).
@@ -51,8 +54,8 @@ pub struct PeerStats {
     pub audio_frames_tx: AtomicU64,
     /// RTP packets sent.
     pub packets_tx: AtomicU64,
-    /// One-way latencies of sampled frames, µs.
-    pub latency_us: Mutex<Vec<u32>>,
+    /// One-way latencies of sampled frames.
+    pub latency_us: Mutex<Vec<LatencySample>>,
     /// Why the peer stopped early, if it did.
     pub failed: Mutex<Option<String>>,
 }
@@ -78,6 +81,15 @@ pub struct PeerCtx {
     pub local_ip: std::net::IpAddr,
     /// Set to true to make every peer leave.
     pub stop: watch::Receiver<bool>,
+}
+
+/// One sampled frame's one-way latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencySample {
+    /// Receive time minus the stamp's send time, µs.
+    pub us: u32,
+    /// An audio frame (else the first packet of a video frame).
+    pub audio: bool,
 }
 
 /// Media kind of a payload type, learned from the server's SDP.
@@ -127,13 +139,17 @@ impl PtMap {
 struct SsrcState {
     /// The last packet had the marker bit (so the next starts a frame).
     prev_marker: bool,
-    /// Frames started on this SSRC.
-    frames: u32,
 }
 
 /// Counts RTP packets from their clear headers and picks the sample to
-/// decrypt: the first packet of every `sample_every`-th video frame and
-/// every `sample_every`-th audio packet.
+/// decrypt: the first packet of a video frame and an audio packet, each
+/// with probability 1 / `sample_every`.
+///
+/// At random, not every n-th: 50 audio frames of 20 ms are one second, a
+/// whole number of 30 fps video frames, so every 50th audio frame would
+/// always be the one sent together with a video frame, and only ever
+/// measure the audio that waits behind a video frame's fan-out (1 in 5 of
+/// them with these clocks).
 #[derive(Debug)]
 struct Counter {
     pts: PtMap,
@@ -142,18 +158,24 @@ struct Counter {
 }
 
 impl Counter {
-    /// Counts one RTP packet; returns whether to decrypt it for latency.
-    fn count(&mut self, h: &RtpHead, len: usize, stats: &PeerStats) -> bool {
+    /// Counts one RTP packet; returns whether to decrypt it for latency,
+    /// and whether it is audio.
+    fn count(&mut self, h: &RtpHead, len: usize, stats: &PeerStats) -> (bool, bool) {
+        let sample = self.sample(h, len, stats);
+        let audio = self.pts.0.get(usize::from(h.pt)) == Some(&Kind::Audio);
+        (sample, audio)
+    }
+
+    fn sample(&mut self, h: &RtpHead, len: usize, stats: &PeerStats) -> bool {
         stats.packets_rx.fetch_add(1, Ordering::Relaxed);
         stats.bytes_rx.fetch_add(len as u64, Ordering::Relaxed);
         let kind = self.pts.0.get(usize::from(h.pt)).copied().unwrap_or(Kind::Unknown);
-        let s = self.ssrcs.entry(h.ssrc).or_insert(SsrcState { prev_marker: true, frames: 0 });
+        let s = self.ssrcs.entry(h.ssrc).or_insert(SsrcState { prev_marker: true });
         match kind {
             Kind::Unknown => false,
             Kind::Audio => {
                 stats.audio_frames_rx.fetch_add(1, Ordering::Relaxed);
-                s.frames = s.frames.wrapping_add(1);
-                s.frames.is_multiple_of(self.sample_every)
+                rand::random_ratio(1, self.sample_every)
             }
             Kind::Video => {
                 let first = s.prev_marker;
@@ -161,21 +183,17 @@ impl Counter {
                 if h.marker {
                     stats.video_frames_rx.fetch_add(1, Ordering::Relaxed);
                 }
-                if first {
-                    s.frames = s.frames.wrapping_add(1);
-                    return s.frames.is_multiple_of(self.sample_every);
-                }
-                false
+                first && rand::random_ratio(1, self.sample_every)
             }
         }
     }
 }
 
-fn record_latency(stats: &PeerStats, clock: &Clock, now: Instant, payload: &[u8]) {
+fn record_latency(stats: &PeerStats, clock: &Clock, now: Instant, payload: &[u8], audio: bool) {
     if let Some(stamp) = Stamp::find(payload) {
         let lat = clock.us(now).saturating_sub(stamp.sent_us);
         if let Ok(mut v) = stats.latency_us.lock() {
-            v.push(lat.min(u64::from(u32::MAX)) as u32);
+            v.push(LatencySample { us: lat.min(u64::from(u32::MAX)) as u32, audio });
         }
     }
 }
@@ -288,6 +306,9 @@ async fn webrtc(
 ) -> Result<(), String> {
     let socket = UdpSocket::bind((ctx.local_ip, 0)).await.map_err(|e| e.to_string())?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
+    // Without kernel stamps latency falls back to read times.
+    let _ = rx_stamp::enable(&socket);
+    let mut arrivals: Vec<(u32, u16, Instant)> = Vec::new();
     let mut builder = Rtc::builder().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true);
     if role.subscribes() {
         // str0m sees only the sample: its transport-wide CC feedback would
@@ -328,7 +349,12 @@ async fn webrtc(
     let mut connected = false;
     let mut buf = vec![0u8; RECV_BUF];
     let mut timeout = Instant::now();
-    drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender))?;
+    drain(
+        &mut rtc,
+        &socket,
+        &mut timeout,
+        &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals),
+    )?;
     let connect_deadline = Instant::now() + CONNECT_TIMEOUT;
 
     loop {
@@ -379,7 +405,7 @@ async fn webrtc(
                     &mut rtc,
                     &socket,
                     &mut timeout,
-                    &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender),
+                    &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals),
                 )?;
             }
         }
@@ -391,11 +417,11 @@ async fn webrtc(
             wake = wake.min(connect_deadline);
         }
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (n, from) = r.map_err(|e| e.to_string())?;
+            r = rx_stamp::recv(&socket, &mut buf) => {
+                let (n, from, at) = r.map_err(|e| e.to_string())?;
                 let mut fed = false;
-                let mut next = Some((n, from));
-                while let Some((n, from)) = next {
+                let mut next = Some((n, from, at));
+                while let Some((n, from, at)) = next {
                     let now = Instant::now();
                     let d = &buf[..n];
                     let head = if connected { RtpHead::parse(d) } else { None };
@@ -404,7 +430,7 @@ async fn webrtc(
                             if stats.join_us.load(Ordering::Relaxed) == 0 {
                                 stats.join_us.store((now - opened_at).as_micros().max(1) as u64, Ordering::Relaxed);
                             }
-                            counter.count(&h, n, stats)
+                            counter.count(&h, n, stats).0
                         }
                         None => true,
                     };
@@ -413,6 +439,12 @@ async fn webrtc(
                         if rtc.accepts(&input) {
                             rtc.handle_input(input).map_err(|e| e.to_string())?;
                             fed = true;
+                            if let Some(h) = head {
+                                if arrivals.len() >= MAX_ARRIVALS {
+                                    arrivals.remove(0);
+                                }
+                                arrivals.push((h.ssrc, h.seq, at));
+                            }
                             if let Some(h) = head
                                 && let Some(rx) = rtc.direct_api().stream_rx(&h.ssrc.into())
                             {
@@ -421,10 +453,10 @@ async fn webrtc(
                             }
                         }
                     }
-                    next = socket.try_recv_from(&mut buf).ok();
+                    next = rx_stamp::try_recv(&socket, &mut buf).ok();
                 }
                 if fed {
-                    drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender))?;
+                    drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals))?;
                 }
             }
             s = sig.from_server.recv() => {
@@ -449,13 +481,13 @@ async fn webrtc(
                         sig.to_server.send(ClientSignal::Answer(answer.to_sdp_string())).map_err(|_| "signaling closed")?;
                     }
                 }
-                drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender))?;
+                drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals))?;
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
                 if now >= timeout {
                     rtc.handle_input(Input::Timeout(now)).map_err(|e| e.to_string())?;
-                    drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender))?;
+                    drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals))?;
                 }
             }
             _ = ctx.stop.changed() => {
@@ -472,11 +504,26 @@ struct Handler<'a> {
     clock: &'a Clock,
     connected: &'a mut bool,
     sender: &'a mut Option<Sender>,
+    /// Sampled RTP packets given to the session: (SSRC, sequence number,
+    /// when the kernel received it); taken by their `RtpPacket` events.
+    arrivals: &'a mut Vec<(u32, u16, Instant)>,
 }
 
 impl<'a> Handler<'a> {
-    fn new(stats: &'a PeerStats, clock: &'a Clock, connected: &'a mut bool, sender: &'a mut Option<Sender>) -> Self {
-        Handler { stats, clock, connected, sender }
+    fn new(
+        stats: &'a PeerStats,
+        clock: &'a Clock,
+        connected: &'a mut bool,
+        sender: &'a mut Option<Sender>,
+        arrivals: &'a mut Vec<(u32, u16, Instant)>,
+    ) -> Self {
+        Handler { stats, clock, connected, sender, arrivals }
+    }
+
+    /// When the sampled packet `(ssrc, seq)` reached the socket, if noted.
+    fn arrival(&mut self, ssrc: u32, seq: u16) -> Option<Instant> {
+        let i = self.arrivals.iter().position(|a| a.0 == ssrc && a.1 == seq)?;
+        Some(self.arrivals.swap_remove(i).2)
     }
 }
 
@@ -508,7 +555,16 @@ fn drain(rtc: &mut Rtc, socket: &UdpSocket, timeout: &mut Instant, h: &mut Handl
                         s.video.request_keyframe();
                     }
                 }
-                Event::RtpPacket(p) => record_latency(h.stats, h.clock, p.timestamp, &p.payload),
+                Event::RtpPacket(p) => {
+                    let audio = rtc
+                        .codec_config()
+                        .params()
+                        .iter()
+                        .find(|c| c.pt() == p.header.payload_type)
+                        .is_some_and(|c| c.spec().codec.is_audio());
+                    let at = h.arrival(*p.header.ssrc, p.header.sequence_number).unwrap_or(p.timestamp);
+                    record_latency(h.stats, h.clock, at, &p.payload, audio);
+                }
                 _ => {}
             },
         }
@@ -528,6 +584,7 @@ const UDP_VIDEO_PT: u8 = 96;
 
 async fn udp(link: UdpLink, role: Role, mut ctx: PeerCtx, stats: &PeerStats, opened_at: Instant) -> Result<(), String> {
     let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let _ = rx_stamp::enable(&socket);
     let crypto: Option<Arc<dyn PacketCrypto>> = link.crypto.clone();
     let mut pts = PtMap::new();
     pts.0[usize::from(UDP_AUDIO_PT)] = Kind::Audio;
@@ -585,25 +642,26 @@ async fn udp(link: UdpLink, role: Role, mut ctx: PeerCtx, stats: &PeerStats, ope
             wake = wake.min(s.next_wake(stats.audio_frames_tx.load(Ordering::Relaxed)));
         }
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
+            r = rx_stamp::recv(&socket, &mut buf) => {
                 let mut next = Some(r.map_err(|e| e.to_string())?);
-                while let Some((n, _)) = next {
+                while let Some((n, _, at)) = next {
                     let now = Instant::now();
                     if let Some(h) = RtpHead::parse(&buf[..n]) {
                         if !stats.connected.swap(true, Ordering::Relaxed) {
                             stats.join_us.store((now - opened_at).as_micros().max(1) as u64, Ordering::Relaxed);
                         }
-                        if counter.count(&h, n, stats) {
+                        let (sample, audio) = counter.count(&h, n, stats);
+                        if sample {
                             let plain = match &crypto {
                                 Some(c) => c.unprotect(&buf[..n]),
                                 None => Some(buf[..n].to_vec()),
                             };
                             if let Some(p) = plain.as_deref().and_then(|p| p.get(12..)) {
-                                record_latency(stats, &ctx.clock, now, p);
+                                record_latency(stats, &ctx.clock, at, p, audio);
                             }
                         }
                     }
-                    next = socket.try_recv_from(&mut buf).ok();
+                    next = rx_stamp::try_recv(&socket, &mut buf).ok();
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}

@@ -173,6 +173,8 @@ mod tests {
             loss_pct: loss,
             latency_p50_ms: Some(1.0),
             latency_p99_ms: None,
+            latency_audio_p99_ms: None,
+            latency_video_p99_ms: None,
             latency_samples: 10,
             rss_mib: 30.0,
             rss_per_subscriber_kib: Some(50.0),

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::LoadError;
 use crate::measure::{cpu_seconds, own_cpu_seconds, percentile, rss_bytes};
-use crate::peer::{PeerCtx, PeerStats, run_udp, run_webrtc};
+use crate::peer::{LatencySample, PeerCtx, PeerStats, run_udp, run_webrtc};
 use crate::synth::{Clock, MediaSpec};
 use crate::target::{PeerLink, Role, StartOptions, Target, TargetKind};
 
@@ -78,6 +78,12 @@ pub struct StepResult {
     pub latency_p50_ms: Option<f64>,
     /// One-way forwarding latency, 99th percentile, ms.
     pub latency_p99_ms: Option<f64>,
+    /// The same over audio frames only, ms.
+    #[serde(default)]
+    pub latency_audio_p99_ms: Option<f64>,
+    /// The same over the first packets of video frames only, ms.
+    #[serde(default)]
+    pub latency_video_p99_ms: Option<f64>,
     /// Latency samples in the window.
     pub latency_samples: usize,
     /// Server RSS, MiB.
@@ -339,13 +345,13 @@ async fn measure(
             }
         }
     }
-    let mut lat: Vec<u32> = Vec::new();
+    let mut samples: Vec<LatencySample> = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         let (from, to) = (a.per[i][6] as usize, b.per[i][6] as usize);
         for s in &p.peers {
             if let Ok(v) = s.latency_us.lock() {
                 // Samples of this participant's peers, in the window (one receiving peer each).
-                lat.extend(v.iter().skip(from).take(to.saturating_sub(from)));
+                samples.extend(v.iter().skip(from).take(to.saturating_sub(from)));
             }
         }
     }
@@ -355,6 +361,9 @@ async fn measure(
         .filter_map(|p| p.joined_us())
         .map(|u| u.min(u64::from(u32::MAX)) as u32)
         .collect();
+    let mut lat: Vec<u32> = samples.iter().map(|l| l.us).collect();
+    let mut audio_lat: Vec<u32> = samples.iter().filter(|l| l.audio).map(|l| l.us).collect();
+    let mut video_lat: Vec<u32> = samples.iter().filter(|l| !l.audio).map(|l| l.us).collect();
     let server_cpu_s = b.server_cpu - a.server_cpu;
     let rss = rss_bytes(pid).unwrap_or(0);
     let ms = |v: Option<u32>| v.map(|u| f64::from(u) / 1000.0);
@@ -370,6 +379,8 @@ async fn measure(
         loss_pct: if expected > 0 { (1.0 - rx_frames as f64 / expected as f64).max(0.0) * 100.0 } else { 100.0 },
         latency_p50_ms: ms(percentile(&mut lat, 0.5)),
         latency_p99_ms: ms(percentile(&mut lat, 0.99)),
+        latency_audio_p99_ms: ms(percentile(&mut audio_lat, 0.99)),
+        latency_video_p99_ms: ms(percentile(&mut video_lat, 0.99)),
         latency_samples: lat.len(),
         rss_mib: rss as f64 / (1024.0 * 1024.0),
         rss_per_subscriber_kib: rss_base
@@ -384,7 +395,7 @@ async fn measure(
 
 fn log_step(target: &str, s: &StepResult) {
     eprintln!(
-        "{target}: {} receivers: {:.0} pkt/s, {:.1} Mbit/s, server {:.0}% CPU, {:.2} CPU-s/Mpkt, loss {:.2}%, latency p50 {} p99 {} ms, join p50 {} ms, generator {:.0}% CPU{}",
+        "{target}: {} receivers: {:.0} pkt/s, {:.1} Mbit/s, server {:.0}% CPU, {:.2} CPU-s/Mpkt, loss {:.2}%, latency p50 {} p99 {} ms (audio {}, video {}), join p50 {} ms, generator {:.0}% CPU{}",
         s.subscribers,
         s.packets_per_s,
         s.bits_per_s / 1e6,
@@ -393,6 +404,8 @@ fn log_step(target: &str, s: &StepResult) {
         s.loss_pct,
         s.latency_p50_ms.map_or("-".into(), |v| format!("{v:.2}")),
         s.latency_p99_ms.map_or("-".into(), |v| format!("{v:.2}")),
+        s.latency_audio_p99_ms.map_or("-".into(), |v| format!("{v:.2}")),
+        s.latency_video_p99_ms.map_or("-".into(), |v| format!("{v:.2}")),
         s.join_p50_ms.map_or("-".into(), |v| format!("{v:.0}")),
         s.generator_cpu * 100.0,
         if s.failed_peers > 0 { format!(", {} peers failed", s.failed_peers) } else { String::new() },
