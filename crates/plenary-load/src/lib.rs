@@ -93,6 +93,17 @@ pub enum LoadError {
     /// A socket or file failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A command-line value the run cannot use (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A result file or the output directory cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Output {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// This target is not available in this build.
     #[error("target {0} is not implemented yet")]
     Unsupported(&'static str),

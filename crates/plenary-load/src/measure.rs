@@ -26,6 +26,14 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) / CLK_TCK)
 }
 
+/// Whether process `pid` is gone: no `/proc/<pid>/stat`, or its state
+/// (field 3) is zombie or dead (an exited child the harness has not reaped).
+pub fn exited(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, None | Some("Z" | "X" | "x"))
+}
+
 /// Resident set size in bytes (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -54,6 +62,20 @@ mod tests {
         assert_eq!(parse_cpu_seconds(stat), Some(3.0));
         assert!(own_cpu_seconds().is_some());
         assert!(rss_bytes(std::process::id()).is_some_and(|b| b > 0));
+        assert!(!exited(std::process::id()));
+    }
+
+    #[test]
+    fn an_exited_child_is_exited_before_and_after_it_is_reaped() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !exited(pid) {
+            assert!(std::time::Instant::now() < deadline, "a zombie counts as exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+        assert!(exited(pid));
     }
 
     #[test]

@@ -45,7 +45,10 @@ impl ServerProcess {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let child = cmd.spawn()?;
+        let child = cmd.spawn().map_err(|e| LoadError::Start {
+            target: "server",
+            reason: format!("cannot run {}: {e}", program.display()),
+        })?;
         Ok(ServerProcess { child, log })
     }
 
@@ -71,6 +74,30 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Checks that `program` (a path, or a name looked up in `PATH`) is an
+/// executable file, before a run starts it under `taskset` (whose own
+/// failure would only show in the server's log).
+///
+/// # Errors
+/// [`LoadError::Usage`] naming the program, followed by `hint`.
+pub fn check_executable(program: &Path, hint: &str) -> Result<(), LoadError> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let found = if program.components().count() > 1 {
+        runnable(program)
+    } else {
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| runnable(&d.join(program))))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(LoadError::Usage(format!(
+            "{} is not an executable file (missing, or not on PATH){hint}",
+            program.display()
+        )))
     }
 }
 

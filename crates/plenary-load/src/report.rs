@@ -22,7 +22,11 @@ pub fn markdown(runs: &[RunReport]) -> String {
                 r.target,
                 r.scenario,
                 st.subscribers,
-                if st.failed_peers > 0 { format!(" ({} failed)", st.failed_peers) } else { String::new() },
+                match (st.failed_peers, &st.error) {
+                    (_, Some(_)) => " (step failed: server exited)".to_string(),
+                    (0, None) => String::new(),
+                    (n, None) => format!(" ({n} failed)"),
+                },
                 st.packets_per_s,
                 st.bits_per_s / 1e6,
                 st.server_cpu * 100.0,
@@ -182,6 +186,7 @@ mod tests {
             join_p50_ms: Some(100.0),
             join_max_ms: Some(200.0),
             generator_cpu: 0.3,
+            error: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::LoadError;
-use crate::measure::{cpu_seconds, own_cpu_seconds, percentile, rss_bytes};
+use crate::measure::{cpu_seconds, exited, own_cpu_seconds, percentile, rss_bytes};
 use crate::peer::{LatencySample, PeerCtx, PeerStats, run_udp, run_webrtc};
 use crate::synth::{Clock, MediaSpec};
 use crate::target::{PeerLink, Role, StartOptions, Target, TargetKind};
@@ -103,6 +103,9 @@ pub struct StepResult {
     /// Harness CPU use, in cores (near 1.0 means the generator, not the
     /// server, may be the limit).
     pub generator_cpu: f64,
+    /// Why the step failed (the server process exited), or `None`; a
+    /// failed step's server CPU and memory figures are not numbers.
+    pub error: Option<String>,
 }
 
 /// A whole run, written as JSON.
@@ -364,8 +367,10 @@ async fn measure(
     let mut lat: Vec<u32> = samples.iter().map(|l| l.us).collect();
     let mut audio_lat: Vec<u32> = samples.iter().filter(|l| l.audio).map(|l| l.us).collect();
     let mut video_lat: Vec<u32> = samples.iter().filter(|l| !l.audio).map(|l| l.us).collect();
-    let server_cpu_s = b.server_cpu - a.server_cpu;
-    let rss = rss_bytes(pid).unwrap_or(0);
+    // A dead server's /proc entry says nothing (a zombie has no RSS): no figures.
+    let error = exited(pid).then(|| format!("the server (pid {pid}) exited during the step"));
+    let server_cpu_s = if error.is_some() { f64::NAN } else { b.server_cpu - a.server_cpu };
+    let rss = if error.is_some() { None } else { rss_bytes(pid) };
     let ms = |v: Option<u32>| v.map(|u| f64::from(u) / 1000.0);
     StepResult {
         subscribers: receivers,
@@ -382,14 +387,16 @@ async fn measure(
         latency_audio_p99_ms: ms(percentile(&mut audio_lat, 0.99)),
         latency_video_p99_ms: ms(percentile(&mut video_lat, 0.99)),
         latency_samples: lat.len(),
-        rss_mib: rss as f64 / (1024.0 * 1024.0),
+        rss_mib: rss.map_or(f64::NAN, |r| r as f64 / (1024.0 * 1024.0)),
         rss_per_subscriber_kib: rss_base
+            .zip(rss)
             .filter(|_| receivers > 0)
-            .map(|base| (rss as f64 - base as f64) / 1024.0 / receivers as f64),
+            .map(|(base, rss)| (rss as f64 - base as f64) / 1024.0 / receivers as f64),
         rss_slope_kib: None,
         join_p50_ms: ms(percentile(&mut joins, 0.5)),
         join_max_ms: ms(percentile(&mut joins, 1.0)),
         generator_cpu: (b.own_cpu - a.own_cpu) / secs,
+        error,
     }
 }
 
@@ -410,10 +417,16 @@ fn log_step(target: &str, s: &StepResult) {
         s.generator_cpu * 100.0,
         if s.failed_peers > 0 { format!(", {} peers failed", s.failed_peers) } else { String::new() },
     );
+    if let Some(e) = &s.error {
+        eprintln!("{target}: step of {} receivers FAILED: {e}", s.subscribers);
+    }
 }
 
 /// Whether the ramp must stop after `s`; the reason.
 fn bound_hit(cfg: &RunConfig, s: &StepResult) -> Option<String> {
+    if let Some(e) = &s.error {
+        return Some(format!("{e} at {} receivers", s.subscribers));
+    }
     if s.loss_pct > cfg.max_loss_pct {
         return Some(format!("loss {:.2}% > {}% at {} receivers", s.loss_pct, cfg.max_loss_pct, s.subscribers));
     }
@@ -461,6 +474,7 @@ async fn fanout(
         let mut r = measure(cfg, pid, &parts, from, s, 1, rss_base).await;
         if let Some((rss, n)) = prev
             && s > n
+            && r.rss_mib.is_finite()
         {
             r.rss_slope_kib = Some((r.rss_mib - rss) * 1024.0 / (s - n) as f64);
         }
@@ -511,4 +525,62 @@ async fn meeting(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RunConfig {
+        RunConfig {
+            target: TargetKind::Plenary,
+            scenario: Scenario::Fanout,
+            steps: vec![1],
+            hold: Duration::from_millis(300),
+            warmup: Duration::ZERO,
+            max_loss_pct: 100.0,
+            max_cpu: 64.0,
+            spec: MediaSpec {
+                video_bps: 1000,
+                fps: 1,
+                keyframe_interval: 1,
+                width: 1,
+                height: 1,
+                audio_bps: 1000,
+                pace_bps: 0,
+                pace_burst_ms: 0,
+            },
+            sample_every: 1,
+            start: StartOptions {
+                server_cpu: None,
+                plenary_bin: "true".into(),
+                janus_bin: "true".into(),
+                work_dir: std::env::temp_dir(),
+                threads: 1,
+            },
+            join_batch: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_dies_during_a_step_fails_the_step_and_stops_the_ramp() {
+        let cfg = config();
+        let mut server = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = server.id();
+        let alive = measure(&cfg, pid, &[], 0, 1, 1, rss_bytes(pid)).await;
+        assert_eq!(alive.error, None);
+        assert!(alive.rss_mib > 0.0 && alive.server_cpu.is_finite());
+        assert!(bound_hit(&cfg, &alive).is_none());
+
+        // Killed (not reaped: a zombie, as a crashed `plenary serve` is until the target drops).
+        server.kill().unwrap();
+        let dead = measure(&cfg, pid, &[], 0, 1, 1, Some(1)).await;
+        let error = dead.error.clone().expect("the step is marked failed");
+        assert!(error.contains("exited"), "{error}");
+        assert!(dead.rss_mib.is_nan() && dead.server_cpu.is_nan() && dead.rss_per_subscriber_kib.is_none());
+        assert!(bound_hit(&cfg, &dead).is_some_and(|why| why.contains("exited")));
+        let json = serde_json::to_value(&dead).unwrap();
+        assert!(json["rss_mib"].is_null() && json["error"].is_string(), "{json}");
+        server.wait().unwrap();
+    }
 }

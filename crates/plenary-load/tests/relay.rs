@@ -73,6 +73,18 @@ async fn forwards_every_packet(srtp: bool) {
         while tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buf)).await.is_ok() {}
     }
 
+    // Garbage from a broken or hostile sender is dropped, and the relay
+    // carries on (checked below: every packet after it arrives intact).
+    let mut garbage: Vec<Vec<u8>> =
+        vec![vec![], vec![0], b"PLRH".to_vec(), b"PLRH\0\0\0\x01\x02".to_vec(), vec![0x16; 300], vec![0x40; 2000]];
+    if srtp {
+        // RTP-looking but short, or failing authentication.
+        garbage.extend([vec![0x80], vec![0x80, 96, 0, 1], vec![0x9f; 40], rtp(7), vec![0xbf; 1500]]);
+    }
+    for g in &garbage {
+        pub_socket.send_to(g, publisher.server).await.expect("garbage");
+    }
+
     const N: u16 = 200;
     // Receive concurrently (a socket's default buffer holds ~100 packets).
     let second_key = subs[1].0.crypto.clone();
@@ -136,4 +148,21 @@ async fn udp_relay_forwards_every_packet_to_every_subscriber() {
 #[tokio::test(flavor = "current_thread")]
 async fn srtp_relay_reencrypts_every_packet_per_subscriber() {
     forwards_every_packet(true).await;
+}
+
+#[test]
+fn bad_flags_exit_2_instead_of_starting_another_relay() {
+    let bin = env!("CARGO_BIN_EXE_plenary-relay");
+    for args in [
+        &["--listen", "127.0.0.1:0", "--srtp-master", "not-hex"][..],
+        &["--listen", "127.0.0.1:0", "--srtp-master", &"ab".repeat(27)],
+        &["--listen", "nowhere"],
+        &["--listen"],
+        &[],
+    ] {
+        let out = std::process::Command::new(bin).args(args).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?} started: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("plenary-relay: "), "{args:?}");
+    }
 }

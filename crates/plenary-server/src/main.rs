@@ -61,7 +61,11 @@ fn main() -> Result<()> {
     if let Cmd::Load(args) = cli.cmd {
         init_logging(false, "warn");
         // Its own single-threaded runtime, pinned to the generator's core.
-        plenary_load::cli::main(args)?;
+        if let Err(e) = plenary_load::cli::main(args) {
+            // The reason, not a backtrace; a bad flag value exits 2 like clap's own errors.
+            eprintln!("plenary load: {e}");
+            std::process::exit(if matches!(e, plenary_load::LoadError::Usage(_)) { 2 } else { 1 });
+        }
         return Ok(());
     }
     if let Cmd::Join(args) = cli.cmd {
