@@ -361,6 +361,37 @@ fn jsep_sdp(event: &Value, kind: &str) -> Result<String, JanusError> {
         .ok_or_else(|| JanusError::Protocol(format!("JSEP {kind} without SDP")))
 }
 
+/// Runs every reader of Janus answers and events on `data` (for the
+/// `janus_answer` fuzz target): bytes that are not JSON are refused by
+/// serde_json; JSON of any shape gives a value or a typed error, never a
+/// panic, and what is read agrees with the JSON.
+#[doc(hidden)]
+pub fn fuzz_answer(data: &[u8]) {
+    let Ok(answer) = serde_json::from_slice::<Value>(data) else { return };
+    let janus_error = check_janus_error(&answer);
+    if let Ok(id) = success_data_id(&answer) {
+        assert!(janus_error.is_ok());
+        assert_eq!(answer.pointer("/data/id").and_then(Value::as_u64), Some(id));
+    }
+    if let Some(data) = answer.pointer("/plugindata/data") {
+        let _ = check_plugin_error(data);
+    }
+    for kind in ["offer", "answer"] {
+        if let Ok(sdp) = jsep_sdp(&answer, kind) {
+            assert_eq!(answer.pointer("/jsep/sdp").and_then(Value::as_str), Some(sdp.as_str()));
+        }
+    }
+    assert!(super::http::check_transaction(&answer, &answer).is_ok());
+    let _ = super::http::check_transaction(&json!({"transaction": "t1"}), &answer);
+    // Routed to the handle it names, or dropped.
+    let routes: Routes = Arc::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    lock(&routes).insert(7, tx);
+    let sender = answer.get("sender").and_then(Value::as_u64);
+    route(&routes, answer);
+    assert_eq!(rx.try_recv().is_ok(), sender == Some(7));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +405,20 @@ mod tests {
         assert!(success_data_id(&json!({"janus":"success","data":{}})).is_err());
         assert_eq!(success_data_id(&json!({"janus":"success","data":{"id":7}})).ok(), Some(7));
         assert!(jsep_sdp(&json!({"jsep":{"type":"offer","sdp":"v=0"}}), "answer").is_err());
+    }
+
+    #[test]
+    fn fuzz_answer_seeds() {
+        for seed in [
+            &b"{\"janus\":\"success\",\"transaction\":\"t1\",\"data\":{\"id\":7}}"[..],
+            br#"{"janus":"event","sender":7,"plugindata":{"data":{"videoroom":"joined","id":1}},"jsep":{"type":"answer","sdp":"v=0"}}"#,
+            br#"{"janus":"error","error":{"code":"x","reason":7},"data":{"id":-1}}"#,
+            br#"{"sender":18446744073709551615,"jsep":[],"plugindata":{"data":{"error_code":1.5}}}"#,
+            b"[1,2,{}]",
+            b"{",
+            b"",
+        ] {
+            fuzz_answer(seed);
+        }
     }
 }

@@ -24,10 +24,13 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    /// POSTs `body` as JSON to `path` and returns the JSON answer.
+    /// POSTs `body` as JSON to `path` and returns the JSON answer, which
+    /// must echo the request's `transaction` (Janus does, errors included).
     pub(crate) async fn post(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value, JanusError> {
-        let body = Bytes::from(serde_json::to_vec(body).map_err(|e| JanusError::Protocol(e.to_string()))?);
-        self.request("POST", path, body, timeout).await
+        let bytes = Bytes::from(serde_json::to_vec(body).map_err(|e| JanusError::Protocol(e.to_string()))?);
+        let answer = self.request("POST", path, bytes, timeout).await?;
+        check_transaction(body, &answer)?;
+        Ok(answer)
     }
 
     /// GETs `path` and returns the JSON answer.
@@ -68,5 +71,123 @@ impl Http {
             serde_json::from_slice(&bytes).map_err(|e| JanusError::Protocol(format!("JSON from {method} {path}: {e}")))
         };
         tokio::time::timeout(timeout, fut).await.map_err(|_| JanusError::Timeout(format!("HTTP {method} {path}")))?
+    }
+}
+
+/// An answer to a request carrying a `transaction` must carry the same one:
+/// an answer to another request (a confused proxy, a broken server) would
+/// otherwise be taken for this one.
+pub(crate) fn check_transaction(request: &Value, answer: &Value) -> Result<(), JanusError> {
+    let Some(sent) = request.get("transaction") else { return Ok(()) };
+    match answer.get("transaction") {
+        Some(got) if got == sent => Ok(()),
+        got => Err(JanusError::Protocol(format!(
+            "answer to transaction {sent} carries transaction {}",
+            got.map_or_else(|| "none".to_string(), Value::to_string)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A fake Janus: answers every connection's request with `respond(request body)`
+    /// (a whole HTTP response, or `None` to hold the connection open, silent).
+    async fn fake(respond: fn(&Value) -> Option<Vec<u8>>) -> Http {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { return };
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // Headers, then Content-Length bytes of body.
+                    let body = loop {
+                        let Ok(n @ 1..) = s.read(&mut buf).await else { return };
+                        req.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&req).to_string();
+                        let Some(end) = text.find("\r\n\r\n") else { continue };
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break serde_json::from_slice(&req[end + 4..end + 4 + len]).unwrap_or(Value::Null);
+                        }
+                    };
+                    match respond(&body) {
+                        Some(r) => {
+                            let _ = s.write_all(&r).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                    }
+                });
+            }
+        });
+        Http { addr }
+    }
+
+    fn ok(body: &[u8]) -> Vec<u8> {
+        let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn echo(req: &Value, mut answer: Value) -> Option<Vec<u8>> {
+        answer["transaction"] = req["transaction"].clone();
+        Some(ok(answer.to_string().as_bytes()))
+    }
+
+    const T: Duration = Duration::from_secs(20);
+
+    fn create() -> Value {
+        json!({"janus": "create", "transaction": "t0"})
+    }
+
+    #[tokio::test]
+    async fn a_hostile_or_broken_janus_gets_typed_errors_not_hangs() {
+        // The well-behaved answer, for contrast.
+        let http = fake(|req| echo(req, json!({"janus": "success", "data": {"id": 7}}))).await;
+        assert_eq!(http.post("/janus", &create(), T).await.unwrap()["data"]["id"], 7);
+
+        let http = fake(|_| Some(ok(b"{\"janus\": \"success\", \"data\": {"))).await;
+        assert!(matches!(http.post("/janus", &create(), T).await, Err(JanusError::Protocol(m)) if m.contains("JSON")));
+
+        // An answer to another transaction is not taken for this one.
+        let http = fake(|_| Some(ok(br#"{"janus":"success","transaction":"t9","data":{"id":7}}"#))).await;
+        assert!(matches!(http.post("/janus", &create(), T).await, Err(JanusError::Protocol(m)) if m.contains("t9")));
+        let http = fake(|_| Some(ok(br#"{"janus":"success","data":{"id":7}}"#))).await;
+        assert!(matches!(http.post("/janus", &create(), T).await, Err(JanusError::Protocol(_))));
+
+        // A body over the limit (read no further than it).
+        let http = fake(|_| {
+            let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n[", 64 << 20).into_bytes();
+            r.resize(MAX_BODY + (1 << 20), b' ');
+            Some(r)
+        })
+        .await;
+        assert!(matches!(http.post("/janus", &create(), T).await, Err(JanusError::Protocol(m)) if m.contains("body")));
+
+        let http = fake(|_| Some(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n".to_vec())).await;
+        assert!(matches!(http.post("/janus", &create(), T).await, Err(JanusError::Status { status: 503, .. })));
+        let http = fake(|_| Some(b"SSH-2.0-OpenSSH\r\n".to_vec())).await;
+        assert!(matches!(http.post("/janus", &create(), T).await, Err(JanusError::Protocol(_))));
+
+        // Never answers: the request's timeout ends it.
+        let http = fake(|_| None).await;
+        let started = tokio::time::Instant::now();
+        assert!(matches!(
+            http.post("/janus", &create(), Duration::from_millis(300)).await,
+            Err(JanusError::Timeout(_))
+        ));
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
