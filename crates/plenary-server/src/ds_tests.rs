@@ -1,34 +1,5 @@
 use super::*;
-
-fn env(kind: u8, body: &[u8]) -> String {
-    let mut b = vec![1u8, kind];
-    b.extend_from_slice(body);
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-fn join_request(r: u8) -> String {
-    let mut body = vec![32u8];
-    body.extend_from_slice(&[r; 32]);
-    body.extend_from_slice(&[0u8; 32]);
-    body.extend_from_slice(b"keypackage");
-    env(1, &body)
-}
-
-fn commit(epoch: u64) -> String {
-    let mut body = epoch.to_be_bytes().to_vec();
-    body.extend_from_slice(b"commit");
-    env(2, &body)
-}
-
-fn welcome(refs: &[u8]) -> String {
-    let mut body = (refs.len() as u16).to_be_bytes().to_vec();
-    for r in refs {
-        body.push(32);
-        body.extend_from_slice(&[*r; 32]);
-    }
-    body.extend_from_slice(b"welcome");
-    env(3, &body)
-}
+use crate::ds_test_messages::{commit, envelope as env, join_request, welcome};
 
 fn t0() -> Instant {
     use std::sync::OnceLock;

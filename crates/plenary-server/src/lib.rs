@@ -9,6 +9,8 @@ pub mod assets;
 pub mod client_queue;
 pub mod config;
 pub mod ds;
+#[doc(hidden)]
+pub mod ds_test_messages;
 pub mod http;
 pub mod limits;
 pub mod listen;

@@ -19,40 +19,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
 use plenary_proto::{ErrorCode, ParticipantId, ServerMsg};
 use plenary_server::ds::{DeliveryService, Outbox};
+use plenary_server::ds_test_messages::{commit, envelope, join_request, welcome};
 
 const PEOPLE: u64 = 5;
-
-fn envelope(kind: u8, body: &[u8]) -> String {
-    let mut b = vec![1u8, kind];
-    b.extend_from_slice(body);
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-/// A join request whose KeyPackageRef is 32 bytes of `r`.
-fn join_request(r: u8) -> String {
-    let mut body = vec![32u8];
-    body.extend_from_slice(&[r; 32]);
-    body.extend_from_slice(&[0u8; 32]);
-    body.extend_from_slice(b"keypackage");
-    envelope(1, &body)
-}
-
-fn commit(epoch: u64) -> String {
-    let mut body = epoch.to_be_bytes().to_vec();
-    body.extend_from_slice(b"commit");
-    envelope(2, &body)
-}
-
-/// A Welcome naming the KeyPackageRefs of `refs` (each as in [`join_request`]).
-fn welcome(refs: &[u8]) -> String {
-    let mut body = u16::try_from(refs.len()).unwrap_or(0).to_be_bytes().to_vec();
-    for r in refs {
-        body.push(32);
-        body.extend_from_slice(&[*r; 32]);
-    }
-    body.extend_from_slice(b"welcome");
-    envelope(3, &body)
-}
 
 struct Model {
     ds: DeliveryService,
