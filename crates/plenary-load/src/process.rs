@@ -20,7 +20,9 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Spawns `program args…` with stdout/stderr to `log`, under
     /// `taskset -c <cpu>` when `cpu` is given (so the measured process and
-    /// all its threads stay on that core).
+    /// all its threads stay on that core), and under `setpriv --pdeathsig
+    /// KILL` when `setpriv` is installed, so that it is killed when the
+    /// harness's thread that spawned it dies.
     ///
     /// # Errors
     /// [`LoadError::Io`] if the log cannot be created or the program not run.
@@ -33,10 +35,21 @@ impl ServerProcess {
     ) -> Result<ServerProcess, LoadError> {
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
-        let mut cmd = match cpu {
-            Some(c) => {
-                let mut cmd = Command::new("taskset");
-                cmd.arg("-c").arg(c.to_string()).arg(program);
+        // The server dies with the harness, even when the harness is killed
+        // (SIGKILL, the OOM killer, `timeout`): no orphan left holding the
+        // benchmark core. `setpriv` (util-linux) sets PR_SET_PDEATHSIG and
+        // execs, as `taskset` does, so the pid stays the server's.
+        let mut prefix: Vec<String> = Vec::new();
+        if check_executable(Path::new("setpriv"), "").is_ok() {
+            prefix.extend(["setpriv", "--pdeathsig", "KILL"].map(String::from));
+        }
+        if let Some(c) = cpu {
+            prefix.extend(["taskset".into(), "-c".into(), c.to_string()]);
+        }
+        let mut cmd = match prefix.first() {
+            Some(first) => {
+                let mut cmd = Command::new(first);
+                cmd.args(&prefix[1..]).arg(program);
                 cmd
             }
             None => Command::new(program),

@@ -104,3 +104,54 @@ fn load_plenary_idle_steps() {
     }
     assert!(table.contains("| plenary | 6 |"), "{table}");
 }
+
+/// The children of process `pid` (from every `/proc/<n>/stat`'s ppid).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|n| {
+            let stat = std::fs::read_to_string(format!("/proc/{n}/stat")).unwrap_or_default();
+            // Field 4 (ppid), counted after the command name's ')'.
+            stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<u32>().ok()) == Some(pid)
+        })
+        .collect()
+}
+
+/// Gone, or a zombie waiting for its new parent to reap it.
+fn gone(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).is_none_or(|s| s == "Z" || s == "X")
+}
+
+/// A harness killed outright (SIGKILL, the OOM killer, `timeout -s KILL`)
+/// takes its server with it: no orphan keeps running on the benchmark core.
+#[test]
+fn a_killed_harness_leaves_no_server_behind() {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let out = std::env::temp_dir().join(format!("plenary-load-smoke-kill-{}-{nanos}", std::process::id()));
+    let mut harness = Command::new(env!("CARGO_BIN_EXE_plenary"))
+        .args(["load", "--target", "udp-relay", "--steps", "1", "--hold", "600", "--warmup", "0"])
+        .args(["--server-cpu", "none", "--generator-cpu", "none", "--out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("running plenary load");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let server = loop {
+        if let Some(&s) = children(harness.id()).first() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the harness started no server");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    harness.kill().expect("SIGKILL");
+    harness.wait().expect("reaped");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !gone(server) {
+        assert!(std::time::Instant::now() < deadline, "server {server} outlived its harness");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
