@@ -23,6 +23,8 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Janus closes sessions idle for 60 s (`session_timeout`); keepalive well
 /// inside that.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// The shortest time between two long polls that brought nothing.
+const IDLE_POLL_PAUSE: Duration = Duration::from_millis(200);
 /// Events fetched per long poll (`maxev`).
 const MAX_EVENTS_PER_POLL: u32 = 50;
 
@@ -276,33 +278,41 @@ impl VideoRoomHandle {
 async fn long_poll(http: Http, session: u64, routes: Routes) {
     let path = format!("/janus/{session}?maxev={MAX_EVENTS_PER_POLL}");
     loop {
+        let polled = tokio::time::Instant::now();
         // Janus answers an idle long poll after 30 s with a keepalive.
-        match http.get(&path, Duration::from_secs(45)).await {
-            Ok(Value::Array(events)) => events.into_iter().for_each(|e| route(&routes, e)),
+        let routed = match http.get(&path, Duration::from_secs(45)).await {
+            Ok(Value::Array(events)) => events.into_iter().filter(|e| route(&routes, e.clone())).count(),
             Ok(event) => {
                 if event.get("janus").and_then(Value::as_str) == Some("error") {
                     tracing::warn!("Janus long poll: {event}");
                     return;
                 }
-                route(&routes, event);
+                usize::from(route(&routes, event))
             }
-            Err(JanusError::Timeout(_)) => {}
+            Err(JanusError::Timeout(_)) => 1,
             Err(e) => {
                 tracing::debug!("Janus long poll: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                0
             }
+        };
+        // A server answering at once with nothing for us (broken, or not
+        // Janus) must not turn this loop into a busy one on the generator's core.
+        if routed == 0 && polled.elapsed() < IDLE_POLL_PAUSE {
+            tokio::time::sleep(IDLE_POLL_PAUSE).await;
         }
     }
 }
 
-fn route(routes: &Routes, event: Value) {
-    let Some(sender) = event.get("sender").and_then(Value::as_u64) else { return };
+/// Hands `event` to the handle it names (`sender`); whether one took it.
+fn route(routes: &Routes, event: Value) -> bool {
+    let Some(sender) = event.get("sender").and_then(Value::as_u64) else { return false };
     let mut routes = lock(routes);
-    if let Some(tx) = routes.get(&sender)
-        && tx.send(event).is_err()
-    {
+    let Some(tx) = routes.get(&sender) else { return false };
+    if tx.send(event).is_err() {
         routes.remove(&sender);
+        return false;
     }
+    true
 }
 
 async fn keepalive(http: Http, session: u64) {
@@ -388,7 +398,7 @@ pub fn fuzz_answer(data: &[u8]) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     lock(&routes).insert(7, tx);
     let sender = answer.get("sender").and_then(Value::as_u64);
-    route(&routes, answer);
+    assert_eq!(route(&routes, answer), sender == Some(7));
     assert_eq!(rx.try_recv().is_ok(), sender == Some(7));
 }
 

@@ -148,6 +148,26 @@ mod tests {
 
     const T: Duration = Duration::from_secs(20);
 
+    static POLLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    #[tokio::test]
+    async fn a_long_poll_answered_at_once_with_nothing_does_not_spin() {
+        let http = fake(|req| {
+            if req.is_null() {
+                // GET: the long poll, answered at once, empty.
+                POLLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Some(ok(b"[]"));
+            }
+            echo(req, json!({"janus": "success", "data": {"id": 7}}))
+        })
+        .await;
+        let session = crate::janus::JanusSession::create(http).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let polls = POLLS.load(std::sync::atomic::Ordering::Relaxed);
+        drop(session);
+        assert!((1..=10).contains(&polls), "{polls} long polls in 1 s");
+    }
+
     fn create() -> Value {
         json!({"janus": "create", "transaction": "t0"})
     }
