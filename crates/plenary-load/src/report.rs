@@ -12,13 +12,13 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// A markdown table of every step of `runs`, one row per target and step.
 pub fn markdown(runs: &[RunReport]) -> String {
     let mut s = String::new();
-    s.push_str("| target | scenario | receivers | pkt/s | Mbit/s | server CPU | CPU-s / Mpkt | loss % | latency p50 / p99 ms | RSS MiB | KiB / subscriber (slope) | join p50 / max ms | generator CPU |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| target | scenario | receivers | pkt/s | Mbit/s | server CPU | CPU-s / Mpkt | loss % | latency p50 / p99 ms | p99 audio / video ms | RSS MiB | KiB / subscriber (slope) | join p50 / max ms | generator CPU |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in runs {
         for st in &r.steps {
             let _ = writeln!(
                 s,
-                "| {} | {:?} | {}{} | {:.0} | {:.1} | {:.0}% | {:.2} | {:.2} | {} / {} | {:.1} | {} ({}) | {} / {} | {:.0}% |",
+                "| {} | {:?} | {}{} | {:.0} | {:.1} | {:.0}% | {:.2} | {:.2} | {} / {} | {} / {} | {:.1} | {} ({}) | {} / {} | {:.0}% |",
                 r.target,
                 r.scenario,
                 st.subscribers,
@@ -34,6 +34,8 @@ pub fn markdown(runs: &[RunReport]) -> String {
                 st.loss_pct,
                 opt(st.latency_p50_ms, 2),
                 opt(st.latency_p99_ms, 2),
+                opt(st.latency_audio_p99_ms, 2),
+                opt(st.latency_video_p99_ms, 2),
                 st.rss_mib,
                 opt(st.rss_per_subscriber_kib, 0),
                 opt(st.rss_slope_kib, 0),
