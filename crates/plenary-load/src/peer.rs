@@ -349,12 +349,18 @@ async fn webrtc(
     let mut connected = false;
     let mut buf = vec![0u8; RECV_BUF];
     let mut timeout = Instant::now();
-    drain(
-        &mut rtc,
-        &socket,
-        &mut timeout,
-        &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals),
-    )?;
+    // Polls the session until it waits (str0m's rule after every input).
+    macro_rules! drain_session {
+        () => {
+            drain(
+                &mut rtc,
+                &socket,
+                &mut timeout,
+                &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals),
+            )
+        };
+    }
+    drain_session!()?;
     let connect_deadline = Instant::now() + CONNECT_TIMEOUT;
 
     loop {
@@ -401,12 +407,7 @@ async fn webrtc(
                 wrote = true;
             }
             if wrote {
-                drain(
-                    &mut rtc,
-                    &socket,
-                    &mut timeout,
-                    &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals),
-                )?;
+                drain_session!()?;
             }
         }
         let mut wake = timeout;
@@ -456,7 +457,7 @@ async fn webrtc(
                     next = rx_stamp::try_recv(&socket, &mut buf).ok();
                 }
                 if fed {
-                    drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals))?;
+                    drain_session!()?;
                 }
             }
             s = sig.from_server.recv() => {
@@ -481,13 +482,13 @@ async fn webrtc(
                         sig.to_server.send(ClientSignal::Answer(answer.to_sdp_string())).map_err(|_| "signaling closed")?;
                     }
                 }
-                drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals))?;
+                drain_session!()?;
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
                 if now >= timeout {
                     rtc.handle_input(Input::Timeout(now)).map_err(|e| e.to_string())?;
-                    drain(&mut rtc, &socket, &mut timeout, &mut Handler::new(stats, &ctx.clock, &mut connected, &mut sender, &mut arrivals))?;
+                    drain_session!()?;
                 }
             }
             _ = ctx.stop.changed() => {
