@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use crate::LoadError;
-use crate::measure::{cpu_seconds, percentile, rss_bytes};
+use crate::measure::{cpu_seconds, exited, percentile, rss_bytes};
 use crate::run::{Participant, RunConfig, machine, open_many};
 use crate::synth::Clock;
 use crate::target::Role;
@@ -41,6 +41,9 @@ pub struct IdleStep {
     pub connect_p50_ms: Option<f64>,
     /// Same, maximum, ms.
     pub connect_max_ms: Option<f64>,
+    /// Why the step failed (the server process exited), or `None`; a
+    /// failed step's RSS and CPU figures are not numbers.
+    pub error: Option<String>,
 }
 
 /// A whole idle run, written as JSON.
@@ -97,12 +100,12 @@ pub async fn run(cfg: &RunConfig) -> Result<IdleReport, LoadError> {
         stop,
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_empty = rss_bytes(pid).unwrap_or(0);
+    let rss_empty = rss_bytes(pid).map_or(f64::NAN, |r| r as f64);
     let mut report = IdleReport {
         target: cfg.target.name(),
         started_unix,
         machine,
-        rss_empty_mib: rss_empty as f64 / MIB,
+        rss_empty_mib: rss_empty / MIB,
         steps: Vec::new(),
         stopped: "all steps done".into(),
     };
@@ -119,8 +122,13 @@ pub async fn run(cfg: &RunConfig) -> Result<IdleReport, LoadError> {
         let cpu_a = (cpu_seconds(pid), Instant::now());
         tokio::time::sleep(cfg.hold).await;
         let secs = cpu_a.1.elapsed().as_secs_f64();
-        let server_cpu = cpu_seconds(pid).zip(cpu_a.0).map_or(f64::NAN, |(b, a)| (b - a) / secs);
-        let rss = rss_bytes(pid).unwrap_or(0);
+        // A dead server's /proc entry says nothing (a zombie has no RSS): no figures.
+        let error = exited(pid).then(|| format!("the server (pid {pid}) exited during the step"));
+        let server_cpu = match error {
+            None => cpu_seconds(pid).zip(cpu_a.0).map_or(f64::NAN, |(b, a)| (b - a) / secs),
+            Some(_) => f64::NAN,
+        };
+        let rss = if error.is_some() { f64::NAN } else { rss_bytes(pid).map_or(f64::NAN, |r| r as f64) };
         let failed = parts.iter().filter(|p| p.failed()).count();
         let live = parts.len() - failed;
         let mut connects: Vec<u32> =
@@ -129,11 +137,12 @@ pub async fn run(cfg: &RunConfig) -> Result<IdleReport, LoadError> {
         let step = IdleStep {
             subscribers: live,
             failed_peers: failed,
-            rss_mib: rss as f64 / MIB,
-            rss_slope_kib: (rss as f64 - prev_rss as f64) / 1024.0 / (live.saturating_sub(prev_n)).max(1) as f64,
+            rss_mib: rss / MIB,
+            rss_slope_kib: (rss - prev_rss) / 1024.0 / (live.saturating_sub(prev_n)).max(1) as f64,
             server_cpu,
             connect_p50_ms: ms(percentile(&mut connects, 0.5)),
             connect_max_ms: ms(percentile(&mut connects, 1.0)),
+            error,
         };
         eprintln!(
             "{}: idle {} subscribers ({} failed): RSS {:.1} MiB, {:.1} KiB per added subscriber, server {:.1}% CPU, connect p50 {} ms",
@@ -146,7 +155,13 @@ pub async fn run(cfg: &RunConfig) -> Result<IdleReport, LoadError> {
             step.connect_p50_ms.map_or("-".into(), |v| format!("{v:.0}")),
         );
         (prev_rss, prev_n) = (rss, live);
+        let error = step.error.clone();
         report.steps.push(step);
+        if let Some(e) = error {
+            eprintln!("{}: step of {s} subscribers FAILED: {e}", report.target);
+            report.stopped = format!("{e} at {s} subscribers");
+            break;
+        }
         if failed * 20 > parts.len() {
             report.stopped = format!("more than 5% of subscribers failed at {}", parts.len());
             break;
@@ -175,7 +190,7 @@ pub fn markdown(runs: &[IdleReport]) -> String {
                 "| {} | {}{} | {:.1} | {:.1} | {:.1}% | {} / {} |",
                 r.target,
                 st.subscribers,
-                if st.failed_peers > 0 { format!(" ({} failed)", st.failed_peers) } else { String::new() },
+                crate::report::failed_note(st.failed_peers, st.error.as_deref()),
                 st.rss_mib,
                 st.rss_slope_kib,
                 st.server_cpu * 100.0,

@@ -9,6 +9,16 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
 
+/// What the receivers cell of a table adds: ` (N failed)` peers, or that
+/// the step failed because the server exited.
+pub(crate) fn failed_note(failed_peers: usize, error: Option<&str>) -> String {
+    match (failed_peers, error) {
+        (_, Some(_)) => " (step failed: server exited)".to_string(),
+        (0, None) => String::new(),
+        (n, None) => format!(" ({n} failed)"),
+    }
+}
+
 /// A markdown table of every step of `runs`, one row per target and step.
 pub fn markdown(runs: &[RunReport]) -> String {
     let mut s = String::new();
@@ -22,11 +32,7 @@ pub fn markdown(runs: &[RunReport]) -> String {
                 r.target,
                 r.scenario,
                 st.subscribers,
-                match (st.failed_peers, &st.error) {
-                    (_, Some(_)) => " (step failed: server exited)".to_string(),
-                    (0, None) => String::new(),
-                    (n, None) => format!(" ({n} failed)"),
-                },
+                crate::report::failed_note(st.failed_peers, st.error.as_deref()),
                 st.packets_per_s,
                 st.bits_per_s / 1e6,
                 st.server_cpu * 100.0,

@@ -124,28 +124,35 @@ fn gone(pid: u32) -> bool {
     stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).is_none_or(|s| s == "Z" || s == "X")
 }
 
-/// A harness killed outright (SIGKILL, the OOM killer, `timeout -s KILL`)
-/// takes its server with it: no orphan keeps running on the benchmark core.
-#[test]
-fn a_killed_harness_leaves_no_server_behind() {
+/// Starts `plenary load <args> --warmup 0`, unpinned, into a fresh output
+/// directory; returns it, its server's pid once started, and the directory.
+fn start_harness(tag: &str, args: &[&str]) -> (std::process::Child, u32, PathBuf) {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let out = std::env::temp_dir().join(format!("plenary-load-smoke-kill-{}-{nanos}", std::process::id()));
-    let mut harness = Command::new(env!("CARGO_BIN_EXE_plenary"))
-        .args(["load", "--target", "udp-relay", "--steps", "1", "--hold", "600", "--warmup", "0"])
-        .args(["--server-cpu", "none", "--generator-cpu", "none", "--out"])
+    let out = std::env::temp_dir().join(format!("plenary-load-smoke-{tag}-{}-{nanos}", std::process::id()));
+    let harness = Command::new(env!("CARGO_BIN_EXE_plenary"))
+        .arg("load")
+        .args(args)
+        .args(["--warmup", "0", "--server-cpu", "none", "--generator-cpu", "none", "--out"])
         .arg(&out)
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("running plenary load");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let server = loop {
-        if let Some(&s) = children(harness.id()).first() {
-            break s;
+    loop {
+        if let Some(&server) = children(harness.id()).first() {
+            return (harness, server, out);
         }
         assert!(std::time::Instant::now() < deadline, "the harness started no server");
         std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    }
+}
+
+/// A harness killed outright (SIGKILL, the OOM killer, `timeout -s KILL`)
+/// takes its server with it: no orphan keeps running on the benchmark core.
+#[test]
+fn a_killed_harness_leaves_no_server_behind() {
+    let (mut harness, server, out) = start_harness("kill", &["--target", "udp-relay", "--steps", "1", "--hold", "600"]);
     harness.kill().expect("SIGKILL");
     harness.wait().expect("reaped");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -154,4 +161,30 @@ fn a_killed_harness_leaves_no_server_behind() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A server that dies during a run (killed here) fails the step it dies in
+/// and ends the ramp with that reason; no RSS or CPU figure is made up from
+/// a dead process (a zombie reads as 0 MiB, which gave -7022 KiB per
+/// subscriber).
+#[test]
+fn a_server_dying_mid_run_fails_its_step() {
+    for scenario in ["fanout", "idle"] {
+        let (mut harness, server, out) =
+            start_harness("die", &["--scenario", scenario, "--steps", "2,4", "--hold", "3"]);
+        // During the first step (it lasts at least --hold).
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let killed = Command::new("kill").args(["-9", &server.to_string()]).status().expect("kill");
+        assert!(killed.success());
+        let status = harness.wait().expect("harness ends");
+        let text = std::fs::read_to_string(out.join(format!("plenary-{scenario}.json"))).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&out);
+        assert!(status.success(), "{scenario}: the run ends normally, with its report");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON report");
+        let stopped = v["stopped"].as_str().unwrap_or_default();
+        assert!(stopped.contains("exited"), "{scenario}: {v}");
+        let last = v["steps"].as_array().and_then(|s| s.last()).expect("the failed step is reported").clone();
+        assert!(last["error"].as_str().is_some_and(|e| e.contains("exited")), "{scenario}: {last}");
+        assert!(last["rss_mib"].is_null() && last["server_cpu"].is_null(), "{scenario}: {last}");
+    }
 }
