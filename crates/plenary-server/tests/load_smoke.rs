@@ -126,6 +126,7 @@ fn gone(pid: u32) -> bool {
 
 /// Starts `plenary load <args> --warmup 0`, unpinned, into a fresh output
 /// directory; returns it, its server's pid once started, and the directory.
+#[allow(clippy::zombie_processes, reason = "returned to the caller, which waits for it")]
 fn start_harness(tag: &str, args: &[&str]) -> (std::process::Child, u32, PathBuf) {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let out = std::env::temp_dir().join(format!("plenary-load-smoke-{tag}-{}-{nanos}", std::process::id()));
