@@ -19,6 +19,9 @@ use crate::target::{
 /// the top layer.
 const PREFERRED_SIZE: (u32, u32) = (1280, 720);
 
+/// How long connecting the signaling WebSocket, and then being joined, may take.
+const SIGNALING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A running `plenary serve`.
 pub struct Plenary {
     process: ServerProcess,
@@ -75,7 +78,7 @@ impl Target for Plenary {
     fn open<'a>(&'a self, room: &'a str, role: Role) -> BoxFuture<'a, Result<Vec<Peer>, LoadError>> {
         Box::pin(async move {
             let url = format!("ws://{}/ws", self.http);
-            let (mut ws, _) = tokio::time::timeout(Duration::from_secs(20), tokio_tungstenite::connect_async(url))
+            let (mut ws, _) = tokio::time::timeout(SIGNALING_TIMEOUT, tokio_tungstenite::connect_async(url))
                 .await
                 .map_err(|_| LoadError::Signaling("WebSocket connect timed out".into()))?
                 .map_err(|e| LoadError::Signaling(e.to_string()))?;
@@ -86,8 +89,11 @@ impl Target for Plenary {
             ws.send(Message::text(plenary_proto::encode(&join)))
                 .await
                 .map_err(|e| LoadError::Signaling(e.to_string()))?;
+            // One deadline for the whole wait: a server chattering other
+            // messages (or pings) must not hold the ramp forever.
+            let deadline = tokio::time::Instant::now() + SIGNALING_TIMEOUT;
             loop {
-                let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+                let msg = tokio::time::timeout_at(deadline, ws.next())
                     .await
                     .map_err(|_| LoadError::Signaling("no answer to join".into()))?;
                 match msg {
@@ -163,5 +169,38 @@ impl Target for Plenary {
             let signaling = Signaling { client_offers: true, to_server, from_server };
             Ok(vec![Peer { role, link: PeerLink::WebRtc(signaling) }])
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A server that accepts the join but only ever sends other messages.
+    #[tokio::test]
+    async fn a_server_chattering_instead_of_joining_fails_the_open_in_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            loop {
+                let pong = plenary_proto::encode(&ServerMsg::Pong { id: 1 });
+                if ws.send(Message::text(pong)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let process =
+            ServerProcess::spawn(Path::new("sleep"), &["60".into()], &[], None, dir.path().join("log")).unwrap();
+        let target = Plenary { process, http };
+        let started = tokio::time::Instant::now();
+        let r = target.open("room", Role::Subscriber).await;
+        assert!(matches!(r, Err(LoadError::Signaling(ref m)) if m.contains("no answer")), "{:?}", r.err());
+        assert!(started.elapsed() < SIGNALING_TIMEOUT + Duration::from_secs(10));
     }
 }
