@@ -148,6 +148,20 @@ fn open_file_limit() -> u64 {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(soft, _)| soft)
 }
 
+/// Refuses a target named twice (its second run would overwrite the
+/// first's `<target>-<scenario>.json`) and an empty list.
+fn check_targets(targets: &[TargetKind]) -> Result<(), LoadError> {
+    if targets.is_empty() {
+        return Err(LoadError::Usage("--target: name at least one target".into()));
+    }
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].contains(t) {
+            return Err(LoadError::Usage(format!("--target: {} is named twice", t.name())));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a CPU this machine does not have.
 fn check_cpu(flag: &str, cpu: CpuChoice, cores: usize) -> Result<(), LoadError> {
     match cpu.0 {
@@ -179,6 +193,7 @@ pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
     check_cpu("--server-cpu", args.server_cpu, cores)?;
     check_cpu("--generator-cpu", args.generator_cpu, cores)?;
     let steps = checked_steps(args.scenario, &args.steps, open_file_limit())?;
+    check_targets(&args.target)?;
     let plenary_bin = match &args.plenary_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()?,
@@ -337,6 +352,9 @@ mod tests {
         assert!(checked_steps(Scenario::Fanout, &[50, 4_000], 20_000).is_ok());
         assert!(usage(check_cpu("--server-cpu", CpuChoice(Some(2)), 2).map(|()| vec![])));
         assert!(check_cpu("--server-cpu", CpuChoice(Some(1)), 2).is_ok());
+        let targets = parse(&["--target", "plenary,janus,plenary"]).unwrap().target;
+        assert!(usage(check_targets(&targets).map(|()| vec![])));
+        assert!(check_targets(&parse(&["--target", "plenary,janus"]).unwrap().target).is_ok());
     }
 
     #[test]
