@@ -71,7 +71,8 @@ pub struct LoadArgs {
     /// Participants connecting at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub join_batch: u32,
-    /// Directory for `<target>-<scenario>.json`, `load.md` and `load.svg`.
+    /// Directory for `<target>-<scenario>.json`, `load.md` and `load.svg`
+    /// (idle: `plenary-idle.json` and `idle.md`), and `work/` (server logs, Janus config).
     #[arg(long, default_value = "load-results")]
     pub out: PathBuf,
 }
@@ -143,6 +144,19 @@ fn checked_steps(scenario: Scenario, steps: &[u32], nofile: u64) -> Result<Vec<u
     Ok(steps)
 }
 
+/// Refuses `--scenario idle` with a target other than Plenary before any
+/// target starts: Janus VideoRoom subscribers need a publisher to
+/// subscribe to, and the relays keep no sessions to measure.
+fn check_scenario_targets(scenario: Scenario, targets: &[TargetKind]) -> Result<(), LoadError> {
+    match targets.iter().find(|t| **t != TargetKind::Plenary) {
+        Some(t) if scenario == Scenario::Idle => Err(LoadError::Usage(format!(
+            "--scenario idle works only with --target plenary, not {} (Janus subscribers need a publisher; the relays keep no sessions)",
+            t.name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The soft open-file limit (`RLIMIT_NOFILE`), unlimited if unknown.
 fn open_file_limit() -> u64 {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(soft, _)| soft)
@@ -192,6 +206,7 @@ pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     check_cpu("--server-cpu", args.server_cpu, cores)?;
     check_cpu("--generator-cpu", args.generator_cpu, cores)?;
+    check_scenario_targets(args.scenario, &args.target)?;
     let steps = checked_steps(args.scenario, &args.steps, open_file_limit())?;
     check_targets(&args.target)?;
     let plenary_bin = match &args.plenary_bin {
@@ -355,6 +370,30 @@ mod tests {
         let targets = parse(&["--target", "plenary,janus,plenary"]).unwrap().target;
         assert!(usage(check_targets(&targets).map(|()| vec![])));
         assert!(check_targets(&parse(&["--target", "plenary,janus"]).unwrap().target).is_ok());
+    }
+
+    #[test]
+    fn idle_with_a_target_other_than_plenary_is_refused_before_anything_starts() {
+        let all = [TargetKind::Plenary, TargetKind::Janus, TargetKind::UdpRelay, TargetKind::SrtpRelay];
+        assert!(check_scenario_targets(Scenario::Idle, &[TargetKind::Plenary]).is_ok());
+        for scenario in [Scenario::Fanout, Scenario::Meeting] {
+            assert!(check_scenario_targets(scenario, &all).is_ok());
+        }
+        for t in &all[1..] {
+            match check_scenario_targets(Scenario::Idle, &[TargetKind::Plenary, *t]) {
+                Err(LoadError::Usage(m)) => {
+                    assert!(m.contains("--scenario idle") && m.contains(&format!("not {}", t.name())), "{m}");
+                }
+                other => panic!("idle with {} accepted: {other:?}", t.name()),
+            }
+        }
+        // Through main: a usage error (exit 2) before any server is started or file written.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let args = parse(&["--scenario", "idle", "--target", "janus", "--steps", "1", "--out", out.to_str().unwrap()])
+            .unwrap();
+        assert!(matches!(main(args), Err(LoadError::Usage(_))));
+        assert!(!out.exists(), "a refused run wrote {}", out.display());
     }
 
     #[test]

@@ -84,7 +84,7 @@ async fn wait_connected(parts: &[Participant], from: usize, timeout: Duration) {
 /// (the relays).
 pub async fn run(cfg: &RunConfig) -> Result<IdleReport, LoadError> {
     if cfg.target != crate::TargetKind::Plenary {
-        return Err(LoadError::Unsupported("idle: only --target plenary has subscribers without a publisher"));
+        return Err(LoadError::Unsupported("the idle scenario with a target other than plenary"));
     }
     let started_unix =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

@@ -104,7 +104,7 @@ pub enum LoadError {
         /// Why.
         source: std::io::Error,
     },
-    /// This target is not available in this build.
-    #[error("target {0} is not implemented yet")]
+    /// A target and scenario this harness cannot run together.
+    #[error("not supported: {0}")]
     Unsupported(&'static str),
 }

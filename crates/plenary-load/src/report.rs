@@ -62,8 +62,10 @@ const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"
 /// An SVG with two panels against receivers (log scale): server CPU-seconds
 /// per million forwarded packets, and loss %, one line per run.
 pub fn svg(runs: &[RunReport], title: &str) -> String {
-    let (w, h) = (900.0, 420.0);
     let panel_w = 380.0;
+    // Left margins of both panels (y-axis labels) and a right margin for
+    // the last x-axis label, which is centred on the panel's right edge.
+    let (w, h) = (70.0 + panel_w + 70.0 + panel_w + 40.0, 420.0);
     let (top, bottom) = (60.0, 350.0);
     let xs: Vec<f64> = runs.iter().flat_map(|r| r.steps.iter().map(|s| s.subscribers.max(1) as f64)).collect();
     let xmin = xs.iter().copied().fold(f64::INFINITY, f64::min).max(1.0);
@@ -227,6 +229,22 @@ mod tests {
         assert!(svg.starts_with("<svg"));
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 4);
+        // Every label lies inside the picture (a tick label centred on the
+        // right panel's edge was cut in half).
+        let width: f64 = svg.split("width=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().parse().unwrap();
+        for text in svg.split("<text ").skip(1) {
+            let x: f64 = text.split("x=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().parse().unwrap();
+            let chars = text.split('>').nth(1).and_then(|s| s.split('<').next()).unwrap().chars().count() as f64;
+            // Font size 12: about 7 px per character; middle-anchored text spans half each side.
+            let right = if text.contains(r#"text-anchor="middle""#) {
+                x + chars * 3.5
+            } else if text.contains(r#"text-anchor="end""#) {
+                x
+            } else {
+                x + chars * 7.0
+            };
+            assert!(right <= width, "label at x={x} ({chars} chars) runs past the {width} px picture");
+        }
         assert_eq!(nice(0.7), 1.0);
         assert_eq!(nice(3.0), 5.0);
     }

@@ -22,7 +22,7 @@ pub enum Scenario {
     /// (b) meetings of N participants, all publishing and receiving.
     Meeting,
     /// Subscribers in a room where nothing is published: memory and CPU
-    /// per idle subscriber ([`crate::idle`]).
+    /// per idle subscriber (Plenary only; see the `idle` module).
     Idle,
 }
 
