@@ -219,7 +219,10 @@ pub fn main(args: LoadArgs) -> Result<Vec<RunReport>, LoadError> {
             TargetKind::Janus => {
                 crate::process::check_executable(&args.janus_bin, "; Debian: apt-get install janus")?;
             }
-            TargetKind::UdpRelay | TargetKind::SrtpRelay => {}
+            TargetKind::UdpRelay | TargetKind::SrtpRelay => crate::process::check_executable(
+                &crate::relay::relay_bin(&plenary_bin),
+                "; build it with cargo build --release -p plenary-load (it must sit beside plenary)",
+            )?,
         }
     }
     if let Some(c) = args.generator_cpu.0 {
@@ -394,6 +397,34 @@ mod tests {
             .unwrap();
         assert!(matches!(main(args), Err(LoadError::Usage(_))));
         assert!(!out.exists(), "a refused run wrote {}", out.display());
+    }
+
+    #[test]
+    fn a_relay_target_without_plenary_relay_beside_plenary_is_refused_before_anything_starts() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let plenary = dir.path().join("plenary");
+        std::fs::write(&plenary, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&plenary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = dir.path().join("out");
+        for target in ["plenary,udp-relay", "srtp-relay"] {
+            let args = parse(&[
+                "--target",
+                target,
+                "--plenary-bin",
+                plenary.to_str().unwrap(),
+                "--steps",
+                "1",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .unwrap();
+            match main(args) {
+                Err(LoadError::Usage(m)) => assert!(m.contains("plenary-relay") && m.contains("cargo build"), "{m}"),
+                other => panic!("{target} without plenary-relay accepted: {other:?}"),
+            }
+            assert!(!out.exists(), "a refused run wrote {}", out.display());
+        }
     }
 
     #[test]

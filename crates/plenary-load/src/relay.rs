@@ -10,7 +10,7 @@
 //! A relay has one room: every subscriber receives every publisher.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -29,10 +29,10 @@ pub struct Relay {
     next_subscriber: AtomicU32,
 }
 
-/// The relay binary: `plenary-relay` beside `opts.plenary_bin` (both are
-/// built by `cargo build --release`).
-fn relay_bin(opts: &StartOptions) -> PathBuf {
-    opts.plenary_bin.with_file_name("plenary-relay")
+/// The relay binary: `plenary-relay` beside `plenary_bin` (both are
+/// built by `cargo build --release -p plenary-server -p plenary-load`).
+pub fn relay_bin(plenary_bin: &Path) -> PathBuf {
+    plenary_bin.with_file_name("plenary-relay")
 }
 
 /// Starts `plenary-relay` pinned to `opts.server_cpu` on a free loopback
@@ -43,7 +43,7 @@ fn relay_bin(opts: &StartOptions) -> PathBuf {
 /// build --release -p plenary-load`) or does not start.
 pub async fn start(opts: &StartOptions, srtp: bool) -> Result<Box<dyn Target>, LoadError> {
     let target = if srtp { "srtp-relay" } else { "udp-relay" };
-    let bin = relay_bin(opts);
+    let bin = relay_bin(&opts.plenary_bin);
     if !bin.exists() {
         return Err(LoadError::Start {
             target,
