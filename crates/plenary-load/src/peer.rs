@@ -161,17 +161,11 @@ impl Counter {
     /// Counts one RTP packet; returns whether to decrypt it for latency,
     /// and whether it is audio.
     fn count(&mut self, h: &RtpHead, len: usize, stats: &PeerStats) -> (bool, bool) {
-        let sample = self.sample(h, len, stats);
-        let audio = self.pts.0.get(usize::from(h.pt)) == Some(&Kind::Audio);
-        (sample, audio)
-    }
-
-    fn sample(&mut self, h: &RtpHead, len: usize, stats: &PeerStats) -> bool {
         stats.packets_rx.fetch_add(1, Ordering::Relaxed);
         stats.bytes_rx.fetch_add(len as u64, Ordering::Relaxed);
         let kind = self.pts.0.get(usize::from(h.pt)).copied().unwrap_or(Kind::Unknown);
         let s = self.ssrcs.entry(h.ssrc).or_insert(SsrcState { prev_marker: true });
-        match kind {
+        let sample = match kind {
             Kind::Unknown => false,
             Kind::Audio => {
                 stats.audio_frames_rx.fetch_add(1, Ordering::Relaxed);
@@ -185,7 +179,8 @@ impl Counter {
                 }
                 first && rand::random_ratio(1, self.sample_every)
             }
-        }
+        };
+        (sample, kind == Kind::Audio)
     }
 }
 
@@ -308,7 +303,7 @@ async fn webrtc(
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     // Without kernel stamps latency falls back to read times.
     let _ = rx_stamp::enable(&socket);
-    let mut arrivals: Vec<(u32, u16, Instant)> = Vec::new();
+    let mut arrivals: Vec<Arrival> = Vec::new();
     let mut builder = Rtc::builder().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true);
     if role.subscribes() {
         // str0m sees only the sample: its transport-wide CC feedback would
@@ -426,25 +421,31 @@ async fn webrtc(
                     let now = Instant::now();
                     let d = &buf[..n];
                     let head = if connected { RtpHead::parse(d) } else { None };
+                    // None: an RTP packet only counted; Some(Some(_)): the
+                    // sample, for str0m to decrypt; Some(None): not RTP
+                    // (STUN, DTLS, RTCP), for str0m.
                     let feed = match head {
                         Some(h) => {
                             if stats.join_us.load(Ordering::Relaxed) == 0 {
                                 stats.join_us.store((now - opened_at).as_micros().max(1) as u64, Ordering::Relaxed);
                             }
-                            counter.count(&h, n, stats).0
+                            let (sample, audio) = counter.count(&h, n, stats);
+                            sample.then_some(Some(Arrival { ssrc: h.ssrc, seq: h.seq, at, audio }))
                         }
-                        None => true,
+                        None => Some(None),
                     };
-                    if feed && let Ok(contents) = d.try_into() {
+                    if let Some(sampled) = feed
+                        && let Ok(contents) = d.try_into()
+                    {
                         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source: from, destination: local, contents });
                         if rtc.accepts(&input) {
                             rtc.handle_input(input).map_err(|e| e.to_string())?;
                             fed = true;
-                            if let Some(h) = head {
+                            if let Some(a) = sampled {
                                 if arrivals.len() >= MAX_ARRIVALS {
                                     arrivals.remove(0);
                                 }
-                                arrivals.push((h.ssrc, h.seq, at));
+                                arrivals.push(a);
                             }
                             if let Some(h) = head
                                 && let Some(rx) = rtc.direct_api().stream_rx(&h.ssrc.into())
@@ -505,9 +506,19 @@ struct Handler<'a> {
     clock: &'a Clock,
     connected: &'a mut bool,
     sender: &'a mut Option<Sender>,
-    /// Sampled RTP packets given to the session: (SSRC, sequence number,
-    /// when the kernel received it); taken by their `RtpPacket` events.
-    arrivals: &'a mut Vec<(u32, u16, Instant)>,
+    /// Sampled RTP packets given to the session, taken by their
+    /// `RtpPacket` events.
+    arrivals: &'a mut Vec<Arrival>,
+}
+
+/// A sampled RTP packet handed to str0m for decryption.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    ssrc: u32,
+    seq: u16,
+    /// When the kernel received it.
+    at: Instant,
+    audio: bool,
 }
 
 impl<'a> Handler<'a> {
@@ -516,15 +527,15 @@ impl<'a> Handler<'a> {
         clock: &'a Clock,
         connected: &'a mut bool,
         sender: &'a mut Option<Sender>,
-        arrivals: &'a mut Vec<(u32, u16, Instant)>,
+        arrivals: &'a mut Vec<Arrival>,
     ) -> Self {
         Handler { stats, clock, connected, sender, arrivals }
     }
 
-    /// When the sampled packet `(ssrc, seq)` reached the socket, if noted.
-    fn arrival(&mut self, ssrc: u32, seq: u16) -> Option<Instant> {
-        let i = self.arrivals.iter().position(|a| a.0 == ssrc && a.1 == seq)?;
-        Some(self.arrivals.swap_remove(i).2)
+    /// The sampled packet `(ssrc, seq)`, if it was one.
+    fn arrival(&mut self, ssrc: u32, seq: u16) -> Option<Arrival> {
+        let i = self.arrivals.iter().position(|a| a.ssrc == ssrc && a.seq == seq)?;
+        Some(self.arrivals.swap_remove(i))
     }
 }
 
@@ -557,14 +568,11 @@ fn drain(rtc: &mut Rtc, socket: &UdpSocket, timeout: &mut Instant, h: &mut Handl
                     }
                 }
                 Event::RtpPacket(p) => {
-                    let audio = rtc
-                        .codec_config()
-                        .params()
-                        .iter()
-                        .find(|c| c.pt() == p.header.payload_type)
-                        .is_some_and(|c| c.spec().codec.is_audio());
-                    let at = h.arrival(*p.header.ssrc, p.header.sequence_number).unwrap_or(p.timestamp);
-                    record_latency(h.stats, h.clock, at, &p.payload, audio);
+                    // Only the counter's sample is timed (RTP reaches str0m
+                    // for nothing else).
+                    if let Some(a) = h.arrival(*p.header.ssrc, p.header.sequence_number) {
+                        record_latency(h.stats, h.clock, a.at, &p.payload, a.audio);
+                    }
                 }
                 _ => {}
             },
